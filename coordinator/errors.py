@@ -1,0 +1,32 @@
+"""The project's errors. Each carries the ids it is about; `retryable` says whether trying
+again later can help (a provider's 429 or a timeout) or not (an invalid number)."""
+
+from __future__ import annotations
+
+
+class CoordinatorError(Exception):
+    retryable = False
+
+
+class ConfigError(CoordinatorError):
+    """The config files have problems; `problems` lists each as `path:line: message`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem(s) in the config:\n" + "\n".join(problems))
+
+
+class StoreError(CoordinatorError):
+    retryable = True
+
+
+class IncidentNotFound(CoordinatorError):
+    def __init__(self, incident_id: str) -> None:
+        self.incident_id = incident_id
+        super().__init__(f"no incident with id {incident_id!r}")
+
+
+class PlaybookNotFound(CoordinatorError):
+    def __init__(self, playbook_id: str) -> None:
+        self.playbook_id = playbook_id
+        super().__init__(f"no playbook with id {playbook_id!r}")

@@ -1,0 +1,161 @@
+"""Typed records that flow through the service and the store."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Channel(StrEnum):
+    """Where a complaint came in."""
+
+    hotline = "hotline"
+    app = "app"
+    web = "web"
+    shop = "shop"
+    social = "social"
+    regulator = "regulator"
+
+
+# Categories every deployment knows; `categories.yaml` in the config dir may add more.
+BUILTIN_CATEGORIES: dict[str, str] = {
+    "outage": "移动网络/业务中断",
+    "broadband": "宽带故障",
+    "billing": "计费争议",
+    "vas": "增值业务/SP扣费",
+    "network_quality": "网络质量",
+    "service": "服务态度/渠道",
+    "install": "装机/移机",
+    "spam": "骚扰/垃圾信息",
+    "porting": "携号转网",
+    "other": "其他",
+}
+
+ALL_REGIONS = "*"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Complaint(Record):
+    id: str
+    received_at: datetime
+    channel: Channel
+    category: str
+    region: str
+    subscriber_hash: str | None = None
+    text: str = ""
+    ingested_at: datetime
+
+    def streams(self) -> tuple[str, str]:
+        """The two streams a complaint counts into: its category x region, and category-wide."""
+        return stream_key(self.category, self.region), stream_key(self.category, ALL_REGIONS)
+
+
+def stream_key(category: str, region: str) -> str:
+    return f"{category}/{region}"
+
+
+def bucket_start(when: datetime, bucket_seconds: int) -> int:
+    """Epoch seconds of the start of the bucket holding `when`."""
+    ts = int(when.timestamp())
+    return ts - ts % bucket_seconds
+
+
+def utc(ts: int | float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+class IncidentStatus(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    scripted = "scripted"
+    resolved = "resolved"
+    closed = "closed"
+
+
+OPEN_STATUSES = frozenset(
+    {IncidentStatus.open, IncidentStatus.acknowledged, IncidentStatus.scripted}
+)
+
+
+class Incident(Record):
+    id: str
+    playbook: str
+    title: str
+    status: IncidentStatus = IncidentStatus.open
+    severity: str
+    # Incidents opened by a surge carry its key; one open incident per key at a time.
+    surge_key: str | None = None
+    drill: bool = False
+    opened_at: datetime
+    opened_by: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    # The playbook as it was at opening: later file edits do not touch a running incident.
+    playbook_snapshot: dict[str, Any] = Field(default_factory=dict)
+    updated_at: datetime
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class TimelineEvent(Record):
+    at: datetime
+    kind: str
+    actor: str = "system"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeliveryStatus(StrEnum):
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    delivered = "delivered"
+    undelivered = "undelivered"
+    failed = "failed"
+
+
+# A status only moves forward: a late or repeated provider callback never undoes a later one.
+DELIVERY_RANK: dict[DeliveryStatus, int] = {
+    DeliveryStatus.queued: 0,
+    DeliveryStatus.sending: 1,
+    DeliveryStatus.sent: 2,
+    DeliveryStatus.delivered: 3,
+    DeliveryStatus.undelivered: 3,
+    DeliveryStatus.failed: 3,
+}
+
+
+class DeliveryKey(Record):
+    incident_id: str
+    version: int
+    person_id: str
+    channel: str  # "sms" | "email"
+
+    def as_id(self) -> str:
+        return f"{self.incident_id}:{self.version}:{self.person_id}:{self.channel}"
+
+
+class Delivery(Record):
+    key: DeliveryKey
+    status: DeliveryStatus = DeliveryStatus.queued
+    address: str
+    content_hash: str
+    provider_id: str | None = None
+    error: str | None = None
+    updated_at: datetime
+
+
+class Ack(Record):
+    incident_id: str
+    person_id: str
+    # The script version acknowledged; None for a role acknowledgement.
+    version: int | None = None
+    role: str | None = None
+    via: str
+    at: datetime

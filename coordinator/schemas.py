@@ -1,0 +1,363 @@
+"""Schemas of the config files (playbooks/, contacts/, drills/, categories.yaml).
+
+Each model checks what one file can check on its own; references between files are
+checked by `catalog.py`. Formats are documented in docs/config.md."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """'90s', '10m', '2h', '1d', '1h30m' -> timedelta. Bare numbers are refused: the unit
+    of a deadline should never be a guess."""
+    if isinstance(value, timedelta):
+        return value
+    text = str(value).strip()
+    match = _DURATION.match(text)
+    if not text or not match or not any(match.groups()):
+        raise ValueError(f"invalid duration {value!r} (use e.g. 90s, 10m, 2h, 1d, 1h30m)")
+    d, h, m, s = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out or "0s"
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("duration must be greater than zero")
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)")
+    return value
+
+
+def _cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_positive),
+    PlainSerializer(format_duration, return_type=str),
+]
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Phone = Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+Cron = Annotated[str, AfterValidator(_cron)]
+Text = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+Severity = Literal["minor", "major", "critical"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- contacts/ -------------------------------------------------------------------------
+
+
+class Region(Strict):
+    id: Id
+    name: Text
+
+
+class Team(Strict):
+    id: Id
+    name: Text
+    # emergency: holds playbook roles; frontline: receives the official script.
+    kind: Literal["emergency", "frontline"]
+
+
+class Person(Strict):
+    id: Id
+    name: Text
+    phone: Phone | None = None
+    email: Email | None = None
+    region: Id
+    teams: list[Id] = Field(min_length=1)
+    position: str = ""
+    # Told when this person does not acknowledge a script in time.
+    supervisor: Id | None = None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "Person":
+        if self.phone is None and self.email is None:
+            raise ValueError(f"person {self.id} has neither phone nor email")
+        return self
+
+
+class RotationOverride(Strict):
+    start: datetime
+    end: datetime
+    person: Id
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RotationOverride":
+        if self.end <= self.start:
+            raise ValueError("override end must be after its start")
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("override start and end need a UTC offset, e.g. 2026-12-01T09:00:00+08:00")
+        return self
+
+
+class Rotation(Strict):
+    id: Id
+    name: Text
+    timezone: TimeZone = "Asia/Shanghai"
+    period: Literal["daily", "weekly"] = "weekly"
+    # Weekly shifts change on this day (ignored for daily rotations) at `handoff_time`.
+    handoff_day: Weekday = "mon"
+    handoff_time: time = time(9, 0)
+    # The first listed member's shift starts at the first handoff on or after this date.
+    start: date
+    members: list[Id] = Field(min_length=1)
+    overrides: list[RotationOverride] = []
+
+
+class DoNotContact(Strict):
+    person: Id | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+    reason: Text
+    until: date | None = None
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> "DoNotContact":
+        if not (self.person or self.phone or self.email):
+            raise ValueError("a do-not-contact entry needs a person, phone or email")
+        return self
+
+
+class ContactsFile(Strict):
+    """One file in contacts/; any of the sections, merged across files."""
+
+    regions: list[Region] = []
+    teams: list[Team] = []
+    people: list[Person] = []
+    rotations: list[Rotation] = []
+    do_not_contact: list[DoNotContact] = []
+
+
+# --- playbooks/ ------------------------------------------------------------------------
+
+
+class Trigger(Strict):
+    categories: list[Id] = Field(min_length=1)
+    # Omitted: any region.
+    regions: list[Id] | None = None
+    min_count: int = Field(ge=1)
+    min_ratio: float = Field(ge=1.0)
+
+
+class SeverityRule(Strict):
+    level: Severity
+    ratio_at_least: float | None = None
+    count_at_least: int | None = None
+    regulator_at_least: int | None = None
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> "SeverityRule":
+        if self.ratio_at_least is None and self.count_at_least is None and self.regulator_at_least is None:
+            raise ValueError("a severity rule needs ratio_at_least, count_at_least or regulator_at_least")
+        return self
+
+
+class SeverityPolicy(Strict):
+    default: Severity
+    rules: list[SeverityRule] = []
+
+
+class Assignee(Strict):
+    """Who can hold a role: a team (optionally one position in it), a rotation, or a person."""
+
+    team: Id | None = None
+    position: str | None = None
+    rotation: Id | None = None
+    person: Id | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Assignee":
+        given = [k for k in ("team", "rotation", "person") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("name exactly one of team, rotation or person")
+        if self.position is not None and self.team is None:
+            raise ValueError("position goes with team")
+        return self
+
+
+class Role(Strict):
+    id: Id
+    title: Text
+    assign: Assignee
+    ack_within: Duration
+    # Backups, level by level: each is tried when the one before has not acknowledged
+    # within `ack_within`.
+    escalation: list[Assignee] = []
+
+
+class ScriptTemplates(Strict):
+    """Template files (paths under templates/) for one message, per channel."""
+
+    sms: Text
+    email_subject: Text
+    email_text: Text
+    email_html: Text
+
+
+class Param(Strict):
+    label: Text
+    required: bool = True
+    default: str | None = None
+    example: str | None = None
+
+
+class Script(Strict):
+    approval: Literal["auto", "leader"]
+    templates: ScriptTemplates
+    update: ScriptTemplates
+    # Parameters the templates use, given by the leader (or a drill) at trigger time.
+    params: dict[Id, Param] = {}
+
+
+class Audience(Strict):
+    teams: list[Id] = Field(min_length=1)
+    # `affected`: the regions of the surge (or the trigger's); `all`; or a list.
+    regions: Literal["affected", "all"] | list[Id] = "affected"
+    ack_within: Duration
+    # Reminder to those who have not acknowledged, then their supervisor is told.
+    remind_after: Duration | None = None
+    supervisor_after: Duration | None = None
+
+
+class Step(Strict):
+    action: Literal["remind_roles", "remind_audience", "status_update"]
+    at: Duration | None = None
+    every: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> "Step":
+        if (self.at is None) == (self.every is None):
+            raise ValueError("a step needs exactly one of at or every")
+        return self
+
+
+class StandDown(Strict):
+    templates: ScriptTemplates
+
+
+class FollowUp(Strict):
+    after: Duration
+    action: Literal["review", "report"]
+    notify_roles: list[Id] = Field(min_length=1)
+
+
+class Playbook(Strict):
+    id: Id
+    title: Text
+    description: str = ""
+    trigger: Trigger
+    severity: SeverityPolicy
+    roles: list[Role] = Field(min_length=1)
+    script: Script
+    audience: Audience
+    steps: list[Step] = []
+    stand_down: StandDown
+    follow_up: FollowUp
+
+
+# --- drills/ ---------------------------------------------------------------------------
+
+
+class SurgeScenario(Strict):
+    """A synthetic complaint surge fed through intake, so detection is exercised too."""
+
+    kind: Literal["surge"]
+    playbook: Id
+    category: Id
+    region: Id
+    shape: Literal["step", "ramp"] = "step"
+    multiplier: float = Field(gt=1.0)
+    duration: Duration
+    params: dict[Id, str] = {}
+
+
+class TriggerScenario(Strict):
+    """A direct trigger of a playbook, as a leader would do by hand."""
+
+    kind: Literal["trigger"]
+    playbook: Id
+    region: Id
+    params: dict[Id, str] = {}
+
+
+class DrillAudience(Strict):
+    teams: list[Id] | None = None
+    regions: list[Id] | None = None
+
+
+class DrillSuccess(Strict):
+    ack_within: Duration
+    min_ack_rate: float = Field(default=0.9, ge=0.0, le=1.0)
+
+
+class Drill(Strict):
+    id: Id
+    title: Text
+    schedule: Cron
+    timezone: TimeZone = "Asia/Shanghai"
+    scenario: Annotated[Union[SurgeScenario, TriggerScenario], Field(discriminator="kind")]
+    # Narrower than the playbook's audience, or omitted for the playbook's own.
+    audience: DrillAudience | None = None
+    channels: Literal["sandbox", "real"] = "sandbox"
+    success: DrillSuccess
+    max_duration: Duration = timedelta(hours=1)
+
+
+# --- categories.yaml -------------------------------------------------------------------
+
+
+class Category(Strict):
+    id: Id
+    name: Text
+
+
+class CategoriesFile(Strict):
+    categories: list[Category] = []

@@ -1,0 +1,77 @@
+"""The official script's templates: one sandboxed Jinja2 environment, and the checks run
+on every template at load so a syntax error or an unknown variable is caught before an
+incident, not during one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# Variables every script template may use. The script is byte-identical for every
+# recipient, so nothing here is per person (the email's ack link is added outside it).
+STANDARD_VARIABLES: dict[str, str] = {
+    "incident_id": "incident id, e.g. INC-20261124-0007",
+    "title": "the playbook's title",
+    "severity": "minor | major | critical",
+    "severity_label": "一般 | 较大 | 重大",
+    "category": "complaint category id",
+    "category_name": "complaint category name",
+    "region": "region id of the incident",
+    "region_name": "region name",
+    "opened_at": "opening time, local, 'YYYY-MM-DD HH:MM'",
+    "now": "time of rendering, local, 'YYYY-MM-DD HH:MM'",
+    "resolved_at": "resolution time, local (stand-down only; empty before)",
+    "version": "script version number (1, 2, ...)",
+    "supersedes": "the version this one replaces, or none",
+    "drill": "true in a drill: the message must say so",
+}
+
+TEMPLATE_SUFFIX = ".j2"
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.endswith((".html.j2", ".html"))
+
+
+def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
+    """Sandboxed (templates are files an admin edits, still not code we run), strict about
+    undefined names, HTML autoescaped for `*.html.j2`."""
+    return ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(str(templates_dir)),
+        undefined=StrictUndefined,
+        autoescape=_autoescape,
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    name: str
+    # Each variable the template reads from its context, with the line it is first read on.
+    variables: dict[str, int]
+
+
+class TemplateInvalid(Exception):
+    def __init__(self, name: str, line: int, message: str) -> None:
+        self.name, self.line, self.message = name, line, message
+        super().__init__(f"{name}:{line}: {message}")
+
+
+def inspect_template(env: ImmutableSandboxedEnvironment, name: str, source: str) -> TemplateInfo:
+    """Compile `source` (raising TemplateInvalid on a syntax error) and list its variables."""
+    try:
+        tree = env.parse(source, name=name)
+        env.compile(tree, name=name)
+    except TemplateSyntaxError as exc:
+        raise TemplateInvalid(name, exc.lineno or 1, f"template syntax error: {exc.message}") from None
+    undeclared = meta.find_undeclared_variables(tree)
+    lines: dict[str, int] = {}
+    for node in tree.find_all(nodes.Name):
+        if node.name in undeclared and node.ctx == "load":
+            lines.setdefault(node.name, node.lineno)
+    return TemplateInfo(name, lines)

@@ -1,0 +1,74 @@
+"""Runtime settings, read from the environment once, by the caller (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_STORE = "sqlite:///coordinator.db"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    config_dir: Path = Path(".")
+    store_url: str = DEFAULT_STORE
+    bucket_minutes: int = 5
+    # Keyed hash for subscriber numbers. Unset: a random key is created once and kept in
+    # the store, so hashes stay stable across restarts and across instances sharing Redis.
+    subscriber_key: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_items: int = 10_000
+    max_age_days: int = 90
+    max_future_seconds: int = 300
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        simple = {
+            "COORDINATOR_HOST": ("host", str),
+            "COORDINATOR_PORT": ("port", int),
+            "COORDINATOR_CONFIG": ("config_dir", Path),
+            "COORDINATOR_STORE": ("store_url", str),
+            "COORDINATOR_BUCKET_MINUTES": ("bucket_minutes", int),
+            "COORDINATOR_SUBSCRIBER_KEY": ("subscriber_key", str),
+            "COORDINATOR_MAX_BODY_BYTES": ("max_body_bytes", int),
+            "COORDINATOR_MAX_ITEMS": ("max_items", int),
+            "COORDINATOR_MAX_AGE_DAYS": ("max_age_days", int),
+            "COORDINATOR_MAX_FUTURE_SECONDS": ("max_future_seconds", int),
+        }
+        for var, (name, kind) in simple.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = kind(raw)
+            except ValueError:
+                raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 1 <= self.bucket_minutes <= 1440:
+            raise SettingsError("bucket_minutes must be between 1 and 1440")
+        if not self.store_url.startswith(("sqlite://", "redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                f"store URL {self.store_url!r} is neither sqlite:///PATH nor redis://HOST:PORT/DB"
+            )
+
+    def with_(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def bucket_seconds(self) -> int:
+        return self.bucket_minutes * 60

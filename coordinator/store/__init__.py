@@ -1,0 +1,30 @@
+"""Storage backends behind one protocol; `open_store` picks one from a URL."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from .base import Store
+
+__all__ = ["Store", "open_store"]
+
+
+async def open_store(url: str, bucket_seconds: int) -> Store:
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db`, or `redis://host:port/db` (an
+    optional `?prefix=name:` query parameter namespaces the keys; default `coord:`)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        from .sqlite import SqliteStore
+
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise ValueError(f"store URL {url!r} names no file (use sqlite:///coordinator.db)")
+        return await SqliteStore.open(path, bucket_seconds)
+    if parts.scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisStore
+
+        query = parse_qs(parts.query)
+        prefix = query.pop("prefix", ["coord:"])[0]
+        clean = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+        return await RedisStore.open(clean, bucket_seconds, prefix)
+    raise ValueError(f"unknown store URL {url!r} (use sqlite:///PATH or redis://HOST:PORT/DB)")

@@ -1,0 +1,96 @@
+"""The Store protocol: everything the service keeps. Two backends implement it and one
+contract suite (tests/test_store_contract.py) runs against both.
+
+Implementations raise StoreError when the backend cannot be reached (retryable), and
+IncidentNotFound for an unknown incident id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol, Sequence
+
+from ..models import Ack, Complaint, Delivery, DeliveryKey, DeliveryStatus, Incident, TimelineEvent
+
+
+class Store(Protocol):
+    bucket_seconds: int
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the backend answers."""
+
+    async def get_or_create_secret(self, name: str, candidate: str) -> str:
+        """The secret stored under `name`; stores `candidate` first if there is none, so
+        every instance sharing the store ends up with the same value."""
+
+    # --- complaints and stream counts --------------------------------------------
+
+    async def add_complaints(self, complaints: Sequence[Complaint]) -> list[bool]:
+        """Store each complaint unless its id is already stored (also earlier in the same
+        batch) and count the new ones into their streams' buckets, atomically per
+        complaint: a complaint is counted exactly when it is stored. Returns, per input,
+        True if it was new."""
+
+    async def get_complaint(self, complaint_id: str) -> Complaint | None: ...
+
+    async def count_complaints(self) -> int: ...
+
+    async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+        """Non-zero counts of `stream` by bucket start (epoch seconds), start <= t < end."""
+
+    async def stream_names(self) -> list[str]: ...
+
+    # --- incidents ---------------------------------------------------------------
+
+    async def open_incident(self, incident: Incident, event: TimelineEvent) -> tuple[Incident, bool]:
+        """Create `incident` with `event` as the first entry of its timeline, unless an open
+        incident with the same surge_key exists: then return that one and False. Atomic
+        across every instance sharing the store."""
+
+    async def get_incident(self, incident_id: str) -> Incident: ...
+
+    async def save_incident(self, incident: Incident) -> None:
+        """Replace a stored incident. When it is no longer open its surge key is freed."""
+
+    async def list_incidents(
+        self, *, open_only: bool | None = None, drill: bool | None = None, playbook: str | None = None
+    ) -> list[Incident]:
+        """Incidents, newest first, filtered."""
+
+    async def append_timeline(self, incident_id: str, event: TimelineEvent) -> None: ...
+
+    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
+        """The incident's events, oldest first (append order)."""
+
+    # --- deliveries and acknowledgements -----------------------------------------
+
+    async def add_delivery(self, delivery: Delivery) -> bool:
+        """Record a delivery unless one with the same key exists; True if it was new."""
+
+    async def get_delivery(self, key: DeliveryKey) -> Delivery | None: ...
+
+    async def update_delivery(
+        self,
+        key: DeliveryKey,
+        status: DeliveryStatus,
+        *,
+        at: datetime,
+        provider_id: str | None = None,
+        error: str | None = None,
+    ) -> Delivery:
+        """Move a delivery forward to `status`. A status at or below the current one's rank
+        (a repeated or late callback) changes nothing. Returns the stored delivery."""
+
+    async def deliveries(self, incident_id: str) -> list[Delivery]: ...
+
+    async def record_ack(self, ack: Ack) -> bool:
+        """Record an acknowledgement; the first per (incident, person, version, role) wins.
+        True if it was new."""
+
+    async def acks(self, incident_id: str) -> list[Ack]:
+        """The incident's acknowledgements, oldest first."""
+
+
+def ack_id(ack: Ack) -> str:
+    return f"{ack.person_id}:{ack.version if ack.version is not None else '-'}:{ack.role or '-'}"

@@ -1,0 +1,52 @@
+"""Every Redis key name the project uses, built here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str = "coord:"
+
+    def secret(self, name: str) -> str:
+        return f"{self.prefix}secret:{name}"
+
+    def complaint(self, complaint_id: str) -> str:
+        return f"{self.prefix}complaint:{complaint_id}"
+
+    def complaint_count(self) -> str:
+        return f"{self.prefix}complaints:count"
+
+    def buckets(self, stream: str, day: int) -> str:
+        """Bucket counts of one stream for one UTC day (hash: bucket start -> count)."""
+        return f"{self.prefix}buckets:{stream}:{day}"
+
+    def streams(self) -> str:
+        return f"{self.prefix}streams"
+
+    def incident(self, incident_id: str) -> str:
+        return f"{self.prefix}incident:{incident_id}"
+
+    def incidents(self) -> str:
+        """Sorted set of incident ids by opening time."""
+        return f"{self.prefix}incidents"
+
+    def open_surge(self, surge_key: str) -> str:
+        """The id of the open incident for a surge key, if any."""
+        return f"{self.prefix}open-surge:{surge_key}"
+
+    def timeline(self, incident_id: str) -> str:
+        return f"{self.prefix}timeline:{incident_id}"
+
+    def delivery(self, delivery_id: str) -> str:
+        return f"{self.prefix}delivery:{delivery_id}"
+
+    def deliveries(self, incident_id: str) -> str:
+        return f"{self.prefix}deliveries:{incident_id}"
+
+    def acks(self, incident_id: str) -> str:
+        return f"{self.prefix}acks:{incident_id}"
+
+    def pattern(self) -> str:
+        return f"{self.prefix}*"

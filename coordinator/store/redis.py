@@ -1,0 +1,319 @@
+"""The shared store: Redis, for several coordinator instances. Every check-then-write is
+one Lua script, so it is atomic across instances. Key names come from keys.py."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import AsyncIterator, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import IncidentNotFound, StoreError
+from ..models import (
+    DELIVERY_RANK,
+    Ack,
+    Complaint,
+    Delivery,
+    DeliveryKey,
+    DeliveryStatus,
+    Incident,
+    TimelineEvent,
+    bucket_start,
+)
+from .base import ack_id
+from .keys import RedisKeys
+
+_DAY = 86400
+
+# KEYS: streams set, complaint counter. ARGV, 7 per complaint: complaint key, json,
+# bucket key 1, stream 1, bucket key 2, stream 2, bucket start.
+_ADD_COMPLAINTS = """
+local out = {}
+for i = 1, #ARGV, 7 do
+  if redis.call('SET', ARGV[i], ARGV[i+1], 'NX') then
+    redis.call('HINCRBY', ARGV[i+2], ARGV[i+6], 1)
+    redis.call('HINCRBY', ARGV[i+4], ARGV[i+6], 1)
+    redis.call('SADD', KEYS[1], ARGV[i+3], ARGV[i+5])
+    redis.call('INCR', KEYS[2])
+    out[#out+1] = 1
+  else
+    out[#out+1] = 0
+  end
+end
+return out
+"""
+
+# KEYS: open-surge key, incident key, incidents zset, timeline key.
+# ARGV: id, json, opened_at score, first event json, has surge key ('1'/'0').
+_OPEN_INCIDENT = """
+if ARGV[5] == '1' then
+  local existing = redis.call('GET', KEYS[1])
+  if existing then return existing end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('incident id exists') end
+if ARGV[5] == '1' then redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('RPUSH', KEYS[4], ARGV[4])
+return ARGV[1]
+"""
+
+# KEYS: incident key, open-surge key. ARGV: json, is open ('1'/'0'), id, has surge key.
+_SAVE_INCIDENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[4] == '1' and ARGV[2] == '0' and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+
+# KEYS: delivery hash, incident's delivery set. ARGV: rank, json, delivery id.
+_ADD_DELIVERY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'rank', ARGV[1], 'doc', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: delivery hash. ARGV: new rank, new json. -1 unknown, 0 not forward, 1 moved.
+_MOVE_DELIVERY = """
+local rank = redis.call('HGET', KEYS[1], 'rank')
+if not rank then return -1 end
+if tonumber(rank) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'rank', ARGV[1], 'doc', ARGV[2])
+return 1
+"""
+
+
+@asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StoreError(f"Redis store unavailable: {exc}") from exc
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis, bucket_seconds: int, prefix: str = "coord:") -> None:
+        self._r = client
+        self.bucket_seconds = bucket_seconds
+        self.keys = RedisKeys(prefix)
+        self._add_complaints = client.register_script(_ADD_COMPLAINTS)
+        self._open_incident = client.register_script(_OPEN_INCIDENT)
+        self._save_incident = client.register_script(_SAVE_INCIDENT)
+        self._add_delivery = client.register_script(_ADD_DELIVERY)
+        self._move_delivery = client.register_script(_MOVE_DELIVERY)
+
+    @classmethod
+    async def open(cls, url: str, bucket_seconds: int, prefix: str = "coord:") -> "RedisStore":
+        client = aioredis.from_url(url, decode_responses=True)
+        store = cls(client, bucket_seconds, prefix)
+        await store.ping()
+        return store
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+    async def ping(self) -> None:
+        async with _reachable():
+            await self._r.ping()
+
+    async def get_or_create_secret(self, name: str, candidate: str) -> str:
+        async with _reachable():
+            await self._r.set(self.keys.secret(name), candidate, nx=True)
+            return str(await self._r.get(self.keys.secret(name)))
+
+    # --- complaints ----------------------------------------------------------------
+
+    async def add_complaints(self, complaints: Sequence[Complaint]) -> list[bool]:
+        if not complaints:
+            return []
+        args: list[str | int] = []
+        for c in complaints:
+            bucket = bucket_start(c.received_at, self.bucket_seconds)
+            day = bucket // _DAY
+            own, wide = c.streams()
+            args += [
+                self.keys.complaint(c.id),
+                c.model_dump_json(),
+                self.keys.buckets(own, day),
+                own,
+                self.keys.buckets(wide, day),
+                wide,
+                bucket,
+            ]
+        async with _reachable():
+            result = await self._add_complaints(
+                keys=[self.keys.streams(), self.keys.complaint_count()], args=args
+            )
+        return [bool(x) for x in result]
+
+    async def get_complaint(self, complaint_id: str) -> Complaint | None:
+        async with _reachable():
+            doc = await self._r.get(self.keys.complaint(complaint_id))
+        return Complaint.model_validate_json(doc) if doc else None
+
+    async def count_complaints(self) -> int:
+        async with _reachable():
+            return int(await self._r.get(self.keys.complaint_count()) or 0)
+
+    async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+        first = bucket_start(start, self.bucket_seconds)
+        last = end.timestamp()
+        days = range(first // _DAY, int(last) // _DAY + 1)
+        async with _reachable():
+            async with self._r.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.hgetall(self.keys.buckets(stream, day))
+                results = await pipe.execute()
+        counts = {int(b): int(n) for part in results for b, n in part.items()}
+        return {b: counts[b] for b in sorted(counts) if first <= b < last}
+
+    async def stream_names(self) -> list[str]:
+        async with _reachable():
+            return sorted(await self._r.smembers(self.keys.streams()))
+
+    # --- incidents -----------------------------------------------------------------
+
+    async def open_incident(self, incident: Incident, event: TimelineEvent) -> tuple[Incident, bool]:
+        has_surge = incident.surge_key is not None
+        try:
+            async with _reachable():
+                got = await self._open_incident(
+                    keys=[
+                        self.keys.open_surge(incident.surge_key or ""),
+                        self.keys.incident(incident.id),
+                        self.keys.incidents(),
+                        self.keys.timeline(incident.id),
+                    ],
+                    args=[
+                        incident.id,
+                        incident.model_dump_json(),
+                        incident.opened_at.timestamp(),
+                        event.model_dump_json(),
+                        "1" if has_surge else "0",
+                    ],
+                )
+        except ResponseError as exc:
+            raise StoreError(f"incident id {incident.id} already exists") from exc
+        if got == incident.id:
+            return incident, True
+        return await self.get_incident(got), False
+
+    async def get_incident(self, incident_id: str) -> Incident:
+        async with _reachable():
+            doc = await self._r.get(self.keys.incident(incident_id))
+        if doc is None:
+            raise IncidentNotFound(incident_id)
+        return Incident.model_validate_json(doc)
+
+    async def save_incident(self, incident: Incident) -> None:
+        async with _reachable():
+            saved = await self._save_incident(
+                keys=[self.keys.incident(incident.id), self.keys.open_surge(incident.surge_key or "")],
+                args=[
+                    incident.model_dump_json(),
+                    "1" if incident.is_open else "0",
+                    incident.id,
+                    "1" if incident.surge_key is not None else "0",
+                ],
+            )
+        if not saved:
+            raise IncidentNotFound(incident.id)
+
+    async def list_incidents(
+        self, *, open_only: bool | None = None, drill: bool | None = None, playbook: str | None = None
+    ) -> list[Incident]:
+        async with _reachable():
+            ids = await self._r.zrevrange(self.keys.incidents(), 0, -1)
+            docs = await self._r.mget([self.keys.incident(i) for i in ids]) if ids else []
+        found = [Incident.model_validate_json(d) for d in docs if d]
+        found.sort(key=lambda i: (i.opened_at, i.id), reverse=True)
+        return [
+            i
+            for i in found
+            if (open_only is None or i.is_open == open_only)
+            and (drill is None or i.drill == drill)
+            and (playbook is None or i.playbook == playbook)
+        ]
+
+    async def append_timeline(self, incident_id: str, event: TimelineEvent) -> None:
+        async with _reachable():
+            if not await self._r.exists(self.keys.incident(incident_id)):
+                raise IncidentNotFound(incident_id)
+            await self._r.rpush(self.keys.timeline(incident_id), event.model_dump_json())
+
+    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
+        async with _reachable():
+            docs = await self._r.lrange(self.keys.timeline(incident_id), 0, -1)
+        return [TimelineEvent.model_validate_json(d) for d in docs]
+
+    # --- deliveries and acks -------------------------------------------------------
+
+    async def add_delivery(self, delivery: Delivery) -> bool:
+        did = delivery.key.as_id()
+        async with _reachable():
+            added = await self._add_delivery(
+                keys=[self.keys.delivery(did), self.keys.deliveries(delivery.key.incident_id)],
+                args=[DELIVERY_RANK[delivery.status], delivery.model_dump_json(), did],
+            )
+        return bool(added)
+
+    async def get_delivery(self, key: DeliveryKey) -> Delivery | None:
+        async with _reachable():
+            doc = await self._r.hget(self.keys.delivery(key.as_id()), "doc")
+        return Delivery.model_validate_json(doc) if doc else None
+
+    async def update_delivery(
+        self,
+        key: DeliveryKey,
+        status: DeliveryStatus,
+        *,
+        at: datetime,
+        provider_id: str | None = None,
+        error: str | None = None,
+    ) -> Delivery:
+        current = await self.get_delivery(key)
+        if current is None:
+            raise StoreError(f"no delivery {key.as_id()}")
+        if DELIVERY_RANK[status] <= DELIVERY_RANK[current.status]:
+            return current
+        updated = current.model_copy(
+            update={
+                "status": status,
+                "updated_at": at,
+                "provider_id": provider_id or current.provider_id,
+                "error": error if error is not None else current.error,
+            }
+        )
+        async with _reachable():
+            moved = await self._move_delivery(
+                keys=[self.keys.delivery(key.as_id())], args=[DELIVERY_RANK[status], updated.model_dump_json()]
+            )
+        if moved == 1:
+            return updated
+        # Another instance moved it further meanwhile: theirs stands.
+        return await self.get_delivery(key) or current
+
+    async def deliveries(self, incident_id: str) -> list[Delivery]:
+        async with _reachable():
+            ids = sorted(await self._r.smembers(self.keys.deliveries(incident_id)))
+            async with self._r.pipeline(transaction=False) as pipe:
+                for did in ids:
+                    pipe.hget(self.keys.delivery(did), "doc")
+                docs = await pipe.execute()
+        return [Delivery.model_validate_json(d) for d in docs if d]
+
+    async def record_ack(self, ack: Ack) -> bool:
+        async with _reachable():
+            return bool(await self._r.hsetnx(self.keys.acks(ack.incident_id), ack_id(ack), ack.model_dump_json()))
+
+    async def acks(self, incident_id: str) -> list[Ack]:
+        async with _reachable():
+            docs = await self._r.hvals(self.keys.acks(incident_id))
+        return sorted((Ack.model_validate_json(d) for d in docs), key=lambda a: (a.at, a.person_id))

@@ -1,0 +1,298 @@
+"""The embedded default store: one SQLite file in WAL mode, for one process.
+
+Writes go through one connection under one lock, so a check-then-insert (dedupe) is never
+interleaved with another coroutine's."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import aiosqlite
+
+from ..errors import IncidentNotFound, StoreError
+from ..models import (
+    DELIVERY_RANK,
+    Ack,
+    Complaint,
+    Delivery,
+    DeliveryKey,
+    DeliveryStatus,
+    Incident,
+    TimelineEvent,
+    bucket_start,
+)
+from .base import ack_id
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS complaints (
+    id TEXT PRIMARY KEY, received_at REAL NOT NULL, doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS buckets (
+    stream TEXT NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (stream, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY, surge_key TEXT, is_open INTEGER NOT NULL, opened_at REAL NOT NULL,
+    doc TEXT NOT NULL
+);
+-- One open incident per surge key, enforced by the database itself.
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_open_surge ON incidents (surge_key)
+    WHERE is_open = 1 AND surge_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS timeline (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, seq);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, rank INTEGER NOT NULL, doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries (incident_id);
+CREATE TABLE IF NOT EXISTS acks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, ack_id TEXT NOT NULL,
+    doc TEXT NOT NULL, UNIQUE (incident_id, ack_id)
+);
+"""
+
+_IN_CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
+
+
+class SqliteStore:
+    def __init__(self, db: aiosqlite.Connection, bucket_seconds: int) -> None:
+        self._db = db
+        self.bucket_seconds = bucket_seconds
+        self._write = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path, bucket_seconds: int) -> "SqliteStore":
+        try:
+            db = await aiosqlite.connect(str(path))
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA busy_timeout=5000")
+            await db.executescript(SCHEMA)
+            await db.commit()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
+        return cls(db, bucket_seconds)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def ping(self) -> None:
+        try:
+            await self._db.execute("SELECT 1")
+        except (sqlite3.Error, ValueError) as exc:
+            raise StoreError(f"SQLite store unavailable: {exc}") from exc
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self._db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def get_or_create_secret(self, name: str, candidate: str) -> str:
+        async with self._write:
+            await self._db.execute("INSERT OR IGNORE INTO secrets VALUES (?, ?)", (name, candidate))
+            await self._db.commit()
+        row = await self._one("SELECT value FROM secrets WHERE name = ?", (name,))
+        return str(row[0])
+
+    # --- complaints ----------------------------------------------------------------
+
+    async def add_complaints(self, complaints: Sequence[Complaint]) -> list[bool]:
+        async with self._write:
+            ids = [c.id for c in complaints]
+            known: set[str] = set()
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = await self._all(f"SELECT id FROM complaints WHERE id IN ({marks})", chunk)
+                known.update(r[0] for r in rows)
+            fresh: list[bool] = []
+            rows_in: list[tuple[str, float, str]] = []
+            counts: Counter[tuple[str, int]] = Counter()
+            for c in complaints:
+                is_new = c.id not in known
+                fresh.append(is_new)
+                if not is_new:
+                    continue
+                known.add(c.id)
+                rows_in.append((c.id, c.received_at.timestamp(), c.model_dump_json()))
+                bucket = bucket_start(c.received_at, self.bucket_seconds)
+                for stream in c.streams():
+                    counts[(stream, bucket)] += 1
+            if rows_in:
+                try:
+                    await self._db.executemany("INSERT INTO complaints VALUES (?, ?, ?)", rows_in)
+                    await self._db.executemany(
+                        "INSERT INTO buckets VALUES (?, ?, ?) ON CONFLICT (stream, bucket)"
+                        " DO UPDATE SET count = count + excluded.count",
+                        [(s, b, n) for (s, b), n in counts.items()],
+                    )
+                    await self._db.commit()
+                except sqlite3.Error as exc:
+                    await self._db.rollback()
+                    raise StoreError(f"storing complaints failed: {exc}") from exc
+            return fresh
+
+    async def get_complaint(self, complaint_id: str) -> Complaint | None:
+        row = await self._one("SELECT doc FROM complaints WHERE id = ?", (complaint_id,))
+        return Complaint.model_validate_json(row[0]) if row else None
+
+    async def count_complaints(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM complaints")
+        return int(row[0])
+
+    async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+        rows = await self._all(
+            "SELECT bucket, count FROM buckets WHERE stream = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
+            (stream, bucket_start(start, self.bucket_seconds), end.timestamp()),
+        )
+        return {int(b): int(n) for b, n in rows}
+
+    async def stream_names(self) -> list[str]:
+        return [r[0] for r in await self._all("SELECT DISTINCT stream FROM buckets ORDER BY stream")]
+
+    # --- incidents -----------------------------------------------------------------
+
+    async def open_incident(self, incident: Incident, event: TimelineEvent) -> tuple[Incident, bool]:
+        async with self._write:
+            try:
+                await self._db.execute(
+                    "INSERT INTO incidents VALUES (?, ?, ?, ?, ?)",
+                    (
+                        incident.id,
+                        incident.surge_key,
+                        int(incident.is_open),
+                        incident.opened_at.timestamp(),
+                        incident.model_dump_json(),
+                    ),
+                )
+                await self._db.execute(
+                    "INSERT INTO timeline (incident_id, doc) VALUES (?, ?)", (incident.id, event.model_dump_json())
+                )
+                await self._db.commit()
+                return incident, True
+            except sqlite3.IntegrityError:
+                await self._db.rollback()
+        row = await self._one(
+            "SELECT doc FROM incidents WHERE surge_key = ? AND is_open = 1", (incident.surge_key,)
+        )
+        if row is None:  # the id itself collided: a caller bug, not a race
+            raise StoreError(f"incident id {incident.id} already exists")
+        return Incident.model_validate_json(row[0]), False
+
+    async def get_incident(self, incident_id: str) -> Incident:
+        row = await self._one("SELECT doc FROM incidents WHERE id = ?", (incident_id,))
+        if row is None:
+            raise IncidentNotFound(incident_id)
+        return Incident.model_validate_json(row[0])
+
+    async def save_incident(self, incident: Incident) -> None:
+        async with self._write:
+            cur = await self._db.execute(
+                "UPDATE incidents SET is_open = ?, doc = ? WHERE id = ?",
+                (int(incident.is_open), incident.model_dump_json(), incident.id),
+            )
+            await self._db.commit()
+        if cur.rowcount == 0:
+            raise IncidentNotFound(incident.id)
+
+    async def list_incidents(
+        self, *, open_only: bool | None = None, drill: bool | None = None, playbook: str | None = None
+    ) -> list[Incident]:
+        sql, params = "SELECT doc FROM incidents", []
+        if open_only is not None:
+            sql += " WHERE is_open = ?"
+            params.append(int(open_only))
+        rows = await self._all(sql + " ORDER BY opened_at DESC, id DESC", params)
+        found = (Incident.model_validate_json(r[0]) for r in rows)
+        return [
+            i for i in found if (drill is None or i.drill == drill) and (playbook is None or i.playbook == playbook)
+        ]
+
+    async def append_timeline(self, incident_id: str, event: TimelineEvent) -> None:
+        await self.get_incident(incident_id)
+        async with self._write:
+            await self._db.execute(
+                "INSERT INTO timeline (incident_id, doc) VALUES (?, ?)", (incident_id, event.model_dump_json())
+            )
+            await self._db.commit()
+
+    async def timeline(self, incident_id: str) -> list[TimelineEvent]:
+        rows = await self._all("SELECT doc FROM timeline WHERE incident_id = ? ORDER BY seq", (incident_id,))
+        return [TimelineEvent.model_validate_json(r[0]) for r in rows]
+
+    # --- deliveries and acks -------------------------------------------------------
+
+    async def add_delivery(self, delivery: Delivery) -> bool:
+        async with self._write:
+            cur = await self._db.execute(
+                "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
+                (
+                    delivery.key.as_id(),
+                    delivery.key.incident_id,
+                    DELIVERY_RANK[delivery.status],
+                    delivery.model_dump_json(),
+                ),
+            )
+            await self._db.commit()
+        return cur.rowcount == 1
+
+    async def get_delivery(self, key: DeliveryKey) -> Delivery | None:
+        row = await self._one("SELECT doc FROM deliveries WHERE id = ?", (key.as_id(),))
+        return Delivery.model_validate_json(row[0]) if row else None
+
+    async def update_delivery(
+        self,
+        key: DeliveryKey,
+        status: DeliveryStatus,
+        *,
+        at: datetime,
+        provider_id: str | None = None,
+        error: str | None = None,
+    ) -> Delivery:
+        async with self._write:
+            current = await self.get_delivery(key)
+            if current is None:
+                raise StoreError(f"no delivery {key.as_id()}")
+            if DELIVERY_RANK[status] <= DELIVERY_RANK[current.status]:
+                return current
+            updated = current.model_copy(
+                update={
+                    "status": status,
+                    "updated_at": at,
+                    "provider_id": provider_id or current.provider_id,
+                    "error": error if error is not None else current.error,
+                }
+            )
+            await self._db.execute(
+                "UPDATE deliveries SET rank = ?, doc = ? WHERE id = ?",
+                (DELIVERY_RANK[status], updated.model_dump_json(), key.as_id()),
+            )
+            await self._db.commit()
+            return updated
+
+    async def deliveries(self, incident_id: str) -> list[Delivery]:
+        rows = await self._all("SELECT doc FROM deliveries WHERE incident_id = ? ORDER BY id", (incident_id,))
+        return [Delivery.model_validate_json(r[0]) for r in rows]
+
+    async def record_ack(self, ack: Ack) -> bool:
+        async with self._write:
+            cur = await self._db.execute(
+                "INSERT OR IGNORE INTO acks (incident_id, ack_id, doc) VALUES (?, ?, ?)",
+                (ack.incident_id, ack_id(ack), ack.model_dump_json()),
+            )
+            await self._db.commit()
+        return cur.rowcount == 1
+
+    async def acks(self, incident_id: str) -> list[Ack]:
+        rows = await self._all("SELECT doc FROM acks WHERE incident_id = ? ORDER BY seq", (incident_id,))
+        return sorted((Ack.model_validate_json(r[0]) for r in rows), key=lambda a: (a.at, a.person_id))

@@ -1,0 +1,102 @@
+"""Shared fixtures: a real Redis (COORDINATOR_TEST_REDIS_URL, else a redis-server started
+on a free port), and a store of each backend on a fresh namespace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+from coordinator.clock import ManualClock
+from coordinator.store import Store
+from coordinator.store.redis import RedisStore
+from coordinator.store.sqlite import SqliteStore
+
+REPO = Path(__file__).resolve().parent.parent
+BUCKET_SECONDS = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"Redis is required in CI: {reason}", pytrace=False)
+    pytest.skip(f"Redis not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("COORDINATOR_TEST_REDIS_URL")
+    if url:
+        try:
+            redis.Redis.from_url(url).ping()
+        except redis.RedisError as exc:
+            _unavailable(f"COORDINATOR_TEST_REDIS_URL={url} does not answer: {exc}")
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _unavailable("redis-server is not on PATH and COORDINATOR_TEST_REDIS_URL is not set")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        _unavailable(f"redis-server on port {port} did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def store(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh, empty store of each backend."""
+    if store_kind == "sqlite":
+        sqlite_store = await SqliteStore.open(tmp_path / "test.db", BUCKET_SECONDS)
+        yield sqlite_store
+        await sqlite_store.close()
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    redis_store = await RedisStore.open(url, BUCKET_SECONDS, prefix=prefix)
+    yield redis_store
+    cleanup = redis.Redis.from_url(url)
+    for key in cleanup.scan_iter(match=f"{prefix}*", count=1000):
+        cleanup.delete(key)
+    await redis_store.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc))

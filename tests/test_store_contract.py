@@ -1,0 +1,216 @@
+"""One contract, every backend: each test runs on SQLite and on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from coordinator.errors import IncidentNotFound
+from coordinator.models import (
+    Ack,
+    Channel,
+    Complaint,
+    Delivery,
+    DeliveryKey,
+    DeliveryStatus,
+    Incident,
+    IncidentStatus,
+    TimelineEvent,
+)
+from coordinator.store import Store
+from coordinator.store.redis import RedisStore
+from coordinator.store.sqlite import SqliteStore
+
+from .conftest import BUCKET_SECONDS
+
+T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
+
+
+def complaint(cid: str, at: datetime = T0, category: str = "broadband", region: str = "hangzhou") -> Complaint:
+    return Complaint(
+        id=cid, received_at=at, channel=Channel.hotline, category=category, region=region,
+        subscriber_hash="h" + cid, text="宽带断网", ingested_at=at,
+    )
+
+
+def incident(iid: str, surge_key: str | None = "broadband/hangzhou", **extra: object) -> Incident:
+    fields: dict[str, object] = dict(
+        id=iid, playbook="broadband-outage", title="宽带大面积故障", severity="major",
+        surge_key=surge_key, opened_at=T0, opened_by="surge", updated_at=T0,
+    )
+    fields.update(extra)
+    return Incident.model_validate(fields)
+
+
+def opened(by: str = "surge") -> TimelineEvent:
+    return TimelineEvent(at=T0, kind="opened", actor=by)
+
+
+async def test_complaints_are_stored_once_and_counted_once(store: Store) -> None:
+    first = await store.add_complaints([complaint("a"), complaint("b"), complaint("a")])
+    again = await store.add_complaints([complaint("b"), complaint("c")])
+    assert first == [True, True, False]
+    assert again == [False, True]
+    assert await store.count_complaints() == 3
+    got = await store.get_complaint("a")
+    assert got == complaint("a")
+    assert await store.get_complaint("nope") is None
+    counts = await store.bucket_counts("broadband/hangzhou", T0, T0 + timedelta(minutes=5))
+    assert counts == {int(T0.timestamp()): 3}
+
+
+async def test_each_complaint_counts_into_its_stream_and_the_category_wide_one(store: Store) -> None:
+    await store.add_complaints(
+        [
+            complaint("1", T0, region="hangzhou"),
+            complaint("2", T0 + timedelta(minutes=4, seconds=59), region="ningbo"),
+            complaint("3", T0 + timedelta(minutes=5), region="hangzhou"),
+            complaint("4", T0 + timedelta(days=1, minutes=1), region="hangzhou"),
+        ]
+    )
+    b0 = int(T0.timestamp())
+    span = (T0, T0 + timedelta(days=2))
+    assert await store.bucket_counts("broadband/hangzhou", *span) == {
+        b0: 1, b0 + BUCKET_SECONDS: 1, b0 + 86400: 1,
+    }
+    assert await store.bucket_counts("broadband/ningbo", *span) == {b0: 1}
+    assert await store.bucket_counts("broadband/*", *span) == {b0: 2, b0 + BUCKET_SECONDS: 1, b0 + 86400: 1}
+    # the end is exclusive, a start inside a bucket includes that bucket
+    assert await store.bucket_counts("broadband/*", T0 + timedelta(minutes=2), T0 + timedelta(minutes=5)) == {b0: 2}
+    assert await store.stream_names() == [
+        "broadband/*", "broadband/hangzhou", "broadband/ningbo",
+    ]
+
+
+async def test_secret_is_created_once(store: Store) -> None:
+    assert await store.get_or_create_secret("subscriber", "first") == "first"
+    assert await store.get_or_create_secret("subscriber", "second") == "first"
+
+
+async def test_one_open_incident_per_surge_key(store: Store) -> None:
+    created, is_new = await store.open_incident(incident("INC-1"), opened())
+    assert is_new and created.id == "INC-1"
+    same, is_new = await store.open_incident(incident("INC-2"), opened())
+    assert not is_new and same.id == "INC-1"
+    other, is_new = await store.open_incident(incident("INC-3", surge_key="billing/*"), opened())
+    assert is_new and other.id == "INC-3"
+    manual_a, new_a = await store.open_incident(incident("INC-4", surge_key=None), opened("leader"))
+    manual_b, new_b = await store.open_incident(incident("INC-5", surge_key=None), opened("leader"))
+    assert new_a and new_b
+    # once resolved, the key is free again
+    await store.save_incident(created.model_copy(update={"status": IncidentStatus.resolved}))
+    reopened, is_new = await store.open_incident(incident("INC-6"), opened())
+    assert is_new and reopened.id == "INC-6"
+    assert (await store.get_incident("INC-1")).status == IncidentStatus.resolved
+
+
+async def test_concurrent_openers_make_one_incident(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.open_incident(incident(f"INC-{i}"), opened()) for i in range(50))
+    )
+    winners = [inc.id for inc, new in results if new]
+    assert len(winners) == 1
+    assert {inc.id for inc, _ in results} == set(winners)
+    assert len(await store.list_incidents()) == 1
+
+
+async def test_unknown_incident_raises(store: Store) -> None:
+    with pytest.raises(IncidentNotFound):
+        await store.get_incident("INC-404")
+    with pytest.raises(IncidentNotFound):
+        await store.save_incident(incident("INC-404"))
+    with pytest.raises(IncidentNotFound):
+        await store.append_timeline("INC-404", opened())
+
+
+async def test_list_incidents_filters_newest_first(store: Store) -> None:
+    await store.open_incident(incident("INC-1", opened_at=T0), opened())
+    await store.open_incident(
+        incident("INC-2", surge_key="billing/*", playbook="billing-error", opened_at=T0 + timedelta(hours=1)), opened()
+    )
+    await store.open_incident(
+        incident("INC-3", surge_key=None, drill=True, opened_at=T0 + timedelta(hours=2)), opened()
+    )
+    inc1 = await store.get_incident("INC-1")
+    await store.save_incident(inc1.model_copy(update={"status": IncidentStatus.closed}))
+    ids = lambda found: [i.id for i in found]  # noqa: E731
+    assert ids(await store.list_incidents()) == ["INC-3", "INC-2", "INC-1"]
+    assert ids(await store.list_incidents(open_only=True)) == ["INC-3", "INC-2"]
+    assert ids(await store.list_incidents(open_only=False)) == ["INC-1"]
+    assert ids(await store.list_incidents(drill=True)) == ["INC-3"]
+    assert ids(await store.list_incidents(drill=False, playbook="broadband-outage")) == ["INC-1"]
+
+
+async def test_timeline_is_append_only_in_order(store: Store) -> None:
+    await store.open_incident(incident("INC-1"), opened())
+    for n in range(5):
+        await store.append_timeline(
+            "INC-1", TimelineEvent(at=T0 + timedelta(minutes=n), kind="note", actor="leader", data={"n": n})
+        )
+    events = await store.timeline("INC-1")
+    assert [e.kind for e in events] == ["opened"] + ["note"] * 5
+    assert [e.data.get("n") for e in events[1:]] == [0, 1, 2, 3, 4]
+    assert await store.timeline("INC-other") == []
+
+
+def delivery(person: str, channel: str = "sms") -> Delivery:
+    return Delivery(
+        key=DeliveryKey(incident_id="INC-1", version=1, person_id=person, channel=channel),
+        address="+8613900000001", content_hash="abc", updated_at=T0,
+    )
+
+
+async def test_delivery_is_deduplicated_and_only_moves_forward(store: Store) -> None:
+    d = delivery("p1")
+    assert await store.add_delivery(d) is True
+    assert await store.add_delivery(d) is False
+    assert await store.add_delivery(delivery("p1", "email")) is True
+    at = T0 + timedelta(seconds=5)
+    sent = await store.update_delivery(d.key, DeliveryStatus.sent, at=at, provider_id="SM1")
+    assert sent.status == DeliveryStatus.sent and sent.provider_id == "SM1"
+    done = await store.update_delivery(d.key, DeliveryStatus.delivered, at=at)
+    assert done.status == DeliveryStatus.delivered and done.provider_id == "SM1"
+    # a late "sent" and a duplicate "delivered" change nothing; neither does a late failure
+    for late in (DeliveryStatus.sent, DeliveryStatus.delivered, DeliveryStatus.failed):
+        assert (await store.update_delivery(d.key, late, at=at, error="x")).status == DeliveryStatus.delivered
+    stored = await store.get_delivery(d.key)
+    assert stored is not None and stored.status == DeliveryStatus.delivered and stored.error is None
+    listed = await store.deliveries("INC-1")
+    assert sorted((x.key.person_id, x.key.channel, x.status) for x in listed) == [
+        ("p1", "email", DeliveryStatus.queued), ("p1", "sms", DeliveryStatus.delivered),
+    ]
+    assert await store.deliveries("INC-2") == []
+
+
+async def test_first_ack_wins(store: Store) -> None:
+    a1 = Ack(incident_id="INC-1", person_id="p1", version=1, via="sms", at=T0 + timedelta(minutes=2))
+    a1_again = a1.model_copy(update={"via": "email", "at": T0 + timedelta(minutes=3)})
+    a2 = Ack(incident_id="INC-1", person_id="p2", version=1, via="email", at=T0 + timedelta(minutes=1))
+    role = Ack(incident_id="INC-1", person_id="p1", role="leader", via="api", at=T0 + timedelta(minutes=4))
+    assert await store.record_ack(a1) is True
+    assert await store.record_ack(a1_again) is False
+    assert await store.record_ack(a2) is True
+    assert await store.record_ack(role) is True
+    assert await store.acks("INC-1") == [a2, a1, role]
+
+
+async def test_data_survives_reopening(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if store_kind == "sqlite":
+        path = tmp_path / "reopen.db"
+        reopen = lambda: SqliteStore.open(path, BUCKET_SECONDS)  # noqa: E731
+    else:
+        url, prefix = request.getfixturevalue("redis_url"), f"test-{uuid.uuid4().hex[:12]}:"
+        reopen = lambda: RedisStore.open(url, BUCKET_SECONDS, prefix=prefix)  # noqa: E731
+    first = await reopen()
+    await first.add_complaints([complaint("a")])
+    await first.open_incident(incident("INC-1"), opened())
+    await first.close()
+    second = await reopen()
+    assert await second.add_complaints([complaint("a")]) == [False]
+    assert await second.count_complaints() == 1
+    assert (await second.open_incident(incident("INC-2"), opened()))[1] is False
+    await second.close()
