@@ -1,0 +1,224 @@
+"""Complaint intake: parse a body (one object, a JSON array, or NDJSON), validate each
+item on its own, store the good ones idempotently, and say why each bad one was refused.
+A bad item never costs a good one its place; nothing of a refused item is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Iterable
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from .clock import Clock
+from .models import Channel, Complaint
+from .store import Store
+
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+
+
+class BodyError(ValueError):
+    """The body as a whole cannot be read (not JSON, wrong shape, too many items)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    line: int
+    id: str | None
+    field: str | None
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"line": self.line, "id": self.id, "field": self.field, "reason": self.reason}
+
+
+@dataclass
+class IntakeResult:
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    new: list[Complaint] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicate": self.duplicate,
+            "rejected": len(self.rejected),
+            "errors": [r.as_json() for r in self.rejected],
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_items: int = 10_000
+    max_age: timedelta = timedelta(days=90)
+    max_future: timedelta = timedelta(minutes=5)
+
+
+_NoControl = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class ComplaintIn(BaseModel):
+    """What a client sends. Unknown extra fields are ignored (CRMs send plenty)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: Annotated[_NoControl, StringConstraints(min_length=1, max_length=128)]
+    received_at: AwareDatetime
+    channel: Channel
+    category: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    subscriber: Annotated[_NoControl, StringConstraints(max_length=64)] | None = None
+    text: str = Field(default="", max_length=2000)
+
+
+class SubscriberHasher:
+    """Keyed hash of a subscriber number: the same subscriber always maps to the same
+    value (repeat complainants), while a stolen database cannot be reversed by trying
+    every phone number, as a plain hash could."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+
+    def __call__(self, subscriber: str) -> str:
+        return hmac.new(self._key, normalise_subscriber(subscriber).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def normalise_subscriber(raw: str) -> str:
+    """'138 0000 0000', '+86-13800000000' and '13800000000' are one subscriber."""
+    compact = re.sub(r"[\s\-()]", "", raw)
+    if re.fullmatch(r"1\d{10}", compact):
+        return "+86" + compact
+    if re.fullmatch(r"861\d{10}", compact):
+        return "+" + compact
+    return compact
+
+
+def parse_body(body: bytes, content_type: str, max_items: int) -> list[tuple[int, Any]]:
+    """Items with their 1-based line (NDJSON) or position (array). An NDJSON line that is
+    not JSON comes back as a BodyError in the item's place, so the others still count."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError("invalid_body", f"body is not UTF-8 (byte {exc.start})") from None
+    ndjson = content_type in NDJSON_TYPES
+    if not ndjson:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            # Several JSON documents one per line, sent as plain JSON: read as NDJSON.
+            if exc.msg == "Extra data" and "\n" in text.strip():
+                ndjson = True
+            else:
+                raise BodyError("invalid_json", f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if ndjson:
+        items: list[tuple[int, Any]] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                items.append((number, BodyError("invalid_json", f"not JSON: {exc.msg} at column {exc.colno}")))
+    elif isinstance(data, list):
+        items = list(enumerate(data, start=1))
+    elif isinstance(data, dict):
+        items = [(1, data)]
+    else:
+        raise BodyError("invalid_body", "body must be a complaint object, an array of them, or NDJSON")
+    if not items:
+        raise BodyError("empty_body", "body holds no complaints")
+    if len(items) > max_items:
+        raise BodyError("too_many_items", f"{len(items)} complaints in one request; the limit is {max_items}")
+    return items
+
+
+class Intake:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        categories: Iterable[str],
+        hasher: SubscriberHasher,
+        clock: Clock,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.store = store
+        self.categories = frozenset(categories)
+        self.hasher = hasher
+        self.clock = clock
+        self.limits = limits
+
+    async def submit(self, items: list[tuple[int, Any]]) -> IntakeResult:
+        now = self.clock.now()
+        result = IntakeResult()
+        good: list[Complaint] = []
+        for line, item in items:
+            checked = self.check(line, item, now)
+            if isinstance(checked, Rejection):
+                result.rejected.append(checked)
+            else:
+                good.append(checked)
+        if good:
+            fresh = await self.store.add_complaints(good)
+            result.new = [c for c, is_new in zip(good, fresh) if is_new]
+            result.accepted = len(result.new)
+            result.duplicate = len(good) - result.accepted
+        return result
+
+    def check(self, line: int, item: Any, now: datetime) -> Complaint | Rejection:
+        if isinstance(item, BodyError):
+            return Rejection(line, None, None, str(item))
+        if not isinstance(item, dict):
+            return Rejection(line, None, None, f"expected a JSON object, got {type(item).__name__}")
+        raw_id = item.get("id") if isinstance(item.get("id"), str) else None
+        try:
+            parsed = ComplaintIn.model_validate(item)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = ".".join(str(p) for p in err["loc"]) or None
+            return Rejection(line, raw_id, name, _reason(err))
+        if parsed.category not in self.categories:
+            known = ", ".join(sorted(self.categories))
+            return Rejection(line, parsed.id, "category", f"unknown category '{parsed.category}' (known: {known})")
+        if parsed.received_at > now + self.limits.max_future:
+            return Rejection(line, parsed.id, "received_at", f"received_at {parsed.received_at.isoformat()} is in the future")
+        if parsed.received_at < now - self.limits.max_age:
+            return Rejection(
+                line, parsed.id, "received_at",
+                f"received_at {parsed.received_at.isoformat()} is older than {self.limits.max_age.days} days",
+            )
+        return Complaint(
+            id=parsed.id,
+            received_at=parsed.received_at,
+            channel=parsed.channel,
+            category=parsed.category,
+            region=parsed.region,
+            subscriber_hash=self.hasher(parsed.subscriber) if parsed.subscriber else None,
+            text=parsed.text,
+            ingested_at=now,
+        )
+
+
+def _reason(err: Any) -> str:
+    kind, loc = err["type"], err["loc"]
+    name = ".".join(str(p) for p in loc)
+    if kind == "missing":
+        return f"missing required field '{name}'"
+    if kind == "timezone_aware":
+        return f"{name} needs a UTC offset, e.g. 2026-11-24T10:00:00+08:00"
+    if kind == "enum":
+        return f"unknown {name} {err['input']!r} (known: {', '.join(c.value for c in Channel)})"
+    if kind == "string_pattern_mismatch" and name == "region":
+        return f"region must be a lowercase id (a-z, 0-9, '-', '_'), got {err['input']!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{name} must not contain control characters"
+    return f"{name}: {err['msg']}"

@@ -1,0 +1,1 @@
+"""HTTP surface: the JSON API (api.py) and, later, provider webhooks and the console."""

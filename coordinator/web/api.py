@@ -1,0 +1,51 @@
+"""The JSON API. Handlers parse, call into the domain, and answer; nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ..errors import StoreError
+from ..intake import BodyError, parse_body
+from .errors import error_response
+from .state import SERVICES
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        await services.store.ping()
+    except StoreError as exc:
+        return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
+    return web.json_response({"status": "ok", "store": "ok", "playbooks": len(services.catalog.playbooks)})
+
+
+@routes.post("/api/complaints")
+async def post_complaints(request: web.Request) -> web.Response:
+    """One complaint object, a JSON array of them, or NDJSON. 200 when at least one item
+    was accepted or already known; 400 when every item was refused (the per-item reasons
+    are in both cases under `errors`)."""
+    services = request.app[SERVICES]
+    body = await request.read()
+    try:
+        items = parse_body(body, request.content_type, services.settings.max_items)
+    except BodyError as exc:
+        status = 413 if exc.code == "too_many_items" else 400
+        return error_response(status, exc.code, str(exc))
+    result = await services.intake.submit(items)
+    log.info(
+        "complaints: %d accepted, %d duplicate, %d rejected",
+        result.accepted, result.duplicate, len(result.rejected),
+    )
+    answer = result.as_json()
+    if result.accepted or result.duplicate:
+        return web.json_response(answer)
+    details = answer.pop("errors")
+    return error_response(
+        400, "invalid_complaints", f"all {len(details)} complaint(s) were rejected", details, **answer, errors=details
+    )

@@ -1,0 +1,25 @@
+"""What request handlers reach through the app: one typed key, set by create_app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..catalog import Catalog
+from ..clock import Clock
+from ..intake import Intake
+from ..settings import Settings
+from ..store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    store: Store
+    catalog: Catalog
+    intake: Intake
+
+
+SERVICES = web.AppKey("services", Services)
