@@ -20,6 +20,13 @@ class StoreError(CoordinatorError):
     retryable = True
 
 
+class Conflict(StoreError):
+    """A save based on a stale copy: read again, apply again."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} changed meanwhile")
+
+
 class IncidentNotFound(CoordinatorError):
     def __init__(self, incident_id: str) -> None:
         self.incident_id = incident_id

@@ -83,12 +83,57 @@ OPEN_STATUSES = frozenset(
 )
 
 
+class Surge(Record):
+    """A detector's alarm on one stream: what the incident side consumes."""
+
+    key: str  # the stream, "category/region" or "category/*"
+    category: str
+    region: str
+    onset: datetime
+    detected_at: datetime
+    observed: int
+    expected: float
+    ratio: float
+    score: float
+    regulator: int = 0  # complaints from the regulator channel in the surge
+    samples: list[str] = Field(default_factory=list)  # a few complaint ids
+    drill: bool = False
+
+
+class RoleAssignment(Record):
+    """One emergency role on an incident: its escalation chain resolved at opening, who
+    holds it now (level), and whether they have acknowledged."""
+
+    role: str
+    title: str
+    # chain[0] is the first holder; each next entry is the backup one level up.
+    chain: list[str] = Field(default_factory=list)
+    level: int = 0
+    ack_within_seconds: int
+    assigned_at: datetime
+    deadline: datetime | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    # Levels with no one (on leave, no member): alerts on the incident.
+    gaps: list[str] = Field(default_factory=list)
+
+    @property
+    def holder(self) -> str | None:
+        return self.chain[self.level] if self.level < len(self.chain) else None
+
+    @property
+    def unfilled(self) -> bool:
+        return not self.chain
+
+
 class Incident(Record):
     id: str
     playbook: str
     title: str
     status: IncidentStatus = IncidentStatus.open
     severity: str
+    category: str = ""
+    region: str = ""
     # Incidents opened by a surge carry its key; one open incident per key at a time.
     surge_key: str | None = None
     drill: bool = False
@@ -97,11 +142,24 @@ class Incident(Record):
     params: dict[str, Any] = Field(default_factory=dict)
     # The playbook as it was at opening: later file edits do not touch a running incident.
     playbook_snapshot: dict[str, Any] = Field(default_factory=dict)
+    roles: list[RoleAssignment] = Field(default_factory=list)
+    surge: Surge | None = None
+    surge_count: int = 0  # surges attached, the first included
+    alerts: list[str] = Field(default_factory=list)
+    acknowledged_at: datetime | None = None
+    scripted_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
     updated_at: datetime
+    # Bumped on every save; a save based on a stale copy is refused (store.Conflict).
+    revision: int = 0
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    def role(self, role_id: str) -> RoleAssignment | None:
+        return next((r for r in self.roles if r.role == role_id), None)
 
 
 class TimelineEvent(Record):

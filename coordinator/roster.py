@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from .catalog import Contacts
+from .models import RoleAssignment
 from .schemas import Assignee, DoNotContact, Person, Playbook, Rotation
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -58,34 +57,6 @@ def candidates(who: Assignee, contacts: Contacts, at: datetime) -> list[str]:
         return [on_call(contacts.rotations[who.rotation], at)]
     assert who.team is not None
     return sorted(p.id for p in contacts.members(who.team, who.position))
-
-
-class RoleAssignment(BaseModel):
-    """One emergency role on an incident: its escalation chain resolved at opening, who
-    holds it now (level), and whether they have acknowledged."""
-
-    model_config = ConfigDict(frozen=True)
-
-    role: str
-    title: str
-    # chain[0] is the first holder; each next entry is the backup one level up.
-    chain: list[str] = Field(default_factory=list)
-    level: int = 0
-    ack_within_seconds: int
-    assigned_at: datetime
-    deadline: datetime | None = None
-    acked_by: str | None = None
-    acked_at: datetime | None = None
-    # Why a level has no one (on leave, no member), for the incident's alerts.
-    gaps: list[str] = Field(default_factory=list)
-
-    @property
-    def holder(self) -> str | None:
-        return self.chain[self.level] if self.level < len(self.chain) else None
-
-    @property
-    def unfilled(self) -> bool:
-        return not self.chain
 
 
 def assign_roles(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.errors import IncidentNotFound
+from coordinator.errors import Conflict, IncidentNotFound
 from coordinator.models import (
     Ack,
     Channel,
@@ -19,6 +19,7 @@ from coordinator.models import (
     DeliveryStatus,
     Incident,
     IncidentStatus,
+    Surge,
     TimelineEvent,
 )
 from coordinator.store import Store
@@ -102,7 +103,7 @@ async def test_one_open_incident_per_surge_key(store: Store) -> None:
     manual_b, new_b = await store.open_incident(incident("INC-5", surge_key=None), opened("leader"))
     assert new_a and new_b
     # once resolved, the key is free again
-    await store.save_incident(created.model_copy(update={"status": IncidentStatus.resolved}))
+    await store.save_incident(created.model_copy(update={"status": IncidentStatus.resolved, "revision": 1}))
     reopened, is_new = await store.open_incident(incident("INC-6"), opened())
     assert is_new and reopened.id == "INC-6"
     assert (await store.get_incident("INC-1")).status == IncidentStatus.resolved
@@ -136,7 +137,7 @@ async def test_list_incidents_filters_newest_first(store: Store) -> None:
         incident("INC-3", surge_key=None, drill=True, opened_at=T0 + timedelta(hours=2)), opened()
     )
     inc1 = await store.get_incident("INC-1")
-    await store.save_incident(inc1.model_copy(update={"status": IncidentStatus.closed}))
+    await store.save_incident(inc1.model_copy(update={"status": IncidentStatus.closed, "revision": 1}))
     ids = lambda found: [i.id for i in found]  # noqa: E731
     assert ids(await store.list_incidents()) == ["INC-3", "INC-2", "INC-1"]
     assert ids(await store.list_incidents(open_only=True)) == ["INC-3", "INC-2"]
@@ -214,3 +215,48 @@ async def test_data_survives_reopening(store_kind: str, tmp_path: Path, request:
     assert await second.count_complaints() == 1
     assert (await second.open_incident(incident("INC-2"), opened()))[1] is False
     await second.close()
+
+
+async def test_a_save_from_a_stale_copy_is_refused(store: Store) -> None:
+    await store.open_incident(incident("INC-1"), opened())
+    base = await store.get_incident("INC-1")
+    await store.save_incident(base.model_copy(update={"severity": "critical", "revision": 1}))
+    with pytest.raises(Conflict):
+        await store.save_incident(base.model_copy(update={"severity": "minor", "revision": 1}))
+    with pytest.raises(Conflict):
+        await store.save_incident(base.model_copy(update={"severity": "minor", "revision": 5}))
+    stored = await store.get_incident("INC-1")
+    assert (stored.severity, stored.revision) == ("critical", 1)
+
+
+async def test_a_step_is_claimed_once_and_a_lapsed_claim_taken_over(store: Store) -> None:
+    assert await store.claim_step("INC-1", "step:0:1", "worker-a", T0, 30) is True
+    assert await store.claim_step("INC-1", "step:0:1", "worker-b", T0 + timedelta(seconds=10), 30) is False
+    # worker-a died: its lease lapses and worker-b takes over
+    assert await store.claim_step("INC-1", "step:0:1", "worker-b", T0 + timedelta(seconds=31), 30) is True
+    assert await store.finished_steps("INC-1") == set()
+    await store.finish_step("INC-1", "step:0:1")
+    assert await store.claim_step("INC-1", "step:0:1", "worker-c", T0 + timedelta(days=1), 30) is False
+    assert await store.finished_steps("INC-1") == {"step:0:1"}
+    assert await store.claim_step("INC-2", "step:0:1", "worker-c", T0, 30) is True
+
+
+async def test_concurrent_claims_have_one_winner(store: Store) -> None:
+    got = await asyncio.gather(*(store.claim_step("INC-1", "k", f"w{i}", T0, 30) for i in range(20)))
+    assert sum(got) == 1
+
+
+def surge(key: str, at: datetime) -> Surge:
+    category, region = key.split("/")
+    return Surge(key=key, category=category, region=region, onset=at - timedelta(minutes=10), detected_at=at,
+                 observed=40, expected=5.0, ratio=8.0, score=0.99, samples=["c1", "c2"])
+
+
+async def test_surges_are_recorded_and_queried(store: Store) -> None:
+    await store.record_surge(surge("broadband/hangzhou", T0))
+    await store.record_surge(surge("billing/*", T0 + timedelta(hours=1)))
+    await store.record_surge(surge("broadband/hangzhou", T0 + timedelta(days=3)))
+    assert [s.key for s in await store.surges()] == ["broadband/hangzhou", "billing/*", "broadband/hangzhou"]
+    assert [s.detected_at for s in await store.surges(key="broadband/hangzhou", since=T0 + timedelta(days=1))] == [
+        T0 + timedelta(days=3)
+    ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol, Sequence
 
-from ..models import Ack, Complaint, Delivery, DeliveryKey, DeliveryStatus, Incident, TimelineEvent
+from ..models import Ack, Complaint, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
 
 
 class Store(Protocol):
@@ -51,7 +51,9 @@ class Store(Protocol):
     async def get_incident(self, incident_id: str) -> Incident: ...
 
     async def save_incident(self, incident: Incident) -> None:
-        """Replace a stored incident. When it is no longer open its surge key is freed."""
+        """Replace a stored incident whose revision is `incident.revision - 1`, else raise
+        Conflict (someone saved meanwhile). When it is no longer open its surge key is
+        freed."""
 
     async def list_incidents(
         self, *, open_only: bool | None = None, drill: bool | None = None, playbook: str | None = None
@@ -62,6 +64,25 @@ class Store(Protocol):
 
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         """The incident's events, oldest first (append order)."""
+
+    # --- timed steps: timers are data, each due step claimed by one worker ----------
+
+    async def claim_step(self, incident_id: str, key: str, owner: str, now: datetime, lease_seconds: float) -> bool:
+        """Claim step `key` of an incident for `owner` until now + lease. True when it is
+        not done and nobody else holds an unexpired claim (a crashed worker's claim
+        lapses with its lease)."""
+
+    async def finish_step(self, incident_id: str, key: str) -> None:
+        """Mark a claimed step done for good."""
+
+    async def finished_steps(self, incident_id: str) -> set[str]: ...
+
+    # --- surges --------------------------------------------------------------------
+
+    async def record_surge(self, surge: Surge) -> None: ...
+
+    async def surges(self, *, key: str | None = None, since: datetime | None = None) -> list[Surge]:
+        """Recorded surges, oldest first, optionally of one stream and from a time on."""
 
     # --- deliveries and acknowledgements -----------------------------------------
 

@@ -39,6 +39,14 @@ class RedisKeys:
     def timeline(self, incident_id: str) -> str:
         return f"{self.prefix}timeline:{incident_id}"
 
+    def steps(self, incident_id: str) -> str:
+        """Hash: step key -> claim {owner, done, lease_until}."""
+        return f"{self.prefix}steps:{incident_id}"
+
+    def surges(self) -> str:
+        """Sorted set of surge documents by detection time."""
+        return f"{self.prefix}surges"
+
     def delivery(self, delivery_id: str) -> str:
         return f"{self.prefix}delivery:{delivery_id}"
 

@@ -3,6 +3,7 @@ one Lua script, so it is atomic across instances. Key names come from keys.py.""
 
 from __future__ import annotations
 
+import json
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import AsyncIterator, Sequence
@@ -12,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import IncidentNotFound, StoreError
+from ..errors import Conflict, IncidentNotFound, StoreError
 from ..models import (
     DELIVERY_RANK,
     Ack,
@@ -21,6 +22,7 @@ from ..models import (
     DeliveryKey,
     DeliveryStatus,
     Incident,
+    Surge,
     TimelineEvent,
     bucket_start,
 )
@@ -62,13 +64,38 @@ redis.call('RPUSH', KEYS[4], ARGV[4])
 return ARGV[1]
 """
 
-# KEYS: incident key, open-surge key. ARGV: json, is open ('1'/'0'), id, has surge key.
+# KEYS: incident key, open-surge key. ARGV: json, is open ('1'/'0'), id, has surge key,
+# new revision. 0 unknown, -1 stale revision, 1 saved.
 _SAVE_INCIDENT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if cjson.decode(current)['revision'] ~= tonumber(ARGV[5]) - 1 then return -1 end
 redis.call('SET', KEYS[1], ARGV[1])
 if ARGV[4] == '1' and ARGV[2] == '0' and redis.call('GET', KEYS[2]) == ARGV[3] then
   redis.call('DEL', KEYS[2])
 end
+return 1
+"""
+
+# KEYS: steps hash. ARGV: step key, owner, now, lease until. 1 claimed, 0 not.
+_CLAIM_STEP = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local claim = cjson.decode(current)
+  if claim['done'] == 1 or claim['lease_until'] > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1],
+  cjson.encode({owner = ARGV[2], done = 0, lease_until = tonumber(ARGV[4])}))
+return 1
+"""
+
+# KEYS: steps hash. ARGV: step key.
+_FINISH_STEP = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return 0 end
+local claim = cjson.decode(current)
+claim['done'] = 1
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(claim))
 return 1
 """
 
@@ -107,6 +134,8 @@ class RedisStore:
         self._open_incident = client.register_script(_OPEN_INCIDENT)
         self._save_incident = client.register_script(_SAVE_INCIDENT)
         self._add_delivery = client.register_script(_ADD_DELIVERY)
+        self._claim_step = client.register_script(_CLAIM_STEP)
+        self._finish_step = client.register_script(_FINISH_STEP)
         self._move_delivery = client.register_script(_MOVE_DELIVERY)
 
     @classmethod
@@ -221,10 +250,13 @@ class RedisStore:
                     "1" if incident.is_open else "0",
                     incident.id,
                     "1" if incident.surge_key is not None else "0",
+                    incident.revision,
                 ],
             )
-        if not saved:
+        if saved == 0:
             raise IncidentNotFound(incident.id)
+        if saved == -1:
+            raise Conflict(f"incident {incident.id}")
 
     async def list_incidents(
         self, *, open_only: bool | None = None, drill: bool | None = None, playbook: str | None = None
@@ -252,6 +284,35 @@ class RedisStore:
         async with _reachable():
             docs = await self._r.lrange(self.keys.timeline(incident_id), 0, -1)
         return [TimelineEvent.model_validate_json(d) for d in docs]
+
+    # --- steps and surges ---------------------------------------------------------
+
+    async def claim_step(self, incident_id: str, key: str, owner: str, now: datetime, lease_seconds: float) -> bool:
+        async with _reachable():
+            got = await self._claim_step(
+                keys=[self.keys.steps(incident_id)],
+                args=[key, owner, now.timestamp(), now.timestamp() + lease_seconds],
+            )
+        return bool(got)
+
+    async def finish_step(self, incident_id: str, key: str) -> None:
+        async with _reachable():
+            await self._finish_step(keys=[self.keys.steps(incident_id)], args=[key])
+
+    async def finished_steps(self, incident_id: str) -> set[str]:
+        async with _reachable():
+            claims = await self._r.hgetall(self.keys.steps(incident_id))
+        return {k for k, v in claims.items() if json.loads(v)["done"] == 1}
+
+    async def record_surge(self, surge: Surge) -> None:
+        async with _reachable():
+            await self._r.zadd(self.keys.surges(), {surge.model_dump_json(): surge.detected_at.timestamp()})
+
+    async def surges(self, *, key: str | None = None, since: datetime | None = None) -> list[Surge]:
+        async with _reachable():
+            docs = await self._r.zrangebyscore(self.keys.surges(), since.timestamp() if since else "-inf", "+inf")
+        found = (Surge.model_validate_json(d) for d in docs)
+        return [s for s in found if key is None or s.key == key]
 
     # --- deliveries and acks -------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import aiosqlite
 
-from ..errors import IncidentNotFound, StoreError
+from ..errors import Conflict, IncidentNotFound, StoreError
 from ..models import (
     DELIVERY_RANK,
     Ack,
@@ -23,6 +23,7 @@ from ..models import (
     DeliveryKey,
     DeliveryStatus,
     Incident,
+    Surge,
     TimelineEvent,
     bucket_start,
 )
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS buckets (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incidents (
     id TEXT PRIMARY KEY, surge_key TEXT, is_open INTEGER NOT NULL, opened_at REAL NOT NULL,
-    doc TEXT NOT NULL
+    revision INTEGER NOT NULL, doc TEXT NOT NULL
 );
 -- One open incident per surge key, enforced by the database itself.
 CREATE UNIQUE INDEX IF NOT EXISTS incidents_open_surge ON incidents (surge_key)
@@ -48,6 +49,14 @@ CREATE TABLE IF NOT EXISTS timeline (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, seq);
+CREATE TABLE IF NOT EXISTS steps (
+    incident_id TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL, done INTEGER NOT NULL,
+    lease_until REAL NOT NULL, PRIMARY KEY (incident_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS surges (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, detected_at REAL NOT NULL, doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS surges_key ON surges (key, detected_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, rank INTEGER NOT NULL, doc TEXT NOT NULL
 );
@@ -166,12 +175,13 @@ class SqliteStore:
         async with self._write:
             try:
                 await self._db.execute(
-                    "INSERT INTO incidents VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?)",
                     (
                         incident.id,
                         incident.surge_key,
                         int(incident.is_open),
                         incident.opened_at.timestamp(),
+                        incident.revision,
                         incident.model_dump_json(),
                     ),
                 )
@@ -198,12 +208,14 @@ class SqliteStore:
     async def save_incident(self, incident: Incident) -> None:
         async with self._write:
             cur = await self._db.execute(
-                "UPDATE incidents SET is_open = ?, doc = ? WHERE id = ?",
-                (int(incident.is_open), incident.model_dump_json(), incident.id),
+                "UPDATE incidents SET is_open = ?, revision = ?, doc = ? WHERE id = ? AND revision = ?",
+                (int(incident.is_open), incident.revision, incident.model_dump_json(), incident.id,
+                 incident.revision - 1),
             )
             await self._db.commit()
         if cur.rowcount == 0:
-            raise IncidentNotFound(incident.id)
+            await self.get_incident(incident.id)  # raises IncidentNotFound
+            raise Conflict(f"incident {incident.id}")
 
     async def list_incidents(
         self, *, open_only: bool | None = None, drill: bool | None = None, playbook: str | None = None
@@ -229,6 +241,45 @@ class SqliteStore:
     async def timeline(self, incident_id: str) -> list[TimelineEvent]:
         rows = await self._all("SELECT doc FROM timeline WHERE incident_id = ? ORDER BY seq", (incident_id,))
         return [TimelineEvent.model_validate_json(r[0]) for r in rows]
+
+    # --- steps and surges ---------------------------------------------------------
+
+    async def claim_step(self, incident_id: str, key: str, owner: str, now: datetime, lease_seconds: float) -> bool:
+        until = now.timestamp() + lease_seconds
+        async with self._write:
+            cur = await self._db.execute(
+                "INSERT INTO steps VALUES (?, ?, ?, 0, ?) ON CONFLICT (incident_id, key) DO UPDATE"
+                " SET owner = excluded.owner, lease_until = excluded.lease_until"
+                " WHERE steps.done = 0 AND steps.lease_until <= ?",
+                (incident_id, key, owner, until, now.timestamp()),
+            )
+            await self._db.commit()
+        return cur.rowcount == 1
+
+    async def finish_step(self, incident_id: str, key: str) -> None:
+        async with self._write:
+            await self._db.execute("UPDATE steps SET done = 1 WHERE incident_id = ? AND key = ?", (incident_id, key))
+            await self._db.commit()
+
+    async def finished_steps(self, incident_id: str) -> set[str]:
+        rows = await self._all("SELECT key FROM steps WHERE incident_id = ? AND done = 1", (incident_id,))
+        return {r[0] for r in rows}
+
+    async def record_surge(self, surge: Surge) -> None:
+        async with self._write:
+            await self._db.execute(
+                "INSERT INTO surges (key, detected_at, doc) VALUES (?, ?, ?)",
+                (surge.key, surge.detected_at.timestamp(), surge.model_dump_json()),
+            )
+            await self._db.commit()
+
+    async def surges(self, *, key: str | None = None, since: datetime | None = None) -> list[Surge]:
+        sql, params = "SELECT doc FROM surges WHERE detected_at >= ?", [since.timestamp() if since else 0.0]
+        if key is not None:
+            sql += " AND key = ?"
+            params.append(key)
+        rows = await self._all(sql + " ORDER BY detected_at, seq", params)
+        return [Surge.model_validate_json(r[0]) for r in rows]
 
     # --- deliveries and acks -------------------------------------------------------
 
