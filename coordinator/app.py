@@ -7,9 +7,11 @@ import logging
 import secrets
 import sys
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 from typing import AsyncIterator
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .catalog import Catalog, load_catalog
 from .clock import Clock, SystemClock
@@ -17,7 +19,8 @@ from .errors import ConfigError, StoreError
 from .intake import Intake, Limits, SubscriberHasher
 from .settings import Settings
 from .store import Store, open_store
-from .web import api
+from .pipeline import Pipeline
+from .web import api, incidents
 from .web.errors import json_errors
 from .web.state import SERVICES, Services
 
@@ -55,15 +58,42 @@ def create_app(
                     max_future=timedelta(seconds=settings.max_future_seconds),
                 ),
             )
-            app[SERVICES] = Services(settings, the_clock, the_store, the_catalog, intake)
-            yield
+            pipeline = Pipeline(
+                store=the_store, catalog=lambda: the_catalog, clock=the_clock, tz=ZoneInfo(settings.timezone)
+            )
+            app[SERVICES] = Services(settings, the_clock, the_store, the_catalog, intake, pipeline)
+            scheduler = _start_ticks(pipeline, settings.tick_seconds)
+            try:
+                yield
+            finally:
+                if scheduler is not None:
+                    scheduler.shutdown(wait=False)
         finally:
             if own_store:
                 await the_store.close()
 
     app.cleanup_ctx.append(services)
     app.add_routes(api.routes)
+    app.add_routes(incidents.routes)
     return app
+
+
+def _start_ticks(pipeline: Pipeline, every_seconds: float) -> AsyncIOScheduler | None:
+    """APScheduler drives the tick; what is due comes from the store, not from here,
+    so a missed or doubled tick changes nothing. 0 turns it off (tests tick by hand)."""
+    if every_seconds <= 0:
+        return None
+    scheduler = AsyncIOScheduler()
+
+    async def tick() -> None:
+        try:
+            await pipeline.tick()
+        except StoreError as exc:
+            log.warning("tick skipped: %s", exc)
+
+    scheduler.add_job(tick, "interval", seconds=every_seconds, id="tick", max_instances=1, coalesce=True)
+    scheduler.start()
+    return scheduler
 
 
 def run_server(settings: Settings) -> int:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_STORE = "sqlite:///coordinator.db"
 
@@ -28,6 +29,10 @@ class Settings:
     max_items: int = 10_000
     max_age_days: int = 90
     max_future_seconds: int = 300
+    # The operator's local time: incident ids, template times, do-not-contact dates.
+    timezone: str = "Asia/Shanghai"
+    # How often due steps (escalations, reminders, follow-ups) are looked for; 0: never.
+    tick_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -44,6 +49,8 @@ class Settings:
             "COORDINATOR_MAX_ITEMS": ("max_items", int),
             "COORDINATOR_MAX_AGE_DAYS": ("max_age_days", int),
             "COORDINATOR_MAX_FUTURE_SECONDS": ("max_future_seconds", int),
+            "COORDINATOR_TIMEZONE": ("timezone", str),
+            "COORDINATOR_TICK_SECONDS": ("tick_seconds", float),
         }
         for var, (name, kind) in simple.items():
             raw = env.get(var)
@@ -59,6 +66,10 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"unknown time zone {self.timezone!r}") from None
         if not 1 <= self.bucket_minutes <= 1440:
             raise SettingsError("bucket_minutes must be between 1 and 1440")
         if not self.store_url.startswith(("sqlite://", "redis://", "rediss://", "unix://")):

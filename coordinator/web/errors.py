@@ -8,6 +8,8 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ..errors import IncidentNotFound, PlaybookNotFound, StoreError
+from ..pipeline import InvalidAction
+from ..playbooks import ParamsInvalid
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(exc.status, _CODES.get(exc.status, "http_error"), message or exc.reason)
     except (IncidentNotFound, PlaybookNotFound) as exc:
         return error_response(404, "not_found", str(exc))
+    except ParamsInvalid as exc:
+        return error_response(400, "invalid_params", str(exc), exc.problems)
+    except InvalidAction as exc:
+        return error_response(409, "invalid_action", str(exc))
     except StoreError as exc:
         log.error("store unavailable: %s", exc)
         return error_response(503, "store_unavailable", "the store is unavailable; retry later")

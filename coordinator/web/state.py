@@ -9,6 +9,7 @@ from aiohttp import web
 from ..catalog import Catalog
 from ..clock import Clock
 from ..intake import Intake
+from ..pipeline import Pipeline
 from ..settings import Settings
 from ..store import Store
 
@@ -20,6 +21,7 @@ class Services:
     store: Store
     catalog: Catalog
     intake: Intake
+    pipeline: Pipeline
 
 
 SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,328 @@
+"""The path of an incident, top to bottom. HTTP handlers, the scheduler and the CLI call
+into this module; the decisions are made by pure functions (playbooks, roster,
+escalation) and this module carries them out against the store.
+
+    surge ──► match playbook ──► open incident (one per surge key; later surges attach)
+          ──► snapshot the playbook, assign roles from the roster at that moment
+    leader's trigger ──► the same, with the leader's parameters
+    acks ──► role acknowledged; the leader's ack moves the incident to acknowledged
+    tick ──► due steps: escalate unacknowledged roles level by level, reminders,
+             status updates, follow-up after resolution (then closed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+from .catalog import Catalog
+from .clock import Clock
+from .errors import Conflict, PlaybookNotFound
+from .escalation import DueStep, due_steps
+from .models import ALL_REGIONS, Incident, IncidentStatus, RoleAssignment, Surge, TimelineEvent, stream_key
+from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
+from .roster import assign_roles
+from .schemas import Playbook
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+Change = Callable[[Incident], tuple[Incident, list[TimelineEvent]]]
+
+
+class InvalidAction(ValueError):
+    """The action does not fit the incident's state (resolving a closed incident...)."""
+
+
+@dataclass(frozen=True)
+class Opened:
+    incident: Incident
+    created: bool
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        catalog: Callable[[], Catalog],
+        clock: Clock,
+        worker: str | None = None,
+        tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
+        step_lease_seconds: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.worker = worker or f"worker-{secrets.token_hex(4)}"
+        self.tz = tz
+        self.lease = step_lease_seconds
+
+    # --- opening -------------------------------------------------------------------
+
+    async def on_surge(self, surge: Surge) -> Incident | None:
+        """Record the surge; open the matching playbook's incident, or attach the surge to
+        the open incident on its key. No matching playbook: recorded, no incident."""
+        await self.store.record_surge(surge)
+        match = match_playbook(self.catalog().playbooks.values(), surge)
+        if match.playbook is None:
+            log.info("surge on %s opens no incident: %s", surge.key, match.reason)
+            return None
+        key = ("drill:" if surge.drill else "") + surge.key
+        opened = await self._open(match.playbook, surge.region, {}, surge=surge, surge_key=key,
+                                  drill=surge.drill, actor="surge-detector")
+        if not opened.created:
+            return await self._attach(opened.incident, surge)
+        return opened.incident
+
+    async def trigger(
+        self,
+        playbook_id: str,
+        *,
+        region: str,
+        params: dict[str, Any] | None = None,
+        drill: bool = False,
+        severity: str | None = None,
+        actor: str = "leader",
+    ) -> Opened:
+        """A leader's manual trigger. It takes the surge key of the playbook's first
+        category in `region`, so a surge there attaches to it rather than opening
+        another; if one is already open there, that one is returned."""
+        catalog = self.catalog()
+        playbook = catalog.playbooks.get(playbook_id)
+        if playbook is None:
+            raise PlaybookNotFound(playbook_id)
+        if region != ALL_REGIONS and region not in catalog.contacts.regions:
+            raise InvalidAction(f"unknown region '{region}'")
+        if severity is not None and severity not in SEVERITY_ORDER:
+            raise InvalidAction(f"unknown severity '{severity}' (one of {', '.join(SEVERITY_ORDER)})")
+        filled = script_params(playbook, params or {})
+        key = ("drill:" if drill else "") + stream_key(playbook.trigger.categories[0], region)
+        return await self._open(playbook, region, filled, surge=None, surge_key=key, drill=drill,
+                                actor=actor, severity=severity)
+
+    async def _open(
+        self,
+        playbook: Playbook,
+        region: str,
+        params: dict[str, str],
+        *,
+        surge: Surge | None,
+        surge_key: str,
+        drill: bool,
+        actor: str,
+        severity: str | None = None,
+    ) -> Opened:
+        now = self.clock.now()
+        catalog = self.catalog()
+        roles = assign_roles(playbook, catalog.contacts, now, self.tz)
+        alerts = [f"role {r.role} ({r.title}): {gap}" for r in roles for gap in r.gaps]
+        alerts += [f"role {r.role} ({r.title}) has no one to hold it" for r in roles if r.unfilled]
+        incident = Incident(
+            id=f"{'DRL' if drill else 'INC'}-{now.astimezone(self.tz):%Y%m%d}-{secrets.token_hex(3)}",
+            playbook=playbook.id,
+            title=playbook.title,
+            severity=severity or severity_for(playbook.severity, surge),
+            category=surge.category if surge else playbook.trigger.categories[0],
+            region=region,
+            surge_key=surge_key,
+            drill=drill,
+            opened_at=now,
+            opened_by=actor,
+            params=params,
+            playbook_snapshot=playbook.model_dump(mode="json"),
+            roles=roles,
+            surge=surge,
+            surge_count=1 if surge else 0,
+            alerts=alerts,
+            updated_at=now,
+        )
+        first = TimelineEvent(
+            at=now, kind="opened", actor=actor,
+            data={"playbook": playbook.id, "severity": incident.severity, "surge": surge_key,
+                  "surge_data": surge.model_dump(mode="json") if surge else None},
+        )
+        stored, created = await self.store.open_incident(incident, first)
+        if created:
+            for role in roles:
+                await self.store.append_timeline(stored.id, TimelineEvent(
+                    at=now, kind="role_assigned", data={"role": role.role, "person": role.holder,
+                                                        "deadline": _iso(role.deadline), "chain": role.chain}))
+            for alert in alerts:
+                await self.store.append_timeline(stored.id, TimelineEvent(at=now, kind="alert", data={"message": alert}))
+            log.info("incident %s opened (%s, %s)", stored.id, playbook.id, surge_key)
+        return Opened(stored, created)
+
+    async def _attach(self, incident: Incident, surge: Surge) -> Incident:
+        playbook = Playbook.model_validate(incident.playbook_snapshot)
+
+        def attach(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+            peak = inc.surge if inc.surge is not None and inc.surge.observed >= surge.observed else surge
+            level = max(inc.severity, severity_for(playbook.severity, surge), key=SEVERITY_ORDER.index)
+            event = TimelineEvent(at=self.clock.now(), kind="surge_attached",
+                                  data={"surge": surge.model_dump(mode="json"), "severity": level})
+            return inc.model_copy(update={"surge_count": inc.surge_count + 1, "surge": peak, "severity": level}), [event]
+
+        return await self.update(incident.id, attach)
+
+    # --- changes -------------------------------------------------------------------
+
+    async def update(self, incident_id: str, change: Change, attempts: int = 100) -> Incident:
+        """Apply `change` to the latest copy and save it; on a concurrent save, read again
+        and apply again, after a short random pause so that contenders spread out (a
+        surge storm attaches many times at once). Events are appended after the save."""
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
+            current = await self.store.get_incident(incident_id)
+            changed, events = change(current)
+            if changed == current and not events:
+                return current
+            saved = changed.model_copy(update={"revision": current.revision + 1, "updated_at": self.clock.now()})
+            try:
+                await self.store.save_incident(saved)
+            except Conflict:
+                continue
+            for event in events:
+                await self.store.append_timeline(incident_id, event)
+            return saved
+        raise Conflict(f"incident {incident_id} (after {attempts} attempts)")
+
+    async def ack_role(self, incident_id: str, person: str, role: str | None = None, via: str = "api") -> Incident:
+        """`person` acknowledges `role`, or every role whose chain up to now names them.
+        The leader's acknowledgement (the playbook's first role) makes the incident
+        acknowledged."""
+        now = self.clock.now()
+
+        def ack(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+            if not inc.is_open:
+                raise InvalidAction(f"incident {inc.id} is {inc.status.value}")
+            roles, events = [], []
+            for r in inc.roles:
+                mine = person in r.chain[: r.level + 1] and (role is None or r.role == role)
+                if mine and r.acked_at is None:
+                    r = r.model_copy(update={"acked_by": person, "acked_at": now})
+                    events.append(TimelineEvent(at=now, kind="role_acked", actor=person,
+                                                data={"role": r.role, "via": via, "level": r.level}))
+                roles.append(r)
+            if not events and not any(person in r.chain and (role is None or r.role == role) for r in inc.roles):
+                raise InvalidAction(f"{person} holds no role{f' {role}' if role else ''} on incident {inc.id}")
+            update: dict[str, Any] = {"roles": roles}
+            if inc.status == IncidentStatus.open and roles and roles[0].acked_at is not None:
+                update.update(status=IncidentStatus.acknowledged, acknowledged_at=now)
+                events.append(TimelineEvent(at=now, kind="status", actor=person, data={"status": "acknowledged"}))
+            return inc.model_copy(update=update), events
+
+        return await self.update(incident_id, ack)
+
+    async def resolve(self, incident_id: str, actor: str, note: str = "") -> Incident:
+        now = self.clock.now()
+
+        def resolve(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+            if not inc.is_open:
+                raise InvalidAction(f"incident {inc.id} is already {inc.status.value}")
+            event = TimelineEvent(at=now, kind="status", actor=actor, data={"status": "resolved", "note": note})
+            return inc.model_copy(update={"status": IncidentStatus.resolved, "resolved_at": now}), [event]
+
+        return await self.update(incident_id, resolve)
+
+    async def set_severity(self, incident_id: str, severity: str, actor: str, reason: str = "") -> Incident:
+        if severity not in SEVERITY_ORDER:
+            raise InvalidAction(f"unknown severity '{severity}' (one of {', '.join(SEVERITY_ORDER)})")
+        now = self.clock.now()
+
+        def change(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+            if inc.severity == severity:
+                return inc, []
+            event = TimelineEvent(at=now, kind="severity", actor=actor,
+                                  data={"from": inc.severity, "to": severity, "reason": reason})
+            return inc.model_copy(update={"severity": severity}), [event]
+
+        return await self.update(incident_id, change)
+
+    async def add_note(self, incident_id: str, actor: str, text: str) -> None:
+        await self.store.get_incident(incident_id)
+        await self.store.append_timeline(incident_id, TimelineEvent(
+            at=self.clock.now(), kind="note", actor=actor, data={"text": text}))
+
+    # --- timers --------------------------------------------------------------------
+
+    async def tick(self) -> list[tuple[str, DueStep]]:
+        """Run every step due now on every live incident, each claimed first so that it
+        runs once across instances and restarts. Returns what this worker ran."""
+        now = self.clock.now()
+        ran: list[tuple[str, DueStep]] = []
+        live = [i for i in await self.store.list_incidents() if i.status != IncidentStatus.closed]
+        for incident in live:
+            playbook = Playbook.model_validate(incident.playbook_snapshot)
+            done = await self.store.finished_steps(incident.id)
+            for step in due_steps(incident, playbook, now, done):
+                if not await self.store.claim_step(incident.id, step.key, self.worker, now, self.lease):
+                    continue
+                await self._run_step(incident.id, playbook, step)
+                await self.store.finish_step(incident.id, step.key)
+                ran.append((incident.id, step))
+        return ran
+
+    async def _run_step(self, incident_id: str, playbook: Playbook, step: DueStep) -> None:
+        now = self.clock.now()
+        if step.kind == "escalate":
+            def escalate(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+                roles, events = [], []
+                for r in inc.roles:
+                    if r.role == step.role and r.acked_at is None and step.level is not None and r.level < step.level:
+                        previous = r.holder
+                        deadline = now + timedelta(seconds=r.ack_within_seconds)
+                        r = r.model_copy(update={"level": step.level, "deadline": deadline})
+                        events.append(TimelineEvent(at=now, kind="escalated", data={
+                            "role": r.role, "from": previous, "to": r.holder, "level": r.level,
+                            "deadline": _iso(deadline)}))
+                    roles.append(r)
+                return inc.model_copy(update={"roles": roles}), events
+
+            await self.update(incident_id, escalate)
+        elif step.kind == "role_exhausted":
+            message = f"role {step.role}: no one in its escalation chain acknowledged"
+
+            def alert(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+                event = TimelineEvent(at=now, kind="alert", data={"message": message, "role": step.role})
+                return inc.model_copy(update={"alerts": [*inc.alerts, message]}), [event]
+
+            await self.update(incident_id, alert)
+        elif step.kind == "follow_up":
+            follow = playbook.follow_up
+
+            def close(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+                holders = {r.role: r.holder for r in inc.roles if r.role in follow.notify_roles}
+                events = [
+                    TimelineEvent(at=now, kind="follow_up", data={"action": follow.action, "notify": holders}),
+                    TimelineEvent(at=now, kind="status", data={"status": "closed"}),
+                ]
+                return inc.model_copy(update={"status": IncidentStatus.closed, "closed_at": now}), events
+
+            await self.update(incident_id, close)
+        else:
+            incident = await self.store.get_incident(incident_id)
+            data: dict[str, Any] = {"occurrence": step.occurrence}
+            if step.kind == "remind_roles":
+                data["unacknowledged"] = {r.role: r.holder for r in incident.roles if r.acked_at is None}
+            await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind=step.kind, data=data))
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def role_view(role: RoleAssignment) -> dict[str, Any]:
+    """A role as the API shows it."""
+    return {
+        "role": role.role, "title": role.title, "holder": role.holder, "level": role.level, "chain": role.chain,
+        "deadline": _iso(role.deadline), "acked": role.acked_at is not None, "acked_by": role.acked_by,
+        "acked_at": _iso(role.acked_at), "unfilled": role.unfilled, "gaps": role.gaps,
+    }

@@ -1,0 +1,132 @@
+"""Incidents over HTTP: manual trigger, list, detail with roles and timeline, role acks,
+severity, notes, resolve."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..models import Incident
+from ..pipeline import role_view
+from .errors import error_response
+from .state import SERVICES
+
+routes = web.RouteTableDef()
+
+
+def incident_view(incident: Incident, timeline: list[Any] | None = None) -> dict[str, Any]:
+    body = incident.model_dump(mode="json", exclude={"playbook_snapshot", "roles"})
+    body["roles"] = [role_view(r) for r in incident.roles]
+    if timeline is not None:
+        body["timeline"] = [e.model_dump(mode="json") for e in timeline]
+    return body
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = json.loads(await request.read() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise web.HTTPBadRequest(reason=f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(reason="body must be a JSON object")
+    return data
+
+
+def text_field(body: dict[str, Any], name: str, *, required: bool = False, default: str = "") -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise web.HTTPBadRequest(reason=f"'{name}' must be a non-empty string" if required else f"'{name}' must be a string")
+    return value.strip()
+
+
+def _flag(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise web.HTTPBadRequest(reason=f"query parameter '{name}' must be true or false")
+
+
+@routes.post("/api/incidents")
+async def create_incident(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body = await json_body(request)
+    params = body.get("params", {})
+    if not isinstance(params, dict):
+        return error_response(400, "invalid_params", "'params' must be an object")
+    drill = body.get("drill", False)
+    if not isinstance(drill, bool):
+        return error_response(400, "bad_request", "'drill' must be true or false")
+    opened = await services.pipeline.trigger(
+        text_field(body, "playbook", required=True),
+        region=text_field(body, "region", required=True),
+        params=params,
+        drill=drill,
+        severity=body.get("severity"),
+        actor=text_field(body, "by", default="leader") or "leader",
+    )
+    timeline = await services.store.timeline(opened.incident.id)
+    view = incident_view(opened.incident, timeline) | {"existing": not opened.created}
+    return web.json_response(view, status=201 if opened.created else 200)
+
+
+@routes.get("/api/incidents")
+async def list_incidents(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    found = await services.store.list_incidents(
+        open_only=_flag(request, "open"), drill=_flag(request, "drill"), playbook=request.query.get("playbook")
+    )
+    return web.json_response({"incidents": [incident_view(i) for i in found]})
+
+
+@routes.get("/api/incidents/{id}")
+async def get_incident(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    incident = await services.store.get_incident(request.match_info["id"])
+    return web.json_response(incident_view(incident, await services.store.timeline(incident.id)))
+
+
+@routes.post("/api/incidents/{id}/ack")
+async def ack(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    incident = await request.app[SERVICES].pipeline.ack_role(
+        request.match_info["id"], text_field(body, "person", required=True),
+        role=text_field(body, "role") or None, via=text_field(body, "via", default="api") or "api",
+    )
+    return web.json_response(incident_view(incident))
+
+
+@routes.post("/api/incidents/{id}/resolve")
+async def resolve(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    incident = await request.app[SERVICES].pipeline.resolve(
+        request.match_info["id"], text_field(body, "by", default="leader") or "leader", text_field(body, "note")
+    )
+    return web.json_response(incident_view(incident))
+
+
+@routes.post("/api/incidents/{id}/severity")
+async def severity(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    incident = await request.app[SERVICES].pipeline.set_severity(
+        request.match_info["id"], text_field(body, "severity", required=True),
+        text_field(body, "by", default="leader") or "leader", text_field(body, "reason"),
+    )
+    return web.json_response(incident_view(incident))
+
+
+@routes.post("/api/incidents/{id}/notes")
+async def note(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    incident_id = request.match_info["id"]
+    await request.app[SERVICES].pipeline.add_note(
+        incident_id, text_field(body, "by", default="leader") or "leader", text_field(body, "text", required=True)
+    )
+    return web.json_response({"ok": True}, status=201)
