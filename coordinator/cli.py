@@ -1,12 +1,16 @@
-"""Command line: `coordinator serve | check | detect`."""
+"""Command line: `coordinator serve | check | trigger | detect`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from .catalog import check_config
 
@@ -50,6 +54,45 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trigger(args: argparse.Namespace) -> int:
+    params: dict[str, str] = {}
+    for item in args.param or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"error: --param takes NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        params[name] = value
+    body = {"playbook": args.playbook, "region": args.region, "params": params, "drill": args.drill,
+            "by": args.by}
+    if args.severity:
+        body["severity"] = args.severity
+    status, answer = _post_json(f"{args.url.rstrip('/')}/api/incidents", body)
+    if status >= 400:
+        error = answer.get("error", {})
+        print(f"error: {error.get('message', answer)}", file=sys.stderr)
+        for detail in error.get("details", []):
+            print(f"  - {detail}", file=sys.stderr)
+        return 1
+    print(f"{answer['id']} {'already open' if answer.get('existing') else 'opened'}: "
+          f"{answer['title']} [{answer['severity']}] region {answer['region']}")
+    for role in answer["roles"]:
+        print(f"  {role['title']} ({role['role']}): {role['holder'] or 'UNFILLED'}")
+    return 0
+
+
+def _post_json(url: str, body: dict[str, object]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        return 599, {"error": {"message": f"cannot reach {url}: {exc.reason}"}}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coordinator", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -67,6 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", help="sqlite:///PATH or redis://HOST:PORT/DB (env COORDINATOR_STORE, default sqlite:///coordinator.db)"
     )
     serve.set_defaults(func=_serve)
+
+    trigger = sub.add_parser("trigger", help="open an incident by hand on a running service")
+    trigger.add_argument("playbook", help="playbook id")
+    trigger.add_argument("--region", required=True, help="region id, or * for all")
+    trigger.add_argument("--param", action="append", metavar="NAME=VALUE", help="a script parameter (repeatable)")
+    trigger.add_argument("--severity", choices=["minor", "major", "critical"], help="instead of the playbook's")
+    trigger.add_argument("--drill", action="store_true", help="mark the incident as a drill")
+    trigger.add_argument("--by", default="leader", help="who triggers (person id)")
+    trigger.add_argument("--url", default=os.environ.get("COORDINATOR_URL", "http://127.0.0.1:8080"),
+                         help="the service (env COORDINATOR_URL, default http://127.0.0.1:8080)")
+    trigger.set_defaults(func=_trigger)
 
     detect = sub.add_parser("detect", help="run the surge detector over a timestamp,value CSV")
     detect.add_argument("input", help="CSV with header timestamp,value")

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from coordinator.settings import Settings, SettingsError
 
@@ -84,3 +85,29 @@ def test_settings_from_env() -> None:
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("/", "/")):
         Settings.from_env(env)
+
+
+async def test_trigger_command_against_a_running_service(aiohttp_server: Any, capsys: Any, tmp_path: Path) -> None:
+    import asyncio
+    from datetime import datetime, timezone
+
+    from coordinator.app import create_app
+    from coordinator.catalog import load_catalog
+    from coordinator.cli import main
+    from coordinator.clock import ManualClock
+
+    settings = Settings(store_url=f"sqlite:///{tmp_path}/t.db", subscriber_key="k", tick_seconds=0)
+    app = create_app(settings, clock=ManualClock(datetime(2026, 11, 24, 2, tzinfo=timezone.utc)),
+                     catalog=load_catalog(FIXTURES / "good"))
+    server = await aiohttp_server(app)
+    url = str(server.make_url(""))
+    code = await asyncio.to_thread(main, ["trigger", "outage", "--region", "hangzhou", "--param", "cause=基站断电",
+                                          "--by", "p1", "--url", url])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "opened: 移动网络故障 [major] region hangzhou" in out and "组长 (leader): p1" in out
+    code = await asyncio.to_thread(main, ["trigger", "outage", "--region", "hangzhou", "--param", "why=x", "--url", url])
+    err = capsys.readouterr().err
+    assert code == 1 and "unknown parameter 'why'" in err
+    assert await asyncio.to_thread(main, ["trigger", "outage", "--region", "hangzhou", "--param", "novalue",
+                                          "--url", url]) == 2
