@@ -46,12 +46,15 @@ class IntakeResult:
     duplicate: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     new: list[Complaint] = field(default_factory=list)
+    # Accepted complaints whose subscriber complained within the repeat window.
+    repeats: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
             "accepted": self.accepted,
             "duplicate": self.duplicate,
             "rejected": len(self.rejected),
+            "repeats": self.repeats,
             "errors": [r.as_json() for r in self.rejected],
         }
 
@@ -61,6 +64,7 @@ class Limits:
     max_items: int = 10_000
     max_age: timedelta = timedelta(days=90)
     max_future: timedelta = timedelta(minutes=5)
+    repeat_window: timedelta = timedelta(days=7)
 
 
 _NoControl = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -168,8 +172,9 @@ class Intake:
             else:
                 good.append(checked)
         if good:
-            fresh = await self.store.add_complaints(good)
-            result.new = [c for c, is_new in zip(good, fresh) if is_new]
+            added = await self.store.add_complaints(good, self.limits.repeat_window)
+            result.new = [c for c, a in zip(good, added) if a.new]
+            result.repeats = sum(a.repeat for a in added)
             result.accepted = len(result.new)
             result.duplicate = len(good) - result.accepted
         return result

@@ -52,12 +52,18 @@ async def post(client: TestClient, payload: Any, content_type: str = "applicatio
 
 
 async def test_one_complaint_then_the_same_again(client: TestClient, store: Store) -> None:
-    assert await post(client, item()) == (200, {"accepted": 1, "duplicate": 0, "rejected": 0, "errors": []})
-    assert await post(client, item()) == (200, {"accepted": 0, "duplicate": 1, "rejected": 0, "errors": []})
+    assert await post(client, item()) == (
+        200, {"accepted": 1, "duplicate": 0, "rejected": 0, "repeats": 0, "errors": []}
+    )
+    assert await post(client, item()) == (
+        200, {"accepted": 0, "duplicate": 1, "rejected": 0, "repeats": 0, "errors": []}
+    )
     assert await store.count_complaints() == 1
     stored = await store.get_complaint("c1")
     assert stored is not None and stored.received_at == datetime(2026, 11, 24, 1, 58, tzinfo=timezone.utc)
     assert stored.ingested_at == NOW
+    # the same subscriber again, another complaint: a repeat
+    assert (await post(client, item("c2")))[1]["repeats"] == 1
 
 
 async def test_array_with_bad_items_keeps_the_good_ones(client: TestClient, store: Store) -> None:

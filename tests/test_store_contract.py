@@ -31,10 +31,12 @@ from .conftest import BUCKET_SECONDS
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 
 
-def complaint(cid: str, at: datetime = T0, category: str = "broadband", region: str = "hangzhou") -> Complaint:
+def complaint(
+    cid: str, at: datetime = T0, category: str = "broadband", region: str = "hangzhou", subscriber: str | None = None
+) -> Complaint:
     return Complaint(
         id=cid, received_at=at, channel=Channel.hotline, category=category, region=region,
-        subscriber_hash="h" + cid, text="宽带断网", ingested_at=at,
+        subscriber_hash=subscriber or "h" + cid, text="宽带断网", ingested_at=at,
     )
 
 
@@ -54,8 +56,8 @@ def opened(by: str = "surge") -> TimelineEvent:
 async def test_complaints_are_stored_once_and_counted_once(store: Store) -> None:
     first = await store.add_complaints([complaint("a"), complaint("b"), complaint("a")])
     again = await store.add_complaints([complaint("b"), complaint("c")])
-    assert first == [True, True, False]
-    assert again == [False, True]
+    assert [a.new for a in first] == [True, True, False]
+    assert [a.new for a in again] == [False, True]
     assert await store.count_complaints() == 3
     got = await store.get_complaint("a")
     assert got == complaint("a")
@@ -211,7 +213,7 @@ async def test_data_survives_reopening(store_kind: str, tmp_path: Path, request:
     await first.open_incident(incident("INC-1"), opened())
     await first.close()
     second = await reopen()
-    assert await second.add_complaints([complaint("a")]) == [False]
+    assert [a.new for a in await second.add_complaints([complaint("a")])] == [False]
     assert await second.count_complaints() == 1
     assert (await second.open_incident(incident("INC-2"), opened()))[1] is False
     await second.close()
@@ -260,3 +262,46 @@ async def test_surges_are_recorded_and_queried(store: Store) -> None:
     assert [s.detected_at for s in await store.surges(key="broadband/hangzhou", since=T0 + timedelta(days=1))] == [
         T0 + timedelta(days=3)
     ]
+
+
+async def test_repeat_complainants_within_seven_days(store: Store) -> None:
+    day = timedelta(days=1)
+    added = await store.add_complaints([
+        complaint("r1", T0, subscriber="s1"),
+        complaint("r2", T0 + 2 * day, subscriber="s1"),  # again within 7 days: repeat
+        complaint("r3", T0 + 2 * day, subscriber="s2"),
+        complaint("r2", T0 + 2 * day, subscriber="s1"),  # the same complaint again: not new
+    ])
+    assert [(a.new, a.repeat) for a in added] == [(True, False), (True, True), (True, False), (False, False)]
+    later = await store.add_complaints([
+        complaint("r4", T0 + 10 * day, subscriber="s1"),  # 8 days after the last: not a repeat
+        complaint("r5", T0 + 10 * day + timedelta(hours=1), subscriber="s1", region="ningbo"),
+    ])
+    assert [(a.new, a.repeat) for a in later] == [(True, False), (True, True)]
+    span = (T0, T0 + 11 * day)
+    b = lambda at: int(at.timestamp()) - int(at.timestamp()) % BUCKET_SECONDS  # noqa: E731
+    assert await store.repeat_counts("broadband/hangzhou", *span) == {b(T0 + 2 * day): 1}
+    assert await store.repeat_counts("broadband/*", *span) == {
+        b(T0 + 2 * day): 1, b(T0 + 10 * day + timedelta(hours=1)): 1,
+    }
+    assert sum((await store.bucket_counts("broadband/*", *span)).values()) == 5
+
+
+async def test_stream_state_is_saved_by_compare_and_set(store: Store) -> None:
+    assert await store.load_stream_state("broadband/hangzhou") == (None, 0)
+    assert await store.save_stream_state("broadband/hangzhou", {"n": 1}, 1) is True
+    assert await store.save_stream_state("broadband/hangzhou", {"n": 99}, 1) is False
+    assert await store.save_stream_state("broadband/hangzhou", {"n": 2}, 2) is True
+    assert await store.save_stream_state("broadband/hangzhou", {"n": 3}, 4) is False
+    assert await store.load_stream_state("broadband/hangzhou") == ({"n": 2}, 2)
+
+
+async def test_one_open_surge_per_stream(store: Store) -> None:
+    assert await store.stream_surge("broadband/hangzhou") is None
+    first = surge("broadband/hangzhou", T0)
+    assert await store.open_stream_surge(first) is True
+    assert await store.open_stream_surge(surge("broadband/hangzhou", T0 + timedelta(minutes=5))) is False
+    assert await store.stream_surge("broadband/hangzhou") == first
+    await store.close_stream_surge("broadband/hangzhou")
+    assert await store.stream_surge("broadband/hangzhou") is None
+    assert await store.open_stream_surge(surge("broadband/hangzhou", T0 + timedelta(hours=1))) is True

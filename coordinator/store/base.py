@@ -6,8 +6,8 @@ IncidentNotFound for an unknown incident id."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Protocol, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, Protocol, Sequence
 
 from ..models import Ack, Complaint, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
 
@@ -26,11 +26,15 @@ class Store(Protocol):
 
     # --- complaints and stream counts --------------------------------------------
 
-    async def add_complaints(self, complaints: Sequence[Complaint]) -> list[bool]:
+    async def add_complaints(
+        self, complaints: Sequence[Complaint], repeat_window: timedelta = timedelta(days=7)
+    ) -> list[Added]:
         """Store each complaint unless its id is already stored (also earlier in the same
         batch) and count the new ones into their streams' buckets, atomically per
-        complaint: a complaint is counted exactly when it is stored. Returns, per input,
-        True if it was new."""
+        complaint: a complaint is counted exactly when it is stored. A new complaint
+        whose subscriber complained before, at most `repeat_window` earlier, is a repeat
+        and also counts into its streams' repeat counts. Returns, per input, whether it
+        was new and whether it was a repeat."""
 
     async def get_complaint(self, complaint_id: str) -> Complaint | None: ...
 
@@ -39,7 +43,25 @@ class Store(Protocol):
     async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
         """Non-zero counts of `stream` by bucket start (epoch seconds), start <= t < end."""
 
+    async def repeat_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+        """Like bucket_counts, for the repeat complaints only."""
+
     async def stream_names(self) -> list[str]: ...
+
+    async def load_stream_state(self, stream: str) -> tuple[dict[str, Any] | None, int]:
+        """The detector state saved for `stream` and its version (0: none yet)."""
+
+    async def save_stream_state(self, stream: str, state: dict[str, Any], version: int) -> bool:
+        """Save `state` as version `version` if the stored one is `version - 1`; False if
+        another instance saved first (then load and redo)."""
+
+    async def open_stream_surge(self, surge: Surge) -> bool:
+        """Mark a surge open on its stream unless one is: True for the one instance that
+        reports it."""
+
+    async def stream_surge(self, stream: str) -> Surge | None: ...
+
+    async def close_stream_surge(self, stream: str) -> None: ...
 
     # --- incidents ---------------------------------------------------------------
 
@@ -111,6 +133,11 @@ class Store(Protocol):
 
     async def acks(self, incident_id: str) -> list[Ack]:
         """The incident's acknowledgements, oldest first."""
+
+
+class Added(NamedTuple):
+    new: bool
+    repeat: bool
 
 
 def ack_id(ack: Ack) -> str:

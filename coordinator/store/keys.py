@@ -19,8 +19,20 @@ class RedisKeys:
         return f"{self.prefix}complaints:count"
 
     def buckets(self, stream: str, day: int) -> str:
-        """Bucket counts of one stream for one UTC day (hash: bucket start -> count)."""
+        """Bucket counts of one stream for one UTC day (hash: bucket start -> count, and
+        "<bucket start>:r" -> repeat count)."""
         return f"{self.prefix}buckets:{stream}:{day}"
+
+    def subscriber(self, subscriber_hash: str) -> str:
+        """When the subscriber last complained (epoch seconds), for repeat flags."""
+        return f"{self.prefix}subscriber:{subscriber_hash}"
+
+    def stream_state(self, stream: str) -> str:
+        """Hash: version, doc (the detector's state)."""
+        return f"{self.prefix}stream-state:{stream}"
+
+    def stream_surge(self, stream: str) -> str:
+        return f"{self.prefix}stream-surge:{stream}"
 
     def streams(self) -> str:
         return f"{self.prefix}streams"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,27 +26,51 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import ack_id
+from .base import Added, ack_id
 from .keys import RedisKeys
 
 _DAY = 86400
 
-# KEYS: streams set, complaint counter. ARGV, 7 per complaint: complaint key, json,
-# bucket key 1, stream 1, bucket key 2, stream 2, bucket start.
+# KEYS: streams set, complaint counter. ARGV[1]: repeat window (s); then 9 per complaint:
+# complaint key, json, bucket key 1, stream 1, bucket key 2, stream 2, bucket start,
+# subscriber key ('' for none), received at (epoch s). Returns per complaint 0 known,
+# 1 new, 2 new and a repeat.
 _ADD_COMPLAINTS = """
+local window = tonumber(ARGV[1])
 local out = {}
-for i = 1, #ARGV, 7 do
+for i = 2, #ARGV, 9 do
   if redis.call('SET', ARGV[i], ARGV[i+1], 'NX') then
+    local result = 1
+    if ARGV[i+7] ~= '' then
+      local at = tonumber(ARGV[i+8])
+      local last = redis.call('GET', ARGV[i+7])
+      if last and math.abs(tonumber(last) - at) <= window then result = 2 end
+      if not last or tonumber(last) < at then
+        redis.call('SET', ARGV[i+7], ARGV[i+8], 'EX', math.floor(window) + 86400)
+      end
+    end
     redis.call('HINCRBY', ARGV[i+2], ARGV[i+6], 1)
     redis.call('HINCRBY', ARGV[i+4], ARGV[i+6], 1)
+    if result == 2 then
+      redis.call('HINCRBY', ARGV[i+2], ARGV[i+6] .. ':r', 1)
+      redis.call('HINCRBY', ARGV[i+4], ARGV[i+6] .. ':r', 1)
+    end
     redis.call('SADD', KEYS[1], ARGV[i+3], ARGV[i+5])
     redis.call('INCR', KEYS[2])
-    out[#out+1] = 1
+    out[#out+1] = result
   else
     out[#out+1] = 0
   end
 end
 return out
+"""
+
+# KEYS: state hash. ARGV: version, doc. 1 saved, 0 the stored version is not version-1.
+_SAVE_STATE = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if current ~= tonumber(ARGV[1]) - 1 then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2])
+return 1
 """
 
 # KEYS: open-surge key, incident key, incidents zset, timeline key.
@@ -135,6 +159,7 @@ class RedisStore:
         self._save_incident = client.register_script(_SAVE_INCIDENT)
         self._add_delivery = client.register_script(_ADD_DELIVERY)
         self._claim_step = client.register_script(_CLAIM_STEP)
+        self._save_state = client.register_script(_SAVE_STATE)
         self._finish_step = client.register_script(_FINISH_STEP)
         self._move_delivery = client.register_script(_MOVE_DELIVERY)
 
@@ -159,10 +184,12 @@ class RedisStore:
 
     # --- complaints ----------------------------------------------------------------
 
-    async def add_complaints(self, complaints: Sequence[Complaint]) -> list[bool]:
+    async def add_complaints(
+        self, complaints: Sequence[Complaint], repeat_window: timedelta = timedelta(days=7)
+    ) -> list[Added]:
         if not complaints:
             return []
-        args: list[str | int] = []
+        args: list[str | int | float] = [repeat_window.total_seconds()]
         for c in complaints:
             bucket = bucket_start(c.received_at, self.bucket_seconds)
             day = bucket // _DAY
@@ -175,12 +202,14 @@ class RedisStore:
                 self.keys.buckets(wide, day),
                 wide,
                 bucket,
+                self.keys.subscriber(c.subscriber_hash) if c.subscriber_hash else "",
+                c.received_at.timestamp(),
             ]
         async with _reachable():
             result = await self._add_complaints(
                 keys=[self.keys.streams(), self.keys.complaint_count()], args=args
             )
-        return [bool(x) for x in result]
+        return [Added(x > 0, x == 2) for x in result]
 
     async def get_complaint(self, complaint_id: str) -> Complaint | None:
         async with _reachable():
@@ -191,21 +220,52 @@ class RedisStore:
         async with _reachable():
             return int(await self._r.get(self.keys.complaint_count()) or 0)
 
-    async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+    async def _day_fields(self, stream: str, start: datetime, end: datetime) -> tuple[dict[str, str], int, float]:
         first = bucket_start(start, self.bucket_seconds)
         last = end.timestamp()
-        days = range(first // _DAY, int(last) // _DAY + 1)
         async with _reachable():
             async with self._r.pipeline(transaction=False) as pipe:
-                for day in days:
+                for day in range(first // _DAY, int(last) // _DAY + 1):
                     pipe.hgetall(self.keys.buckets(stream, day))
                 results = await pipe.execute()
-        counts = {int(b): int(n) for part in results for b, n in part.items()}
+        return {k: v for part in results for k, v in part.items()}, first, last
+
+    async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+        fields, first, last = await self._day_fields(stream, start, end)
+        counts = {int(b): int(n) for b, n in fields.items() if ":" not in b}
+        return {b: counts[b] for b in sorted(counts) if first <= b < last}
+
+    async def repeat_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+        fields, first, last = await self._day_fields(stream, start, end)
+        counts = {int(b[:-2]): int(n) for b, n in fields.items() if b.endswith(":r")}
         return {b: counts[b] for b in sorted(counts) if first <= b < last}
 
     async def stream_names(self) -> list[str]:
         async with _reachable():
             return sorted(await self._r.smembers(self.keys.streams()))
+
+    async def load_stream_state(self, stream: str) -> tuple[dict[str, Any] | None, int]:
+        async with _reachable():
+            version, doc = await self._r.hmget(self.keys.stream_state(stream), ["version", "doc"])
+        return (json.loads(doc), int(version)) if doc else (None, 0)
+
+    async def save_stream_state(self, stream: str, state: dict[str, Any], version: int) -> bool:
+        async with _reachable():
+            saved = await self._save_state(keys=[self.keys.stream_state(stream)], args=[version, json.dumps(state)])
+        return bool(saved)
+
+    async def open_stream_surge(self, surge: Surge) -> bool:
+        async with _reachable():
+            return bool(await self._r.set(self.keys.stream_surge(surge.key), surge.model_dump_json(), nx=True))
+
+    async def stream_surge(self, stream: str) -> Surge | None:
+        async with _reachable():
+            doc = await self._r.get(self.keys.stream_surge(stream))
+        return Surge.model_validate_json(doc) if doc else None
+
+    async def close_stream_surge(self, stream: str) -> None:
+        async with _reachable():
+            await self._r.delete(self.keys.stream_surge(stream))
 
     # --- incidents -----------------------------------------------------------------
 

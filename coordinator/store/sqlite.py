@@ -6,9 +6,10 @@ interleaved with another coroutine's."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +28,7 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import ack_id
+from .base import Added, ack_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,9 +36,12 @@ CREATE TABLE IF NOT EXISTS complaints (
     id TEXT PRIMARY KEY, received_at REAL NOT NULL, doc TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS buckets (
-    stream TEXT NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
+    stream TEXT NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, repeats INTEGER NOT NULL,
     PRIMARY KEY (stream, bucket)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscribers (hash TEXT PRIMARY KEY, last_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_state (stream TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stream_surges (stream TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents (
     id TEXT PRIMARY KEY, surge_key TEXT, is_open INTEGER NOT NULL, opened_at REAL NOT NULL,
     revision INTEGER NOT NULL, doc TEXT NOT NULL
@@ -115,41 +119,67 @@ class SqliteStore:
 
     # --- complaints ----------------------------------------------------------------
 
-    async def add_complaints(self, complaints: Sequence[Complaint]) -> list[bool]:
+    async def add_complaints(
+        self, complaints: Sequence[Complaint], repeat_window: timedelta = timedelta(days=7)
+    ) -> list[Added]:
         async with self._write:
             ids = [c.id for c in complaints]
-            known: set[str] = set()
-            for i in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[i : i + _IN_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = await self._all(f"SELECT id FROM complaints WHERE id IN ({marks})", chunk)
-                known.update(r[0] for r in rows)
-            fresh: list[bool] = []
+            known = await self._existing("SELECT id FROM complaints WHERE id IN ({})", ids)
+            hashes = sorted({c.subscriber_hash for c in complaints if c.subscriber_hash})
+            last_seen: dict[str, float] = dict(
+                await self._all_in("SELECT hash, last_at FROM subscribers WHERE hash IN ({})", hashes)
+            )
+            out: list[Added] = []
             rows_in: list[tuple[str, float, str]] = []
             counts: Counter[tuple[str, int]] = Counter()
+            repeats: Counter[tuple[str, int]] = Counter()
+            window = repeat_window.total_seconds()
             for c in complaints:
-                is_new = c.id not in known
-                fresh.append(is_new)
-                if not is_new:
+                if c.id in known:
+                    out.append(Added(False, False))
                     continue
                 known.add(c.id)
-                rows_in.append((c.id, c.received_at.timestamp(), c.model_dump_json()))
+                at = c.received_at.timestamp()
+                repeat = False
+                if c.subscriber_hash:
+                    previous = last_seen.get(c.subscriber_hash)
+                    repeat = previous is not None and abs(at - previous) <= window
+                    last_seen[c.subscriber_hash] = max(at, previous or at)
+                out.append(Added(True, repeat))
+                rows_in.append((c.id, at, c.model_dump_json()))
                 bucket = bucket_start(c.received_at, self.bucket_seconds)
                 for stream in c.streams():
                     counts[(stream, bucket)] += 1
+                    repeats[(stream, bucket)] += repeat
             if rows_in:
                 try:
                     await self._db.executemany("INSERT INTO complaints VALUES (?, ?, ?)", rows_in)
                     await self._db.executemany(
-                        "INSERT INTO buckets VALUES (?, ?, ?) ON CONFLICT (stream, bucket)"
-                        " DO UPDATE SET count = count + excluded.count",
-                        [(s, b, n) for (s, b), n in counts.items()],
+                        "INSERT INTO buckets VALUES (?, ?, ?, ?) ON CONFLICT (stream, bucket) DO UPDATE"
+                        " SET count = count + excluded.count, repeats = repeats + excluded.repeats",
+                        [(s, b, n, repeats[(s, b)]) for (s, b), n in counts.items()],
+                    )
+                    await self._db.executemany(
+                        "INSERT INTO subscribers VALUES (?, ?) ON CONFLICT (hash) DO UPDATE"
+                        " SET last_at = max(last_at, excluded.last_at)",
+                        [(h, last_seen[h]) for h in hashes if h in last_seen],
                     )
                     await self._db.commit()
                 except sqlite3.Error as exc:
                     await self._db.rollback()
                     raise StoreError(f"storing complaints failed: {exc}") from exc
-            return fresh
+            return out
+
+    async def _all_in(self, sql: str, values: Sequence[Any]) -> list[Any]:
+        """`sql` with one `IN ({})`, run over `values` in chunks."""
+        rows: list[Any] = []
+        for i in range(0, len(values), _IN_CHUNK):
+            chunk = values[i : i + _IN_CHUNK]
+            rows += await self._all(sql.format(",".join("?" * len(chunk))), chunk)
+        return rows
+
+    async def _existing(self, sql: str, values: Sequence[Any]) -> set[Any]:
+        return {r[0] for r in await self._all_in(sql, values)}
 
     async def get_complaint(self, complaint_id: str) -> Complaint | None:
         row = await self._one("SELECT doc FROM complaints WHERE id = ?", (complaint_id,))
@@ -166,8 +196,51 @@ class SqliteStore:
         )
         return {int(b): int(n) for b, n in rows}
 
+    async def repeat_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+        rows = await self._all(
+            "SELECT bucket, repeats FROM buckets WHERE stream = ? AND bucket >= ? AND bucket < ? AND repeats > 0"
+            " ORDER BY bucket",
+            (stream, bucket_start(start, self.bucket_seconds), end.timestamp()),
+        )
+        return {int(b): int(n) for b, n in rows}
+
     async def stream_names(self) -> list[str]:
         return [r[0] for r in await self._all("SELECT DISTINCT stream FROM buckets ORDER BY stream")]
+
+    async def load_stream_state(self, stream: str) -> tuple[dict[str, Any] | None, int]:
+        row = await self._one("SELECT version, doc FROM stream_state WHERE stream = ?", (stream,))
+        return (json.loads(row[1]), int(row[0])) if row else (None, 0)
+
+    async def save_stream_state(self, stream: str, state: dict[str, Any], version: int) -> bool:
+        async with self._write:
+            if version == 1:
+                cur = await self._db.execute(
+                    "INSERT OR IGNORE INTO stream_state VALUES (?, 1, ?)", (stream, json.dumps(state))
+                )
+            else:
+                cur = await self._db.execute(
+                    "UPDATE stream_state SET version = ?, doc = ? WHERE stream = ? AND version = ?",
+                    (version, json.dumps(state), stream, version - 1),
+                )
+            await self._db.commit()
+        return cur.rowcount == 1
+
+    async def open_stream_surge(self, surge: Surge) -> bool:
+        async with self._write:
+            cur = await self._db.execute(
+                "INSERT OR IGNORE INTO stream_surges VALUES (?, ?)", (surge.key, surge.model_dump_json())
+            )
+            await self._db.commit()
+        return cur.rowcount == 1
+
+    async def stream_surge(self, stream: str) -> Surge | None:
+        row = await self._one("SELECT doc FROM stream_surges WHERE stream = ?", (stream,))
+        return Surge.model_validate_json(row[0]) if row else None
+
+    async def close_stream_surge(self, stream: str) -> None:
+        async with self._write:
+            await self._db.execute("DELETE FROM stream_surges WHERE stream = ?", (stream,))
+            await self._db.commit()
 
     # --- incidents -----------------------------------------------------------------
 
