@@ -280,11 +280,23 @@ async def test_repeat_complainants_within_seven_days(store: Store) -> None:
     assert [(a.new, a.repeat) for a in later] == [(True, False), (True, True)]
     span = (T0, T0 + 11 * day)
     b = lambda at: int(at.timestamp()) - int(at.timestamp()) % BUCKET_SECONDS  # noqa: E731
-    assert await store.repeat_counts("broadband/hangzhou", *span) == {b(T0 + 2 * day): 1}
-    assert await store.repeat_counts("broadband/*", *span) == {
+    assert await store.bucket_counts("broadband/hangzhou", *span, kind="repeat") == {b(T0 + 2 * day): 1}
+    assert await store.bucket_counts("broadband/*", *span, kind="repeat") == {
         b(T0 + 2 * day): 1, b(T0 + 10 * day + timedelta(hours=1)): 1,
     }
     assert sum((await store.bucket_counts("broadband/*", *span)).values()) == 5
+    assert await store.bucket_counts("broadband/*", *span, kind="regulator") == {}
+
+
+async def test_regulator_channel_complaints_are_counted_apart(store: Store) -> None:
+    regulator = complaint("g1").model_copy(update={"channel": Channel.regulator})
+    await store.add_complaints([regulator, complaint("g2"), complaint("g3", region="ningbo")])
+    b0 = int(T0.timestamp())
+    span = (T0, T0 + timedelta(hours=1))
+    assert await store.bucket_counts("broadband/hangzhou", *span, kind="regulator") == {b0: 1}
+    assert await store.bucket_counts("broadband/*", *span, kind="regulator") == {b0: 1}
+    assert await store.bucket_counts("broadband/ningbo", *span, kind="regulator") == {}
+    assert await store.bucket_counts("broadband/*", *span) == {b0: 3}
 
 
 async def test_stream_state_is_saved_by_compare_and_set(store: Store) -> None:

@@ -7,7 +7,7 @@ IncidentNotFound for an unknown incident id."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, Protocol, Sequence
+from typing import Any, Literal, NamedTuple, Protocol, Sequence
 
 from ..models import Ack, Complaint, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
 
@@ -40,11 +40,11 @@ class Store(Protocol):
 
     async def count_complaints(self) -> int: ...
 
-    async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
-        """Non-zero counts of `stream` by bucket start (epoch seconds), start <= t < end."""
-
-    async def repeat_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
-        """Like bucket_counts, for the repeat complaints only."""
+    async def bucket_counts(
+        self, stream: str, start: datetime, end: datetime, kind: CountKind = "all"
+    ) -> dict[int, int]:
+        """Non-zero counts of `stream` by bucket start (epoch seconds), start <= t < end:
+        of all its complaints, of the repeats, or of those from the regulator channel."""
 
     async def stream_names(self) -> list[str]: ...
 
@@ -133,6 +133,9 @@ class Store(Protocol):
 
     async def acks(self, incident_id: str) -> list[Ack]:
         """The incident's acknowledgements, oldest first."""
+
+
+CountKind = Literal["all", "repeat", "regulator"]
 
 
 class Added(NamedTuple):

@@ -19,8 +19,8 @@ class RedisKeys:
         return f"{self.prefix}complaints:count"
 
     def buckets(self, stream: str, day: int) -> str:
-        """Bucket counts of one stream for one UTC day (hash: bucket start -> count, and
-        "<bucket start>:r" -> repeat count)."""
+        """Bucket counts of one stream for one UTC day. Hash fields: "<bucket start>" ->
+        count, "<bucket start>:r" -> repeats, "<bucket start>:g" -> regulator channel."""
         return f"{self.prefix}buckets:{stream}:{day}"
 
     def subscriber(self, subscriber_hash: str) -> str:

@@ -17,6 +17,7 @@ from ..errors import Conflict, IncidentNotFound, StoreError
 from ..models import (
     DELIVERY_RANK,
     Ack,
+    Channel,
     Complaint,
     Delivery,
     DeliveryKey,
@@ -26,19 +27,19 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import Added, ack_id
+from .base import Added, CountKind, ack_id
 from .keys import RedisKeys
 
 _DAY = 86400
 
 # KEYS: streams set, complaint counter. ARGV[1]: repeat window (s); then 9 per complaint:
 # complaint key, json, bucket key 1, stream 1, bucket key 2, stream 2, bucket start,
-# subscriber key ('' for none), received at (epoch s). Returns per complaint 0 known,
-# 1 new, 2 new and a repeat.
+# subscriber key ('' for none), received at (epoch s), '1' if from the regulator channel.
+# Returns per complaint 0 known, 1 new, 2 new and a repeat.
 _ADD_COMPLAINTS = """
 local window = tonumber(ARGV[1])
 local out = {}
-for i = 2, #ARGV, 9 do
+for i = 2, #ARGV, 10 do
   if redis.call('SET', ARGV[i], ARGV[i+1], 'NX') then
     local result = 1
     if ARGV[i+7] ~= '' then
@@ -54,6 +55,10 @@ for i = 2, #ARGV, 9 do
     if result == 2 then
       redis.call('HINCRBY', ARGV[i+2], ARGV[i+6] .. ':r', 1)
       redis.call('HINCRBY', ARGV[i+4], ARGV[i+6] .. ':r', 1)
+    end
+    if ARGV[i+9] == '1' then
+      redis.call('HINCRBY', ARGV[i+2], ARGV[i+6] .. ':g', 1)
+      redis.call('HINCRBY', ARGV[i+4], ARGV[i+6] .. ':g', 1)
     end
     redis.call('SADD', KEYS[1], ARGV[i+3], ARGV[i+5])
     redis.call('INCR', KEYS[2])
@@ -204,6 +209,7 @@ class RedisStore:
                 bucket,
                 self.keys.subscriber(c.subscriber_hash) if c.subscriber_hash else "",
                 c.received_at.timestamp(),
+                "1" if c.channel == Channel.regulator else "0",
             ]
         async with _reachable():
             result = await self._add_complaints(
@@ -230,14 +236,16 @@ class RedisStore:
                 results = await pipe.execute()
         return {k: v for part in results for k, v in part.items()}, first, last
 
-    async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+    async def bucket_counts(
+        self, stream: str, start: datetime, end: datetime, kind: CountKind = "all"
+    ) -> dict[int, int]:
         fields, first, last = await self._day_fields(stream, start, end)
-        counts = {int(b): int(n) for b, n in fields.items() if ":" not in b}
-        return {b: counts[b] for b in sorted(counts) if first <= b < last}
-
-    async def repeat_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
-        fields, first, last = await self._day_fields(stream, start, end)
-        counts = {int(b[:-2]): int(n) for b, n in fields.items() if b.endswith(":r")}
+        suffix = {"all": "", "repeat": ":r", "regulator": ":g"}[kind]
+        counts = {
+            int(b[: len(b) - len(suffix)]): int(n)
+            for b, n in fields.items()
+            if (b.endswith(suffix) if suffix else ":" not in b)
+        }
         return {b: counts[b] for b in sorted(counts) if first <= b < last}
 
     async def stream_names(self) -> list[str]:

@@ -19,6 +19,7 @@ from ..errors import Conflict, IncidentNotFound, StoreError
 from ..models import (
     DELIVERY_RANK,
     Ack,
+    Channel,
     Complaint,
     Delivery,
     DeliveryKey,
@@ -28,7 +29,7 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import Added, ack_id
+from .base import Added, CountKind, ack_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS complaints (
     id TEXT PRIMARY KEY, received_at REAL NOT NULL, doc TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS buckets (
-    stream TEXT NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, repeats INTEGER NOT NULL,
+    stream TEXT NOT NULL, bucket INTEGER NOT NULL,
+    count INTEGER NOT NULL, repeat INTEGER NOT NULL, regulator INTEGER NOT NULL,
     PRIMARY KEY (stream, bucket)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subscribers (hash TEXT PRIMARY KEY, last_at REAL NOT NULL) WITHOUT ROWID;
@@ -133,6 +135,7 @@ class SqliteStore:
             rows_in: list[tuple[str, float, str]] = []
             counts: Counter[tuple[str, int]] = Counter()
             repeats: Counter[tuple[str, int]] = Counter()
+            regulator: Counter[tuple[str, int]] = Counter()
             window = repeat_window.total_seconds()
             for c in complaints:
                 if c.id in known:
@@ -151,13 +154,15 @@ class SqliteStore:
                 for stream in c.streams():
                     counts[(stream, bucket)] += 1
                     repeats[(stream, bucket)] += repeat
+                    regulator[(stream, bucket)] += c.channel == Channel.regulator
             if rows_in:
                 try:
                     await self._db.executemany("INSERT INTO complaints VALUES (?, ?, ?)", rows_in)
                     await self._db.executemany(
-                        "INSERT INTO buckets VALUES (?, ?, ?, ?) ON CONFLICT (stream, bucket) DO UPDATE"
-                        " SET count = count + excluded.count, repeats = repeats + excluded.repeats",
-                        [(s, b, n, repeats[(s, b)]) for (s, b), n in counts.items()],
+                        "INSERT INTO buckets VALUES (?, ?, ?, ?, ?) ON CONFLICT (stream, bucket) DO UPDATE"
+                        " SET count = count + excluded.count, repeat = repeat + excluded.repeat,"
+                        " regulator = regulator + excluded.regulator",
+                        [(s, b, n, repeats[(s, b)], regulator[(s, b)]) for (s, b), n in counts.items()],
                     )
                     await self._db.executemany(
                         "INSERT INTO subscribers VALUES (?, ?) ON CONFLICT (hash) DO UPDATE"
@@ -189,17 +194,13 @@ class SqliteStore:
         row = await self._one("SELECT COUNT(*) FROM complaints")
         return int(row[0])
 
-    async def bucket_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
+    async def bucket_counts(
+        self, stream: str, start: datetime, end: datetime, kind: CountKind = "all"
+    ) -> dict[int, int]:
+        column = {"all": "count", "repeat": "repeat", "regulator": "regulator"}[kind]
         rows = await self._all(
-            "SELECT bucket, count FROM buckets WHERE stream = ? AND bucket >= ? AND bucket < ? ORDER BY bucket",
-            (stream, bucket_start(start, self.bucket_seconds), end.timestamp()),
-        )
-        return {int(b): int(n) for b, n in rows}
-
-    async def repeat_counts(self, stream: str, start: datetime, end: datetime) -> dict[int, int]:
-        rows = await self._all(
-            "SELECT bucket, repeats FROM buckets WHERE stream = ? AND bucket >= ? AND bucket < ? AND repeats > 0"
-            " ORDER BY bucket",
+            f"SELECT bucket, {column} FROM buckets WHERE stream = ? AND bucket >= ? AND bucket < ?"
+            f" AND {column} > 0 ORDER BY bucket",
             (stream, bucket_start(start, self.bucket_seconds), end.timestamp()),
         )
         return {int(b): int(n) for b, n in rows}
