@@ -1,0 +1,132 @@
+"""An SMTP inbox on loopback: accepts mail like a relay would and keeps each message,
+parsed, in the mailbox of every recipient. No STARTTLS: loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from types import TracebackType
+from typing import Any, cast
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from coordinator.clock import Clock, SystemClock
+
+
+@dataclass(frozen=True)
+class ReceivedEmail:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    subject: str  # decoded (RFC 2047), so Chinese subjects read as sent
+    text: str | None  # the text/plain body, if any
+    html: str | None  # the text/html body, if any
+    message_id: str | None
+    received_at: datetime
+    message: EmailMessage  # for any other header, e.g. message["Auto-Submitted"]
+
+
+def parse_email(raw: bytes, mail_from: str, rcpt_tos: tuple[str, ...], received_at: datetime) -> ReceivedEmail:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    return ReceivedEmail(
+        mail_from=mail_from,
+        rcpt_tos=rcpt_tos,
+        subject=str(message.get("Subject", "")),
+        text=cast(EmailMessage, text).get_content() if text is not None else None,
+        html=cast(EmailMessage, html).get_content() if html is not None else None,
+        message_id=message.get("Message-ID"),
+        received_at=received_at,
+        message=message,
+    )
+
+
+class SmtpInbox:
+    """SMTP server keeping what it receives; with `user` and `password` it requires AUTH
+    (PLAIN or LOGIN, allowed without TLS since it listens on loopback)."""
+
+    def __init__(self, *, user: str | None = None, password: str | None = None, clock: Clock | None = None) -> None:
+        if (user is None) != (password is None):
+            raise ValueError("give both user and password, or neither")
+        self._credentials = (user, password) if user is not None else None
+        self._clock = clock or SystemClock()
+        self._mailboxes: dict[str, list[ReceivedEmail]] = {}
+        self._server: asyncio.Server | None = None
+        self._address: tuple[str, int] | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on host:port (0 picks a free port) in the running event loop."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._connection, host, port)
+        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
+        self._address = (bound_host, bound_port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) to hand to an SMTP client."""
+        if self._address is None:
+            raise RuntimeError("the inbox is not started")
+        return self._address
+
+    async def __aenter__(self) -> SmtpInbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def mailbox(self, address: str) -> list[ReceivedEmail]:
+        """What `address` received, oldest first (addresses compare case-insensitively)."""
+        return list(self._mailboxes.get(address.lower(), []))
+
+    def mailboxes(self) -> dict[str, list[ReceivedEmail]]:
+        return {address: list(emails) for address, emails in self._mailboxes.items()}
+
+    def _connection(self) -> SMTP:
+        with warnings.catch_warnings():
+            # aiosmtpd warns that AUTH without TLS exposes passwords; not on loopback.
+            warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+            return SMTP(
+                self,
+                hostname="sandbox.localhost",
+                enable_SMTPUTF8=True,
+                auth_required=self._credentials is not None,
+                # Without TLS, aiosmtpd advertises AUTH only when this is False: so an
+                # inbox without credentials offers no AUTH, like a relay that needs none.
+                auth_require_tls=self._credentials is None,
+                authenticator=self._authenticate,
+                loop=asyncio.get_running_loop(),
+            )
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if (
+            self._credentials is not None
+            and isinstance(auth_data, LoginPassword)
+            and (auth_data.login.decode(), auth_data.password.decode()) == self._credentials
+        ):
+            return AuthResult(success=True)
+        # handled=False lets aiosmtpd answer 535 at once; handled=True would leave the
+        # client waiting for a reply until its timeout.
+        return AuthResult(success=False, handled=False)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        rcpt_tos = tuple(envelope.rcpt_tos)
+        received = parse_email(raw, envelope.mail_from or "", rcpt_tos, self._clock.now())
+        for address in rcpt_tos:
+            self._mailboxes.setdefault(address.lower(), []).append(received)
+        return "250 Message accepted for delivery"
