@@ -126,6 +126,40 @@ class RoleAssignment(Record):
         return not self.chain
 
 
+class ScriptKind(StrEnum):
+    script = "script"  # the official wording, version 1, 2, ...
+    update = "update"  # a status update under the current wording
+    stand_down = "stand_down"  # the incident is over: the wording is withdrawn
+
+
+class ScriptVersion(Record):
+    """One version of the official script: the exact texts every recipient gets, the
+    hash that proves it, and who wrote and approved it."""
+
+    version: int
+    kind: ScriptKind = ScriptKind.script
+    sms: str
+    email_subject: str
+    email_text: str
+    email_html: str
+    content_hash: str
+    sms_encoding: str
+    sms_segments: int
+    params: dict[str, str] = Field(default_factory=dict)
+    # Parameters still to be filled in by the leader (a surge-opened incident starts
+    # without them): such a version is never sent before approval.
+    missing: list[str] = Field(default_factory=list)
+    supersedes: int | None = None
+    author: str
+    created_at: datetime
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.approved_at is not None
+
+
 class Incident(Record):
     id: str
     playbook: str
@@ -143,6 +177,7 @@ class Incident(Record):
     # The playbook as it was at opening: later file edits do not touch a running incident.
     playbook_snapshot: dict[str, Any] = Field(default_factory=dict)
     roles: list[RoleAssignment] = Field(default_factory=list)
+    scripts: list[ScriptVersion] = Field(default_factory=list)
     surge: Surge | None = None
     surge_count: int = 0  # surges attached, the first included
     alerts: list[str] = Field(default_factory=list)
@@ -160,6 +195,15 @@ class Incident(Record):
 
     def role(self, role_id: str) -> RoleAssignment | None:
         return next((r for r in self.roles if r.role == role_id), None)
+
+    def script(self, version: int) -> ScriptVersion | None:
+        return next((v for v in self.scripts if v.version == version), None)
+
+    @property
+    def current_script(self) -> ScriptVersion | None:
+        """The latest approved version of the wording (updates and stand-down excluded)."""
+        approved = [v for v in self.scripts if v.approved and v.kind == ScriptKind.script]
+        return approved[-1] if approved else None
 
 
 class TimelineEvent(Record):

@@ -4,8 +4,10 @@ incident, not during one."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -75,3 +77,77 @@ def inspect_template(env: ImmutableSandboxedEnvironment, name: str, source: str)
         if node.name in undeclared and node.ctx == "load":
             lines.setdefault(node.name, node.lineno)
     return TemplateInfo(name, lines)
+
+
+# --- rendering -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendered:
+    sms: str
+    email_subject: str
+    email_text: str
+    email_html: str
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 over the four texts: equal hashes prove byte-identical wording."""
+        digest = hashlib.sha256()
+        for part in (self.sms, self.email_subject, self.email_text, self.email_html):
+            data = part.encode("utf-8")
+            digest.update(len(data).to_bytes(8, "big"))
+            digest.update(data)
+        return digest.hexdigest()
+
+
+def placeholder(label: str) -> str:
+    """What stands in the text for a parameter nobody has given yet."""
+    return f"〔待补充：{label}〕"
+
+
+def render(env: ImmutableSandboxedEnvironment, names: ScriptTemplatesLike, context: dict[str, Any]) -> Rendered:
+    """Render one message per channel. The subject is one line; SMS and subject lose
+    surrounding whitespace, so an editor's trailing newline does not change a segment
+    count or a hash."""
+
+    def one(name: str) -> str:
+        return env.get_template(name).render(context)
+
+    return Rendered(
+        sms=one(names.sms).strip(),
+        email_subject=" ".join(one(names.email_subject).split()),
+        email_text=one(names.email_text),
+        email_html=one(names.email_html),
+    )
+
+
+class ScriptTemplatesLike(Protocol):
+    sms: str
+    email_subject: str
+    email_text: str
+    email_html: str
+
+
+def fill_params(declared: dict[str, ParamLike], given: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Every declared parameter: the given value, else its default, else a visible
+    placeholder. Returns the values and the names still missing."""
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for name, param in declared.items():
+        value = given.get(name)
+        if value is None or value == "":
+            if param.default is not None:
+                value = param.default
+            elif param.required:
+                value = placeholder(param.label)
+                missing.append(name)
+            else:
+                value = ""
+        values[name] = value
+    return values, missing
+
+
+class ParamLike(Protocol):
+    label: str
+    required: bool
+    default: str | None

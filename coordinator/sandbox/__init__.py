@@ -5,7 +5,7 @@ from coordinator.sandbox.client import point_client, sandbox_client
 from coordinator.sandbox.lifecycle import Delivery
 from coordinator.sandbox.limits import Faults, RateLimit
 from coordinator.sandbox.messages import DELIVERY_ERRORS, Message
-from coordinator.sandbox.segments import Segments, sms_segments
+from coordinator.segments import Segments, sms_segments
 from coordinator.sandbox.signature import twilio_signature
 from coordinator.sandbox.smtp import ReceivedEmail, SmtpInbox
 from coordinator.sandbox.twilio import TwilioSandbox

@@ -27,7 +27,7 @@ from coordinator.sandbox.listing import list_page
 from coordinator.sandbox.messages import API_VERSION, ApiError, Message, is_e164, parse_send
 from coordinator.sandbox.optout import OptOuts
 from coordinator.sandbox.page import page_routes
-from coordinator.sandbox.segments import sms_segments
+from coordinator.segments import sms_segments
 from coordinator.sandbox.webhooks import CallbackAttempt, WebhookSender, inbound_params, status_params
 
 if TYPE_CHECKING:
