@@ -20,6 +20,7 @@ from .intake import Intake, Limits, SubscriberHasher
 from .settings import Settings
 from .store import Store, open_store
 from .pipeline import Pipeline
+from .streams import StreamMonitor, detector_config, trigger_minimums
 from .web import api, incidents
 from .web.errors import json_errors
 from .web.state import SERVICES, Services
@@ -43,26 +44,9 @@ def create_app(
         the_store = store if store is not None else await open_store(settings.store_url, settings.bucket_seconds)
         try:
             the_catalog = catalog if catalog is not None else load_catalog(settings.config_dir)
-            the_clock = clock or SystemClock()
-            key = settings.subscriber_key or await the_store.get_or_create_secret(
-                "subscriber-hash", secrets.token_hex(32)
-            )
-            intake = Intake(
-                the_store,
-                categories=the_catalog.categories,
-                hasher=SubscriberHasher(key),
-                clock=the_clock,
-                limits=Limits(
-                    max_items=settings.max_items,
-                    max_age=timedelta(days=settings.max_age_days),
-                    max_future=timedelta(seconds=settings.max_future_seconds),
-                ),
-            )
-            pipeline = Pipeline(
-                store=the_store, catalog=lambda: the_catalog, clock=the_clock, tz=ZoneInfo(settings.timezone)
-            )
-            app[SERVICES] = Services(settings, the_clock, the_store, the_catalog, intake, pipeline)
-            scheduler = _start_ticks(pipeline, settings.tick_seconds)
+            built = await build_services(settings, store=the_store, catalog=the_catalog, clock=clock or SystemClock())
+            app[SERVICES] = built
+            scheduler = _start_ticks(built.pipeline, settings.tick_seconds)
             try:
                 yield
             finally:
@@ -76,6 +60,37 @@ def create_app(
     app.add_routes(api.routes)
     app.add_routes(incidents.routes)
     return app
+
+
+async def build_services(settings: Settings, *, store: Store, catalog: Catalog, clock: Clock) -> Services:
+    """Intake, stream monitor and pipeline over one store and catalog: the service's
+    parts, also used by commands that work on the store directly (replay)."""
+    key = settings.subscriber_key or await store.get_or_create_secret("subscriber-hash", secrets.token_hex(32))
+    intake = Intake(
+        store,
+        categories=catalog.categories,
+        hasher=SubscriberHasher(key),
+        clock=clock,
+        limits=Limits(
+            max_items=settings.max_items,
+            max_age=timedelta(days=settings.max_age_days),
+            max_future=timedelta(seconds=settings.max_future_seconds),
+        ),
+    )
+    triggers = [
+        (p.trigger.categories, p.trigger.regions, p.trigger.min_count, p.trigger.min_ratio)
+        for p in catalog.playbooks.values()
+    ]
+    monitor = StreamMonitor(
+        store,
+        clock,
+        config_for=lambda stream: detector_config(settings.bucket_seconds, *trigger_minimums(triggers, stream)),
+    )
+    pipeline = Pipeline(
+        store=store, catalog=lambda: catalog, clock=clock, intake=intake, monitor=monitor,
+        tz=ZoneInfo(settings.timezone),
+    )
+    return Services(settings, clock, store, catalog, intake, pipeline, monitor)
 
 
 def _start_ticks(pipeline: Pipeline, every_seconds: float) -> AsyncIOScheduler | None:

@@ -1,8 +1,9 @@
-"""Command line: `coordinator serve | check | trigger | detect`."""
+"""Command line: `coordinator serve | check | trigger | replay | detect`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -48,7 +49,7 @@ def _detect(args: argparse.Namespace) -> int:
 
     try:
         detect.run(args.input, sys.stdout)
-    except detect.InputError as exc:
+    except detect.DetectInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -78,6 +79,58 @@ def _trigger(args: argparse.Namespace) -> int:
     for role in answer["roles"]:
         print(f"  {role['title']} ({role['role']}): {role['holder'] or 'UNFILLED'}")
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from .replay import ReplayError, read_complaints
+
+    try:
+        items = read_complaints(Path(args.file))
+    except ReplayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        stats = asyncio.run(_replay_into(args, items))
+    except ReplayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"replayed {stats.sent}: {stats.accepted} accepted, {stats.duplicate} duplicate, {stats.rejected} rejected")
+    return 0 if stats.rejected == 0 else 1
+
+
+async def _replay_into(args: argparse.Namespace, items: list[dict[str, Any]]) -> Any:
+    import aiohttp
+    from tqdm import tqdm
+
+    from .app import build_services
+    from .catalog import load_catalog
+    from .clock import SystemClock
+    from .replay import HttpSink, PipelineSink, replay
+    from .settings import Settings
+    from .store import open_store
+
+    clock = SystemClock()
+    with tqdm(total=len(items), unit="complaint", disable=args.quiet) as bar:
+        if args.store:
+            settings = Settings.from_env(store_url=args.store, config_dir=Path(args.config) if args.config else None)
+            store = await open_store(settings.store_url, settings.bucket_seconds)
+            try:
+                services = await build_services(
+                    settings, store=store, catalog=load_catalog(settings.config_dir), clock=clock
+                )
+                if args.live:
+                    return await replay(items, PipelineSink(services.pipeline.receive), clock=clock,
+                                        speed=args.speed, live=True, batch_size=args.batch, progress=bar.update)
+                # History: store it all first, then feed each stream's detector in order.
+                stats = await replay(items, PipelineSink(services.intake.submit), clock=clock, speed=args.speed,
+                                     batch_size=args.batch, progress=bar.update)
+                await services.pipeline.catch_up()
+                return stats
+            finally:
+                await store.close()
+        async with aiohttp.ClientSession() as session:
+            return await replay(items, HttpSink(session, args.url, os.environ.get("COORDINATOR_TOKEN")), clock=clock,
+                                speed=args.speed, live=args.live, batch_size=args.batch, progress=bar.update)
 
 
 def _post_json(url: str, body: dict[str, object]) -> tuple[int, dict[str, Any]]:
@@ -121,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("--url", default=os.environ.get("COORDINATOR_URL", "http://127.0.0.1:8080"),
                          help="the service (env COORDINATOR_URL, default http://127.0.0.1:8080)")
     trigger.set_defaults(func=_trigger)
+
+    replay = sub.add_parser("replay", help="replay a complaints CSV/NDJSON into a service or the store")
+    replay.add_argument("file", help="complaints: .csv with a header, or .ndjson")
+    target = replay.add_mutually_exclusive_group()
+    target.add_argument("--url", default=os.environ.get("COORDINATOR_URL", "http://127.0.0.1:8080"),
+                        help="a running service (default: env COORDINATOR_URL or http://127.0.0.1:8080)")
+    target.add_argument("--store", help="load straight into this store (sqlite:///PATH or redis://...)")
+    replay.add_argument("--config", help="config directory, with --store (env COORDINATOR_CONFIG, default .)")
+    replay.add_argument("--speed", type=float, default=0.0,
+                        help="complaint time per wall time, e.g. 60 = an hour in a minute; 0 = as fast as possible")
+    replay.add_argument("--live", action="store_true", help="stamp each complaint with the time it is sent")
+    replay.add_argument("--batch", type=int, default=500, help="complaints per request (default 500)")
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(func=_replay)
 
     detect = sub.add_parser("detect", help="run the surge detector over a timestamp,value CSV")
     detect.add_argument("input", help="CSV with header timestamp,value")

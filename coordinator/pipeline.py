@@ -2,6 +2,8 @@
 into this module; the decisions are made by pure functions (playbooks, roster,
 escalation) and this module carries them out against the store.
 
+    complaints ──► intake (validate, store once, repeat flag) ──► stream monitor
+          (closed buckets to each stream's detector, a peek at the filling one)
     surge ──► match playbook ──► open incident (one per surge key; later surges attach)
           ──► snapshot the playbook, assign roles from the roster at that moment
     leader's trigger ──► the same, with the leader's parameters
@@ -25,11 +27,13 @@ from .catalog import Catalog
 from .clock import Clock
 from .errors import Conflict, PlaybookNotFound
 from .escalation import DueStep, due_steps
+from .intake import Intake, IntakeResult
 from .models import ALL_REGIONS, Incident, IncidentStatus, RoleAssignment, Surge, TimelineEvent, stream_key
 from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
 from .roster import assign_roles
 from .schemas import Playbook
 from .store import Store
+from .streams import Found, StreamMonitor
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +57,47 @@ class Pipeline:
         store: Store,
         catalog: Callable[[], Catalog],
         clock: Clock,
+        intake: Intake | None = None,
+        monitor: StreamMonitor | None = None,
         worker: str | None = None,
         tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
         step_lease_seconds: float = 60.0,
     ) -> None:
+        """`intake` and `monitor` are needed for complaints (`receive`, and the tick's
+        stream refresh); incident-only uses can leave them out."""
         self.store = store
+        self.intake = intake
+        self.monitor = monitor
         self.catalog = catalog
         self.clock = clock
         self.worker = worker or f"worker-{secrets.token_hex(4)}"
         self.tz = tz
         self.lease = step_lease_seconds
+
+    # --- complaints ----------------------------------------------------------------
+
+    async def receive(self, items: list[tuple[int, Any]]) -> IntakeResult:
+        """Complaints in: store the good ones, check their streams, act on any surge."""
+        if self.intake is None or self.monitor is None:
+            raise RuntimeError("this pipeline was built without intake and monitor")
+        result = await self.intake.submit(items)
+        if result.new:
+            await self._surges(await self.monitor.observe(result.new))
+        return result
+
+    async def catch_up(self) -> None:
+        """Feed every stream's closed buckets to its detector (after loading history, and
+        on every tick); surges in the past are recorded, recent ones acted on."""
+        if self.monitor is not None:
+            await self._surges(await self.monitor.refresh_all())
+
+    async def _surges(self, found: list[Found]) -> None:
+        for item in found:
+            if item.fresh:
+                await self.on_surge(item.surge)
+            else:
+                await self.store.record_surge(item.surge)
+                log.info("surge on %s at %s recorded as history", item.surge.key, item.surge.onset)
 
     # --- opening -------------------------------------------------------------------
 
@@ -74,12 +109,26 @@ class Pipeline:
         if match.playbook is None:
             log.info("surge on %s opens no incident: %s", surge.key, match.reason)
             return None
+        related = await self._related_incident(surge)
+        if related is not None:
+            return await self._attach(related, surge)
         key = ("drill:" if surge.drill else "") + surge.key
         opened = await self._open(match.playbook, surge.region, {}, surge=surge, surge_key=key,
                                   drill=surge.drill, actor="surge-detector")
         if not opened.created:
             return await self._attach(opened.incident, surge)
         return opened.incident
+
+    async def _related_incident(self, surge: Surge) -> Incident | None:
+        """The same event seen through the other stream: a category-wide surge while a
+        regional incident of that category is open (or the reverse) belongs to it."""
+        if surge.region == ALL_REGIONS:
+            wanted = lambda i: i.category == surge.category  # noqa: E731
+        else:
+            wanted = lambda i: i.surge_key == stream_key(surge.category, ALL_REGIONS)  # noqa: E731
+        live = await self.store.list_incidents(open_only=True, drill=surge.drill)
+        matches = sorted((i for i in live if wanted(i)), key=lambda i: i.opened_at)
+        return matches[0] if matches else None
 
     async def trigger(
         self,
@@ -256,6 +305,7 @@ class Pipeline:
     async def tick(self) -> list[tuple[str, DueStep]]:
         """Run every step due now on every live incident, each claimed first so that it
         runs once across instances and restarts. Returns what this worker ran."""
+        await self.catch_up()
         now = self.clock.now()
         ran: list[tuple[str, DueStep]] = []
         live = [i for i in await self.store.list_incidents() if i.status != IncidentStatus.closed]

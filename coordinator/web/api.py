@@ -37,7 +37,7 @@ async def post_complaints(request: web.Request) -> web.Response:
     except BodyError as exc:
         status = 413 if exc.code == "too_many_items" else 400
         return error_response(status, exc.code, str(exc))
-    result = await services.intake.submit(items)
+    result = await services.pipeline.receive(items)
     log.info(
         "complaints: %d accepted, %d duplicate, %d rejected",
         result.accepted, result.duplicate, len(result.rejected),
@@ -49,3 +49,26 @@ async def post_complaints(request: web.Request) -> web.Response:
     return error_response(
         400, "invalid_complaints", f"all {len(details)} complaint(s) were rejected", details, **answer, errors=details
     )
+
+
+@routes.get("/api/streams")
+async def streams(request: web.Request) -> web.Response:
+    """Every stream: current and last bucket counts, baseline, score, open surge, and
+    the count and share of repeat complainants over the last 24 hours."""
+    services = request.app[SERVICES]
+    out = []
+    for name in await services.store.stream_names():
+        status = await services.monitor.status(name)
+        out.append({
+            "stream": status.stream,
+            "bucket_minutes": services.settings.bucket_minutes,
+            "current_count": status.current_count,
+            "last_count": status.last_count,
+            "baseline": round(status.expected, 3),
+            "score": round(status.score, 4),
+            "surge": status.surge.model_dump(mode="json") if status.surge else None,
+            "complaints_24h": status.total_24h,
+            "repeats_24h": status.repeats_24h,
+            "repeat_share": round(status.repeat_share, 4),
+        })
+    return web.json_response({"streams": out})

@@ -12,6 +12,7 @@ from ..intake import Intake
 from ..pipeline import Pipeline
 from ..settings import Settings
 from ..store import Store
+from ..streams import StreamMonitor
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Services:
     catalog: Catalog
     intake: Intake
     pipeline: Pipeline
+    monitor: StreamMonitor
 
 
 SERVICES = web.AppKey("services", Services)

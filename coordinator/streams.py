@@ -1,0 +1,199 @@
+"""Streams: each complaint counts into its category x region stream and the
+category-wide one (the store keeps the bucket counts, so restarts and instances
+sharing Redis see the same numbers). The monitor feeds each stream's closed buckets to
+its detector, whose state lives in the store, and peeks at the bucket still filling, so
+a surge is seen on the complaint that crosses the threshold rather than minutes later.
+Each surge is reported once, by whichever instance marks it open first."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from typing import Callable, Iterable, Sequence
+
+from .clock import Clock
+from .models import ALL_REGIONS, Complaint, Surge, bucket_start, utc
+from .store import Store
+from .surge import Detector, DetectorConfig, Observation
+
+SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Found:
+    """A surge the monitor saw; `fresh` unless it lies in history being caught up on
+    (a replay, a long restart): those are recorded but open no incident."""
+
+    surge: Surge
+    fresh: bool
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    stream: str
+    current_count: int  # complaints in the bucket now filling
+    last_count: int  # complaints in the last closed bucket
+    expected: float  # the baseline for the bucket now filling
+    score: float  # 0..1, 1 at the alarm level
+    surge: Surge | None  # the open surge, if any
+    total_24h: int
+    repeats_24h: int
+
+    @property
+    def repeat_share(self) -> float:
+        return self.repeats_24h / self.total_24h if self.total_24h else 0.0
+
+
+def detector_config(bucket_seconds: int, min_count: float = 0.0, min_ratio: float = 1.0) -> DetectorConfig:
+    return DetectorConfig(bucket_seconds=float(bucket_seconds), min_count=min_count, min_ratio=min_ratio)
+
+
+class StreamMonitor:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        config_for: Callable[[str], DetectorConfig],
+        history: timedelta = timedelta(weeks=8),
+        fresh_within: timedelta = timedelta(hours=1),
+        grace: timedelta = timedelta(seconds=60),
+        attempts: int = 5,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.config_for = config_for
+        self.width = store.bucket_seconds
+        self.history = history
+        self.fresh_within = fresh_within
+        # A bucket is fed to the stored state only `grace` after it closed, so complaints
+        # that arrive a little late still count; until then it is only peeked at.
+        self.grace = grace
+        self.attempts = attempts
+
+    async def observe(self, complaints: Sequence[Complaint]) -> list[Found]:
+        """After intake stored `complaints`: check every stream they count into."""
+        samples: dict[str, list[str]] = {}
+        for c in complaints:
+            for stream in c.streams():
+                samples.setdefault(stream, []).append(c.id)
+        found: list[Found] = []
+        for stream, ids in samples.items():
+            found += await self.check(stream, ids[:SAMPLES])
+        return found
+
+    async def refresh_all(self) -> list[Found]:
+        """The tick: close the buckets of quiet streams too (a sparse stream's empty
+        buckets teach its baseline, and an open surge can end without complaints)."""
+        found: list[Found] = []
+        for stream in await self.store.stream_names():
+            found += await self.check(stream, [])
+        return found
+
+    async def check(self, stream: str, samples: list[str]) -> list[Found]:
+        now = self.clock.now()
+        detector, committed = await self._advance(stream, now)
+        found = [
+            await self._surge(stream, obs, now, samples, fresh=utc(obs.ts.timestamp() + self.width) >= now - self.fresh_within)
+            for obs in committed
+            if obs.alarm
+        ]
+        peek = await self._peek(stream, detector, now)
+        if peek.alarm:
+            found.append(await self._surge(stream, peek, now, samples, fresh=True))
+        reported = [f for f in found if await self.store.open_stream_surge(f.surge)]
+        if not peek.surge_open and not reported:
+            await self.store.close_stream_surge(stream)
+        return reported
+
+    async def status(self, stream: str) -> StreamStatus:
+        now = self.clock.now()
+        detector, _ = await self._advance(stream, now)
+        peek = await self._peek(stream, detector, now)
+        current = bucket_start(now, self.width)
+        day = (now - timedelta(days=1), now + timedelta(seconds=self.width))  # the filling bucket too
+        counts = await self.store.bucket_counts(stream, utc(current - self.width), now + timedelta(seconds=self.width))
+        return StreamStatus(
+            stream=stream,
+            current_count=counts.get(current, 0),
+            last_count=counts.get(current - self.width, 0),
+            expected=peek.expected,
+            score=peek.score,
+            surge=await self.store.stream_surge(stream),
+            total_24h=sum((await self.store.bucket_counts(stream, *day)).values()),
+            repeats_24h=sum((await self.store.bucket_counts(stream, *day, kind="repeat")).values()),
+        )
+
+    async def _advance(self, stream: str, now: datetime) -> tuple[Detector, list[Observation]]:
+        """Feed the closed buckets the stored state has not seen; save by compare-and-set
+        (another instance that advanced first wins, and this one starts over)."""
+        config = self.config_for(stream)
+        current = bucket_start(now - self.grace, self.width)
+        for _ in range(self.attempts):
+            state, version = await self.store.load_stream_state(stream)
+            # The stored state carries the config it was made with; today's playbook
+            # minimums replace it (the baseline itself does not depend on them).
+            detector = Detector.from_dict({**state, "config": asdict(config)}) if state else Detector(config)
+            if detector.last_ts is not None:
+                start = int(detector.last_ts.timestamp()) + self.width
+                counts = await self.store.bucket_counts(stream, utc(start), utc(current)) if start < current else {}
+            else:
+                counts = await self.store.bucket_counts(stream, now - self.history, utc(current))
+                start = min(counts, default=current)
+            observations = [detector.observe(utc(t), counts.get(t, 0)) for t in range(start, current, self.width)]
+            if not observations or await self.store.save_stream_state(stream, detector.to_dict(), version + 1):
+                return detector, observations
+        return detector, observations
+
+    async def _peek(self, stream: str, detector: Detector, now: datetime) -> Observation:
+        """The verdict on the buckets not yet fed (the one filling, and one in its grace
+        time), on a copy: their counts can only grow, so an alarm now stands, and the
+        stored state is not touched."""
+        start = int(detector.last_ts.timestamp()) + self.width if detector.last_ts else bucket_start(now, self.width)
+        end = bucket_start(now, self.width) + self.width
+        counts = await self.store.bucket_counts(stream, utc(start), utc(end))
+        probe = copy.deepcopy(detector)
+        alarm = False
+        for t in range(start, end, self.width):
+            obs = probe.observe(utc(t), counts.get(t, 0))
+            alarm = alarm or obs.alarm
+        return replace(obs, alarm=alarm)
+
+    async def _surge(self, stream: str, obs: Observation, now: datetime, samples: list[str], fresh: bool) -> Found:
+        category, _, region = stream.partition("/")
+        onset = obs.onset or obs.ts
+        regulator = await self.store.bucket_counts(
+            stream, onset, utc(obs.ts.timestamp() + self.width), kind="regulator"
+        )
+        surge = Surge(
+            key=stream,
+            category=category,
+            region=region or ALL_REGIONS,
+            onset=onset,
+            detected_at=now,
+            observed=int(obs.observed_total),
+            expected=round(obs.expected_total, 3),
+            ratio=round(obs.ratio, 3),
+            score=round(obs.score, 4),
+            regulator=sum(regulator.values()),
+            samples=samples,
+        )
+        return Found(surge, fresh)
+
+
+def trigger_minimums(
+    triggers: Iterable[tuple[list[str], list[str] | None, int, float]], stream: str
+) -> tuple[float, float]:
+    """The smallest minimum count and ratio among the playbook triggers covering
+    `stream`, so the detector alarms as soon as some playbook would take the surge;
+    (0, 1) when none covers it (then it alarms for visibility only)."""
+    category, _, region = stream.partition("/")
+    covering = [
+        (count, ratio)
+        for categories, regions, count, ratio in triggers
+        if category in categories and (regions is None or (region != ALL_REGIONS and region in regions))
+    ]
+    if not covering:
+        return 0.0, 1.0
+    return float(min(c for c, _ in covering)), min(r for _, r in covering)

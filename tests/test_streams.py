@@ -1,0 +1,221 @@
+"""Complaints to surges to incidents, on both stores: history teaches each stream its
+baseline, a burst opens exactly one incident on the complaint that crosses the
+threshold, state survives a restart, replayed history opens nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from coordinator.app import build_services, create_app
+from coordinator.catalog import Catalog, load_catalog
+from coordinator.clock import ManualClock
+from coordinator.models import IncidentStatus
+from coordinator.replay import PipelineSink, ReplayError, read_complaints, replay
+from coordinator.settings import Settings
+from coordinator.store import Store
+from coordinator.streams import trigger_minimums
+
+FIXTURES = Path(__file__).parent / "fixtures"
+T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
+SETTINGS = Settings(subscriber_key="k", tick_seconds=0)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog(FIXTURES / "good")
+
+
+def history(days: int = 3, per_bucket: float = 1.0, seed: int = 7, region: str = "hangzhou") -> list[dict[str, Any]]:
+    """`days` of ordinary outage complaints before T0, Poisson around `per_bucket`."""
+    rng = random.Random(seed)
+    items = []
+    start = T0 - timedelta(days=days)
+    for b in range(days * 288):
+        # Knuth's Poisson sampler: small rates only
+        n, p, limit = 0, rng.random(), pow(2.718281828, -per_bucket)
+        while p > limit:
+            n += 1
+            p *= rng.random()
+        for k in range(n):
+            at = start + timedelta(minutes=5 * b, seconds=rng.randrange(300))
+            items.append(complaint(f"h-{region}-{b}-{k}", at, region=region, subscriber=f"1390000{rng.randrange(10000):04d}"))
+    return items
+
+
+def complaint(cid: str, at: datetime, region: str = "hangzhou", channel: str = "hotline", subscriber: str | None = None) -> dict[str, Any]:
+    return {"id": cid, "received_at": at.isoformat(), "channel": channel, "category": "outage",
+            "region": region, "subscriber": subscriber or f"138{abs(hash(cid)) % 10**8:08d}", "text": "手机没有信号"}
+
+
+async def services(store: Store, catalog: Catalog, clock: ManualClock) -> Any:
+    return await build_services(SETTINGS, store=store, catalog=catalog, clock=clock)
+
+
+async def load_history(svc: Any, items: list[dict[str, Any]]) -> None:
+    result = await svc.pipeline.receive(list(enumerate(items, start=1)))
+    assert result.accepted == len(items) and not result.rejected
+
+
+async def test_burst_opens_one_incident_on_the_crossing_complaint(store: Store, catalog: Catalog) -> None:
+    clock = ManualClock(T0)
+    svc = await services(store, catalog, clock)
+    await load_history(svc, history())
+    assert await store.list_incidents() == []
+    # a burst inside the bucket now filling: complaints arrive one by one
+    crossing = None
+    for n in range(40):
+        clock.set(T0 + timedelta(seconds=3 * n))
+        await svc.pipeline.receive([(1, complaint(f"burst-{n}", clock.now()))])
+        if crossing is None and await store.list_incidents():
+            crossing = n
+    assert crossing is not None, "the burst opened no incident"
+    assert crossing < 30
+    [incident] = await store.list_incidents()
+    assert incident.surge is not None and incident.surge.key == "outage/hangzhou"
+    assert incident.surge.observed >= 10 and incident.surge.ratio >= 3
+    assert incident.roles[0].holder == "p1"
+    # the rest of the burst, and the next buckets, attach nothing new: one surge, one incident
+    clock.advance(timedelta(minutes=10))
+    await svc.pipeline.tick()
+    surges = await store.surges(key="outage/hangzhou")
+    assert len(surges) == 1
+    assert len(await store.list_incidents()) == 1
+
+
+async def test_flow_from_complaints_to_follow_up(store: Store, catalog: Catalog) -> None:
+    clock = ManualClock(T0)
+    svc = await services(store, catalog, clock)
+    await load_history(svc, history(seed=11))
+    for n in range(30):
+        await svc.pipeline.receive([(1, complaint(f"b-{n}", clock.now()))])
+    [incident] = await store.list_incidents()
+    clock.advance(timedelta(minutes=10))
+    await svc.pipeline.tick()
+    current = await store.get_incident(incident.id)
+    assert current.role("leader").holder == "p2"  # type: ignore[union-attr]  # escalated to the backup
+    await svc.pipeline.ack_role(incident.id, "p2")
+    await svc.pipeline.resolve(incident.id, "p2", "已恢复")
+    clock.advance(timedelta(hours=24))
+    assert "follow_up" in [step.key for _, step in await svc.pipeline.tick()]
+    assert (await store.get_incident(incident.id)).status == IncidentStatus.closed
+
+
+async def test_state_survives_a_restart_and_is_not_fed_twice(store: Store, catalog: Catalog) -> None:
+    clock = ManualClock(T0)
+    first = await services(store, catalog, clock)
+    await load_history(first, history(days=2))
+    state, version = await store.load_stream_state("outage/hangzhou")
+    assert state is not None and version >= 1
+    # a new process: same store, new monitor; nothing new has closed, nothing is re-fed
+    second = await services(store, catalog, clock)
+    await second.monitor.check("outage/hangzhou", [])
+    assert await store.load_stream_state("outage/hangzhou") == (state, version)
+    clock.advance(timedelta(minutes=15))
+    await second.monitor.check("outage/hangzhou", [])
+    _, later = await store.load_stream_state("outage/hangzhou")
+    assert later == version + 1
+
+
+async def test_concurrent_monitors_report_a_surge_once(store: Store, catalog: Catalog) -> None:
+    clock = ManualClock(T0)
+    svc = await services(store, catalog, clock)
+    await load_history(svc, history(seed=3))
+    await store.add_complaints([])  # nothing
+    burst = [complaint(f"c-{n}", T0 + timedelta(seconds=n)) for n in range(40)]
+    clock.set(T0 + timedelta(seconds=45))
+    result = await svc.intake.submit(list(enumerate(burst, start=1)))
+    assert result.accepted == 40
+    monitors = [(await services(store, catalog, clock)).monitor for _ in range(4)]
+    found = await asyncio.gather(*(m.check("outage/hangzhou", []) for m in monitors))
+    assert sum(len(f) for f in found) == 1
+
+
+async def test_replayed_history_is_recorded_but_opens_nothing(store: Store, catalog: Catalog) -> None:
+    clock = ManualClock(T0 + timedelta(days=2))
+    svc = await services(store, catalog, clock)
+    items = history(days=3)
+    # an old burst, a day before the clock
+    items += [complaint(f"old-{n}", T0 - timedelta(days=1) + timedelta(seconds=5 * n)) for n in range(60)]
+    for item in items:
+        item["_at"] = datetime.fromisoformat(item["received_at"])
+    stats = await replay(sorted(items, key=lambda i: i["_at"]), PipelineSink(svc.intake.submit), clock=clock)
+    assert stats.accepted == len(items)
+    await svc.pipeline.catch_up()
+    assert await store.list_incidents() == []
+    old = await store.surges(key="outage/hangzhou")
+    assert old and all(s.onset < T0 for s in old)
+
+
+def test_trigger_minimums() -> None:
+    triggers = [(["outage"], None, 10, 3.0), (["outage"], ["hangzhou"], 5, 4.0), (["billing"], None, 50, 2.0)]
+    assert trigger_minimums(triggers, "outage/hangzhou") == (5.0, 3.0)
+    assert trigger_minimums(triggers, "outage/ningbo") == (10.0, 3.0)
+    assert trigger_minimums(triggers, "outage/*") == (10.0, 3.0)
+    assert trigger_minimums(triggers, "spam/hangzhou") == (0.0, 1.0)
+
+
+async def test_streams_api(aiohttp_client: Any, store: Store, catalog: Catalog) -> None:
+    clock = ManualClock(T0)
+    client: TestClient = await aiohttp_client(create_app(SETTINGS, clock=clock, store=store, catalog=catalog))
+    body = "\n".join(json.dumps(c) for c in history(days=2)).encode()
+    resp = await client.post("/api/complaints", data=body, headers={"Content-Type": "application/x-ndjson"})
+    assert resp.status == 200
+    before = {s["stream"]: s for s in (await (await client.get("/api/streams")).json())["streams"]}
+    again = [complaint(f"r-{n}", T0 + timedelta(seconds=n), subscriber="13912345678") for n in range(3)]
+    await client.post("/api/complaints", json=again)
+    streams = {s["stream"]: s for s in (await (await client.get("/api/streams")).json())["streams"]}
+    assert set(streams) == {"outage/hangzhou", "outage/*"}
+    hz = streams["outage/hangzhou"]
+    assert hz["current_count"] == 3
+    assert hz["repeats_24h"] == before["outage/hangzhou"]["repeats_24h"] + 2  # the 2nd and 3rd of one subscriber
+    assert 0 < hz["baseline"] < 5 and 0 <= hz["score"] <= 1 and hz["surge"] is None
+    assert hz["repeat_share"] == pytest.approx(hz["repeats_24h"] / hz["complaints_24h"], abs=1e-4)
+
+
+def test_read_complaints_csv_and_errors(tmp_path: Path) -> None:
+    good = tmp_path / "c.csv"
+    good.write_text("id,received_at,channel,category,region,text\n"
+                    "b,2026-11-24T10:05:00+08:00,app,outage,hangzhou,二\n"
+                    "a,2026-11-24T10:00:00+08:00,hotline,outage,hangzhou,一\n", encoding="utf-8")
+    items = read_complaints(good)
+    assert [i["id"] for i in items] == ["a", "b"] and "subscriber" not in items[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,received_at\nx,yesterday\n")
+    with pytest.raises(ReplayError, match=r"bad.csv:2: received_at 'yesterday' is not an ISO-8601 time"):
+        read_complaints(bad)
+    nd = tmp_path / "x.ndjson"
+    nd.write_text('{"id": "a", "received_at": "2026-11-24T10:00:00+08:00"}\n{oops\n')
+    with pytest.raises(ReplayError, match=r"x.ndjson:2: not JSON"):
+        read_complaints(nd)
+
+
+async def test_replay_paces_by_speed_and_stamps_live_times() -> None:
+    clock = ManualClock(T0)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(timedelta(seconds=seconds))
+
+    sent: list[list[dict[str, Any]]] = []
+
+    class Recorder:
+        async def send(self, batch: list[dict[str, Any]]) -> dict[str, int]:
+            sent.append(list(batch))
+            return {"accepted": len(batch), "duplicate": 0, "rejected": 0}
+
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    items = [{"id": str(i), "received_at": "x", "_at": base + timedelta(minutes=i)} for i in range(5)]
+    stats = await replay(items, Recorder(), clock=clock, speed=60, live=True, sleep=sleep)
+    assert stats.sent == stats.accepted == 5
+    assert [len(b) for b in sent] == [1, 1, 1, 1, 1]
+    assert slept == [1.0, 1.0, 1.0, 1.0]  # a minute of complaints per second
+    assert [b[0]["received_at"] for b in sent] == [(T0 + timedelta(seconds=i)).isoformat() for i in range(5)]
