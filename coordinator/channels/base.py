@@ -1,0 +1,66 @@
+"""What the outbox sees of a delivery channel: a send that is accepted or raises SendError
+saying whether to retry, fall back to the other channel, or stop.
+
+Implementations live side by side (`sms.py`, `email.py`) and only translate: nothing
+here decides when to retry or which channel to fall back to; the outbox does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The provider took the message."""
+
+    provider_id: str
+    """Twilio's message SID, or the email's Message-ID (with its angle brackets)."""
+    status: str
+    """Twilio's status as answered ("queued", "accepted", "sent", ...), or "sent" for an
+    email the SMTP server took."""
+
+
+class SendError(Exception):
+    """A send that did not go through.
+
+    `retryable`: trying the same send later can help (a 429, a 5xx answered before a
+    message was created, a timeout after checking that nothing was created, a
+    connection that failed). `permanent`: this address will not work (invalid number,
+    opted out, not a mobile, a mailbox the server refuses): fall back to the other
+    channel. Neither: the request itself is wrong (credentials, sender, content), so
+    every recipient will fail the same way until someone fixes the configuration.
+    `code` is the provider's code as text: "21610", "20429", "smtp-550", "timeout".
+    """
+
+    def __init__(self, delivery_id: str, code: str, message: str, *, retryable: bool, permanent: bool = False) -> None:
+        if retryable and permanent:
+            raise ValueError("a SendError is retryable or permanent, not both")
+        super().__init__(f"{delivery_id}: {code}: {message}")
+        self.delivery_id = delivery_id
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.permanent = permanent
+
+
+class SmsChannel(Protocol):
+    async def send_sms(self, delivery_id: str, to: str, text: str) -> Accepted:
+        """Send `text` to `to` (E.164) once per `delivery_id`, as far as the provider
+        allows: a retry after an unclear outcome looks for the first attempt's message
+        before sending again. Raises SendError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EmailChannel(Protocol):
+    async def send_email(
+        self, delivery_id: str, to: str, subject: str, text: str, html: str, *, ack_url: str | None
+    ) -> Accepted:
+        """Send the script (`text` and `html`, unchanged) to `to`, with the
+        acknowledgement link `ack_url` added outside it. Every send of one `delivery_id`
+        carries the same Message-ID. Raises SendError."""
+        ...
+
+    async def close(self) -> None: ...
