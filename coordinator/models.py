@@ -250,6 +250,9 @@ class Delivery(Record):
     content_hash: str
     provider_id: str | None = None
     error: str | None = None
+    attempts: int = 0
+    # Set when an SMS failed for good and the email went out instead.
+    fell_back: bool = False
     updated_at: datetime
 
 

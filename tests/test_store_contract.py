@@ -317,3 +317,36 @@ async def test_one_open_surge_per_stream(store: Store) -> None:
     await store.close_stream_surge("broadband/hangzhou")
     assert await store.stream_surge("broadband/hangzhou") is None
     assert await store.open_stream_surge(surge("broadband/hangzhou", T0 + timedelta(hours=1))) is True
+
+
+async def test_outbox_claims_leases_retries_and_finishes(store: Store) -> None:
+    for person in ("p1", "p2", "p3"):
+        assert await store.add_delivery(delivery(person))
+    assert await store.add_delivery(delivery("p4"), due=T0 + timedelta(minutes=5))
+    assert await store.outbox_size() == 4
+    first = await store.claim_deliveries("w1", T0, 30, 2)
+    second = await store.claim_deliveries("w2", T0, 30, 10)
+    assert len(first) == 2 and len(second) == 1  # p4 is not due yet
+    assert {d.key.person_id for d in first + second} == {"p1", "p2", "p3"}
+    assert await store.claim_deliveries("w3", T0 + timedelta(seconds=10), 30, 10) == []
+    sent = first[0].key
+    await store.update_delivery(sent, DeliveryStatus.sent, at=T0, provider_id="SM123")
+    await store.finish_delivery(sent)
+    found = await store.delivery_by_provider("SM123")
+    assert found is not None and found.key == sent
+    assert await store.delivery_by_provider("SM404") is None
+    await store.retry_delivery(first[1].key, T0 + timedelta(seconds=20), attempts=1, error="20429")
+    # w2 died holding its claim: the lease lapses and the delivery is due again
+    again = await store.claim_deliveries("w4", T0 + timedelta(seconds=31), 30, 10)
+    assert {d.key.person_id for d in again} == {first[1].key.person_id, second[0].key.person_id}
+    retried = next(d for d in again if d.key == first[1].key)
+    assert (retried.attempts, retried.error) == (1, "20429")
+    assert await store.outbox_size() == 3
+
+
+async def test_concurrent_claims_never_share_a_delivery(store: Store) -> None:
+    for i in range(60):
+        await store.add_delivery(delivery(f"p{i}"))
+    claims = await asyncio.gather(*(store.claim_deliveries(f"w{i}", T0, 30, 7) for i in range(12)))
+    ids = [d.key.as_id() for claim in claims for d in claim]
+    assert len(ids) == len(set(ids)) == 60

@@ -14,6 +14,8 @@ from ..models import Ack, Complaint, Delivery, DeliveryKey, DeliveryStatus, Inci
 
 class Store(Protocol):
     bucket_seconds: int
+    # True when no other process writes to the same store (SQLite): readers may cache.
+    single_process: bool
 
     async def close(self) -> None: ...
 
@@ -108,8 +110,25 @@ class Store(Protocol):
 
     # --- deliveries and acknowledgements -----------------------------------------
 
-    async def add_delivery(self, delivery: Delivery) -> bool:
-        """Record a delivery unless one with the same key exists; True if it was new."""
+    async def add_delivery(self, delivery: Delivery, due: datetime | None = None) -> bool:
+        """Record a delivery unless one with the same key exists, and put it in the
+        outbox, due at `due` (now if None); True if it was new."""
+
+    async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
+        """Up to `limit` outbox deliveries due by `now`, oldest first, each leased to
+        `owner` until now + lease: no one else gets it meanwhile, and if the owner dies
+        the lease lapses and it is due again."""
+
+    async def finish_delivery(self, key: DeliveryKey) -> None:
+        """Take a delivery out of the outbox for good (sent, or failed for good)."""
+
+    async def retry_delivery(self, key: DeliveryKey, due: datetime, *, attempts: int, error: str) -> None:
+        """Put a claimed delivery back in the outbox, due at `due`, noting the attempt."""
+
+    async def delivery_by_provider(self, provider_id: str) -> Delivery | None:
+        """The delivery a provider id (Twilio SID, Message-ID) belongs to."""
+
+    async def outbox_size(self) -> int: ...
 
     async def get_delivery(self, key: DeliveryKey) -> Delivery | None: ...
 

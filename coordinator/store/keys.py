@@ -65,6 +65,15 @@ class RedisKeys:
     def deliveries(self, incident_id: str) -> str:
         return f"{self.prefix}deliveries:{incident_id}"
 
+    def outbox(self) -> str:
+        """Sorted set of delivery ids waiting to be sent, by when they are due (a claim
+        moves its score to the lease's end)."""
+        return f"{self.prefix}outbox"
+
+    def provider(self, provider_id: str) -> str:
+        """The delivery id a provider id (Twilio SID, Message-ID) belongs to."""
+        return f"{self.prefix}provider:{provider_id}"
+
     def acks(self, incident_id: str) -> str:
         return f"{self.prefix}acks:{incident_id}"
 

@@ -128,12 +128,21 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(claim))
 return 1
 """
 
-# KEYS: delivery hash, incident's delivery set. ARGV: rank, json, delivery id.
+# KEYS: delivery hash, incident's delivery set, outbox. ARGV: rank, json, delivery id, due.
 _ADD_DELIVERY = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'rank', ARGV[1], 'doc', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 return 1
+"""
+
+# KEYS: outbox. ARGV: now, lease end, limit. The claimed ids, their score moved to the
+# lease's end so that no one else takes them before it lapses.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
 """
 
 # KEYS: delivery hash. ARGV: new rank, new json. -1 unknown, 0 not forward, 1 moved.
@@ -155,6 +164,9 @@ async def _reachable() -> AsyncIterator[None]:
 
 
 class RedisStore:
+    # Several instances share it: anything may have changed since the last read.
+    single_process = False
+
     def __init__(self, client: aioredis.Redis, bucket_seconds: int, prefix: str = "coord:") -> None:
         self._r = client
         self.bucket_seconds = bucket_seconds
@@ -163,6 +175,7 @@ class RedisStore:
         self._open_incident = client.register_script(_OPEN_INCIDENT)
         self._save_incident = client.register_script(_SAVE_INCIDENT)
         self._add_delivery = client.register_script(_ADD_DELIVERY)
+        self._claim = client.register_script(_CLAIM)
         self._claim_step = client.register_script(_CLAIM_STEP)
         self._save_state = client.register_script(_SAVE_STATE)
         self._finish_step = client.register_script(_FINISH_STEP)
@@ -384,14 +397,51 @@ class RedisStore:
 
     # --- deliveries and acks -------------------------------------------------------
 
-    async def add_delivery(self, delivery: Delivery) -> bool:
+    async def add_delivery(self, delivery: Delivery, due: datetime | None = None) -> bool:
         did = delivery.key.as_id()
         async with _reachable():
             added = await self._add_delivery(
-                keys=[self.keys.delivery(did), self.keys.deliveries(delivery.key.incident_id)],
-                args=[DELIVERY_RANK[delivery.status], delivery.model_dump_json(), did],
+                keys=[self.keys.delivery(did), self.keys.deliveries(delivery.key.incident_id), self.keys.outbox()],
+                args=[DELIVERY_RANK[delivery.status], delivery.model_dump_json(), did,
+                      (due or delivery.updated_at).timestamp()],
             )
         return bool(added)
+
+    async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
+        async with _reachable():
+            ids = await self._claim(keys=[self.keys.outbox()], args=[now.timestamp(), now.timestamp() + lease_seconds, limit])
+            if not ids:
+                return []
+            async with self._r.pipeline(transaction=False) as pipe:
+                for did in ids:
+                    pipe.hget(self.keys.delivery(did), "doc")
+                docs = await pipe.execute()
+        return [Delivery.model_validate_json(d) for d in docs if d]
+
+    async def finish_delivery(self, key: DeliveryKey) -> None:
+        async with _reachable():
+            await self._r.zrem(self.keys.outbox(), key.as_id())
+
+    async def retry_delivery(self, key: DeliveryKey, due: datetime, *, attempts: int, error: str) -> None:
+        current = await self.get_delivery(key)
+        if current is None:
+            raise StoreError(f"no delivery {key.as_id()}")
+        doc = current.model_copy(update={"attempts": attempts, "error": error}).model_dump_json()
+        async with _reachable():
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.hset(self.keys.delivery(key.as_id()), "doc", doc)
+                pipe.zadd(self.keys.outbox(), {key.as_id(): due.timestamp()})
+                await pipe.execute()
+
+    async def delivery_by_provider(self, provider_id: str) -> Delivery | None:
+        async with _reachable():
+            did = await self._r.get(self.keys.provider(provider_id))
+            doc = await self._r.hget(self.keys.delivery(did), "doc") if did else None
+        return Delivery.model_validate_json(doc) if doc else None
+
+    async def outbox_size(self) -> int:
+        async with _reachable():
+            return int(await self._r.zcard(self.keys.outbox()))
 
     async def get_delivery(self, key: DeliveryKey) -> Delivery | None:
         async with _reachable():
@@ -424,6 +474,8 @@ class RedisStore:
             moved = await self._move_delivery(
                 keys=[self.keys.delivery(key.as_id())], args=[DELIVERY_RANK[status], updated.model_dump_json()]
             )
+            if moved == 1 and updated.provider_id and updated.provider_id != current.provider_id:
+                await self._r.set(self.keys.provider(updated.provider_id), key.as_id())
         if moved == 1:
             return updated
         # Another instance moved it further meanwhile: theirs stands.

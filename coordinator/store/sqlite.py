@@ -64,9 +64,12 @@ CREATE TABLE IF NOT EXISTS surges (
 );
 CREATE INDEX IF NOT EXISTS surges_key ON surges (key, detected_at);
 CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, rank INTEGER NOT NULL, doc TEXT NOT NULL
+    id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, rank INTEGER NOT NULL, provider_id TEXT,
+    pending INTEGER NOT NULL, due REAL NOT NULL, owner TEXT, doc TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries (incident_id);
+CREATE INDEX IF NOT EXISTS deliveries_outbox ON deliveries (due) WHERE pending = 1;
+CREATE UNIQUE INDEX IF NOT EXISTS deliveries_provider ON deliveries (provider_id) WHERE provider_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS acks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, ack_id TEXT NOT NULL,
     doc TEXT NOT NULL, UNIQUE (incident_id, ack_id)
@@ -77,6 +80,9 @@ _IN_CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
 
 
 class SqliteStore:
+    # One process owns the file: what it wrote last is what is stored.
+    single_process = True
+
     def __init__(self, db: aiosqlite.Connection, bucket_seconds: int) -> None:
         self._db = db
         self.bucket_seconds = bucket_seconds
@@ -357,19 +363,56 @@ class SqliteStore:
 
     # --- deliveries and acks -------------------------------------------------------
 
-    async def add_delivery(self, delivery: Delivery) -> bool:
+    async def add_delivery(self, delivery: Delivery, due: datetime | None = None) -> bool:
         async with self._write:
             cur = await self._db.execute(
-                "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?, 1, ?, NULL, ?)",
                 (
                     delivery.key.as_id(),
                     delivery.key.incident_id,
                     DELIVERY_RANK[delivery.status],
+                    delivery.provider_id,
+                    (due or delivery.updated_at).timestamp(),
                     delivery.model_dump_json(),
                 ),
             )
             await self._db.commit()
         return cur.rowcount == 1
+
+    async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
+        async with self._write:
+            rows = await self._all(
+                "UPDATE deliveries SET owner = ?, due = ? WHERE id IN"
+                " (SELECT id FROM deliveries WHERE pending = 1 AND due <= ? ORDER BY due LIMIT ?) RETURNING doc",
+                (owner, now.timestamp() + lease_seconds, now.timestamp(), limit),
+            )
+            await self._db.commit()
+        return [Delivery.model_validate_json(r[0]) for r in rows]
+
+    async def finish_delivery(self, key: DeliveryKey) -> None:
+        async with self._write:
+            await self._db.execute("UPDATE deliveries SET pending = 0, owner = NULL WHERE id = ?", (key.as_id(),))
+            await self._db.commit()
+
+    async def retry_delivery(self, key: DeliveryKey, due: datetime, *, attempts: int, error: str) -> None:
+        async with self._write:
+            current = await self.get_delivery(key)
+            if current is None:
+                raise StoreError(f"no delivery {key.as_id()}")
+            doc = current.model_copy(update={"attempts": attempts, "error": error}).model_dump_json()
+            await self._db.execute(
+                "UPDATE deliveries SET pending = 1, due = ?, owner = NULL, doc = ? WHERE id = ?",
+                (due.timestamp(), doc, key.as_id()),
+            )
+            await self._db.commit()
+
+    async def delivery_by_provider(self, provider_id: str) -> Delivery | None:
+        row = await self._one("SELECT doc FROM deliveries WHERE provider_id = ?", (provider_id,))
+        return Delivery.model_validate_json(row[0]) if row else None
+
+    async def outbox_size(self) -> int:
+        row = await self._one("SELECT COUNT(*) FROM deliveries WHERE pending = 1")
+        return int(row[0])
 
     async def get_delivery(self, key: DeliveryKey) -> Delivery | None:
         row = await self._one("SELECT doc FROM deliveries WHERE id = ?", (key.as_id(),))
@@ -399,8 +442,8 @@ class SqliteStore:
                 }
             )
             await self._db.execute(
-                "UPDATE deliveries SET rank = ?, doc = ? WHERE id = ?",
-                (DELIVERY_RANK[status], updated.model_dump_json(), key.as_id()),
+                "UPDATE deliveries SET rank = ?, provider_id = ?, doc = ? WHERE id = ?",
+                (DELIVERY_RANK[status], updated.provider_id, updated.model_dump_json(), key.as_id()),
             )
             await self._db.commit()
             return updated
