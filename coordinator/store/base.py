@@ -146,6 +146,12 @@ class Store(Protocol):
 
     async def deliveries(self, incident_id: str) -> list[Delivery]: ...
 
+    async def set_opt_out(self, phone: str, opted_out: bool) -> None:
+        """Mirror a recipient's STOP (True) or START (False) reply."""
+
+    async def opted_out(self) -> set[str]:
+        """Phones that replied STOP and not START since."""
+
     async def record_ack(self, ack: Ack) -> bool:
         """Record an acknowledgement; the first per (incident, person, version, role) wins.
         True if it was new."""

@@ -74,6 +74,10 @@ class RedisKeys:
         """The delivery id a provider id (Twilio SID, Message-ID) belongs to."""
         return f"{self.prefix}provider:{provider_id}"
 
+    def opt_outs(self) -> str:
+        """Set of phones that replied STOP (mirrored from the provider)."""
+        return f"{self.prefix}opt-outs"
+
     def acks(self, incident_id: str) -> str:
         return f"{self.prefix}acks:{incident_id}"
 

@@ -490,6 +490,17 @@ class RedisStore:
                 docs = await pipe.execute()
         return [Delivery.model_validate_json(d) for d in docs if d]
 
+    async def set_opt_out(self, phone: str, opted_out: bool) -> None:
+        async with _reachable():
+            if opted_out:
+                await self._r.sadd(self.keys.opt_outs(), phone)
+            else:
+                await self._r.srem(self.keys.opt_outs(), phone)
+
+    async def opted_out(self) -> set[str]:
+        async with _reachable():
+            return set(await self._r.smembers(self.keys.opt_outs()))
+
     async def record_ack(self, ack: Ack) -> bool:
         async with _reachable():
             return bool(await self._r.hsetnx(self.keys.acks(ack.incident_id), ack_id(ack), ack.model_dump_json()))

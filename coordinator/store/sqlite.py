@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS buckets (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subscribers (hash TEXT PRIMARY KEY, last_at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stream_state (stream TEXT PRIMARY KEY, version INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS opt_outs (phone TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS stream_surges (stream TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents (
     id TEXT PRIMARY KEY, surge_key TEXT, is_open INTEGER NOT NULL, opened_at REAL NOT NULL,
@@ -451,6 +452,15 @@ class SqliteStore:
     async def deliveries(self, incident_id: str) -> list[Delivery]:
         rows = await self._all("SELECT doc FROM deliveries WHERE incident_id = ? ORDER BY id", (incident_id,))
         return [Delivery.model_validate_json(r[0]) for r in rows]
+
+    async def set_opt_out(self, phone: str, opted_out: bool) -> None:
+        async with self._write:
+            sql = "INSERT OR IGNORE INTO opt_outs VALUES (?)" if opted_out else "DELETE FROM opt_outs WHERE phone = ?"
+            await self._db.execute(sql, (phone,))
+            await self._db.commit()
+
+    async def opted_out(self) -> set[str]:
+        return {r[0] for r in await self._all("SELECT phone FROM opt_outs")}
 
     async def record_ack(self, ack: Ack) -> bool:
         async with self._write:
