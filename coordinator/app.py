@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import sys
@@ -14,14 +15,19 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .catalog import Catalog, load_catalog
+from .channels.base import EmailChannel, SmsChannel
+from .channels.email import SmtpConfig, SmtpEmail
+from .channels.sms import TwilioConfig, TwilioSms
 from .clock import Clock, SystemClock
 from .errors import ConfigError, StoreError
 from .intake import Intake, Limits, SubscriberHasher
 from .settings import Settings
 from .store import Store, open_store
+from .frontline import Frontline
+from .outbox import Outbox, OutboxLimits
 from .pipeline import Pipeline
 from .streams import StreamMonitor, detector_config, trigger_minimums
-from .web import api, incidents
+from .web import api, hooks, incidents
 from .web.errors import json_errors
 from .web.state import SERVICES, Services
 
@@ -34,9 +40,11 @@ def create_app(
     clock: Clock | None = None,
     store: Store | None = None,
     catalog: Catalog | None = None,
+    sms: SmsChannel | None = None,
+    email: EmailChannel | None = None,
 ) -> web.Application:
     """The service. Parts not given are built from `settings` when the app starts; a
-    store given by the caller is the caller's to close."""
+    store or channel given by the caller is the caller's to close."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
@@ -44,14 +52,29 @@ def create_app(
         the_store = store if store is not None else await open_store(settings.store_url, settings.bucket_seconds)
         try:
             the_catalog = catalog if catalog is not None else load_catalog(settings.config_dir)
-            built = await build_services(settings, store=the_store, catalog=the_catalog, clock=clock or SystemClock())
+            the_clock = clock or SystemClock()
+            own_sms = sms is None and settings.twilio_account_sid is not None
+            own_email = email is None and settings.smtp_host is not None
+            the_sms = sms if sms is not None else (sms_channel(settings, the_clock) if own_sms else None)
+            the_email = email if email is not None else (email_channel(settings, the_clock) if own_email else None)
+            built = await build_services(settings, store=the_store, catalog=the_catalog, clock=the_clock,
+                                         sms=the_sms, email=the_email)
             app[SERVICES] = built
             scheduler = _start_ticks(built.pipeline, settings.tick_seconds)
+            stop = asyncio.Event()
+            worker = asyncio.create_task(built.outbox.run(stop)) if settings.outbox_worker else None
             try:
                 yield
             finally:
+                stop.set()
+                built.outbox.wake.set()
+                if worker is not None:
+                    await worker
                 if scheduler is not None:
                     scheduler.shutdown(wait=False)
+                for channel, owned in ((the_sms, own_sms), (the_email, own_email)):
+                    if owned and channel is not None:
+                        await channel.close()
         finally:
             if own_store:
                 await the_store.close()
@@ -59,12 +82,43 @@ def create_app(
     app.cleanup_ctx.append(services)
     app.add_routes(api.routes)
     app.add_routes(incidents.routes)
+    app.add_routes(hooks.routes)
     return app
 
 
-async def build_services(settings: Settings, *, store: Store, catalog: Catalog, clock: Clock) -> Services:
-    """Intake, stream monitor and pipeline over one store and catalog: the service's
-    parts, also used by commands that work on the store directly (replay)."""
+def sms_channel(settings: Settings, clock: Clock) -> SmsChannel:
+    assert settings.twilio_account_sid is not None and settings.twilio_auth_token is not None
+    return TwilioSms(TwilioConfig(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        from_number=settings.twilio_from,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        status_callback_url=f"{settings.base_url}/hooks/twilio/status",
+        base_url=settings.twilio_base_url,
+    ), clock=clock)
+
+
+def email_channel(settings: Settings, clock: Clock) -> EmailChannel:
+    assert settings.smtp_host is not None
+    return SmtpEmail(SmtpConfig(
+        host=settings.smtp_host, port=settings.smtp_port, from_address=settings.smtp_from,
+        message_id_domain=settings.smtp_from.rpartition("@")[2] or "coordinator.local",
+        username=settings.smtp_user, password=settings.smtp_password, starttls=settings.smtp_starttls,
+    ), clock=clock)
+
+
+async def build_services(
+    settings: Settings,
+    *,
+    store: Store,
+    catalog: Catalog,
+    clock: Clock,
+    sms: SmsChannel | None = None,
+    email: EmailChannel | None = None,
+) -> Services:
+    """Intake, stream monitor, pipeline, script side and outbox over one store and
+    catalog: the service's parts, also used by commands that work on the store
+    directly (replay, demo)."""
     key = settings.subscriber_key or await store.get_or_create_secret("subscriber-hash", secrets.token_hex(32))
     intake = Intake(
         store,
@@ -90,7 +144,20 @@ async def build_services(settings: Settings, *, store: Store, catalog: Catalog, 
         store=store, catalog=lambda: catalog, clock=clock, intake=intake, monitor=monitor,
         tz=ZoneInfo(settings.timezone),
     )
-    return Services(settings, clock, store, catalog, intake, pipeline, monitor)
+    ack_secret = settings.ack_secret or await store.get_or_create_secret("ack-links", secrets.token_hex(32))
+    frontline = Frontline(
+        store=store, catalog=lambda: catalog, clock=clock, update=pipeline.update, tz=ZoneInfo(settings.timezone),
+        ack_secret=ack_secret, public_url=settings.base_url,
+    )
+    pipeline.frontline = frontline
+    outbox = Outbox(
+        store, clock=clock, content=frontline.content, sms=sms, email=email, on_permanent=frontline.fallback,
+        worker=pipeline.worker,
+        limits=OutboxLimits(sms_concurrency=settings.sms_concurrency, email_concurrency=settings.email_concurrency,
+                            sms_rate=settings.sms_rate, email_rate=settings.email_rate),
+    )
+    frontline.wake = outbox.wake.set
+    return Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret)
 
 
 def _start_ticks(pipeline: Pipeline, every_seconds: float) -> AsyncIOScheduler | None:

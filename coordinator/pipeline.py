@@ -27,8 +27,9 @@ from .catalog import Catalog
 from .clock import Clock
 from .errors import Conflict, PlaybookNotFound
 from .escalation import DueStep, due_steps
+from .frontline import Frontline
 from .intake import Intake, IntakeResult
-from .models import ALL_REGIONS, Incident, IncidentStatus, RoleAssignment, Surge, TimelineEvent, stream_key
+from .models import ALL_REGIONS, Incident, IncidentStatus, RoleAssignment, ScriptKind, Surge, TimelineEvent, stream_key
 from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
 from .roster import assign_roles
 from .schemas import Playbook
@@ -68,6 +69,8 @@ class Pipeline:
         self.store = store
         self.intake = intake
         self.monitor = monitor
+        # The script side; set by build_services (it needs `update` from here).
+        self.frontline: Frontline | None = None
         self.catalog = catalog
         self.clock = clock
         self.worker = worker or f"worker-{secrets.token_hex(4)}"
@@ -206,6 +209,9 @@ class Pipeline:
             for alert in alerts:
                 await self.store.append_timeline(stored.id, TimelineEvent(at=now, kind="alert", data={"message": alert}))
             log.info("incident %s opened (%s, %s)", stored.id, playbook.id, surge_key)
+            if self.frontline is not None:
+                await self.frontline.draft_and_send(stored.id, ScriptKind.script, "system")
+                stored = await self.store.get_incident(stored.id)
         return Opened(stored, created)
 
     async def _attach(self, incident: Incident, surge: Surge) -> Incident:
@@ -263,8 +269,12 @@ class Pipeline:
             if not events and not any(person in r.chain and (role is None or r.role == role) for r in inc.roles):
                 raise InvalidAction(f"{person} holds no role{f' {role}' if role else ''} on incident {inc.id}")
             update: dict[str, Any] = {"roles": roles}
-            if inc.status == IncidentStatus.open and roles and roles[0].acked_at is not None:
-                update.update(status=IncidentStatus.acknowledged, acknowledged_at=now)
+            if inc.acknowledged_at is None and roles and roles[0].acked_at is not None:
+                update["acknowledged_at"] = now
+                # The status only moves forward: with an auto-approved script the
+                # incident may be scripted before its leader acknowledges.
+                if inc.status == IncidentStatus.open:
+                    update["status"] = IncidentStatus.acknowledged
                 events.append(TimelineEvent(at=now, kind="status", actor=person, data={"status": "acknowledged"}))
             return inc.model_copy(update=update), events
 
@@ -279,7 +289,11 @@ class Pipeline:
             event = TimelineEvent(at=now, kind="status", actor=actor, data={"status": "resolved", "note": note})
             return inc.model_copy(update={"status": IncidentStatus.resolved, "resolved_at": now}), [event]
 
-        return await self.update(incident_id, resolve)
+        resolved = await self.update(incident_id, resolve)
+        if self.frontline is not None and resolved.current_script is not None:
+            await self.frontline.draft_and_send(incident_id, ScriptKind.stand_down, actor)
+            resolved = await self.store.get_incident(incident_id)
+        return resolved
 
     async def set_severity(self, incident_id: str, severity: str, actor: str, reason: str = "") -> Incident:
         if severity not in SEVERITY_ORDER:
@@ -357,6 +371,14 @@ class Pipeline:
                 return inc.model_copy(update={"status": IncidentStatus.closed, "closed_at": now}), events
 
             await self.update(incident_id, close)
+        elif step.kind == "status_update" and self.frontline is not None:
+            incident = await self.store.get_incident(incident_id)
+            if incident.current_script is not None:
+                await self.frontline.draft_and_send(incident_id, ScriptKind.update, "system")
+            else:
+                await self.store.append_timeline(incident_id, TimelineEvent(
+                    at=now, kind="status_update", data={"occurrence": step.occurrence, "sent": False,
+                                                        "reason": "no approved wording yet"}))
         else:
             incident = await self.store.get_incident(incident_id)
             data: dict[str, Any] = {"occurrence": step.occurrence}

@@ -3,11 +3,12 @@ emergency roles of a playbook filled from contacts. Pure: data and `at` in, valu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from .catalog import Contacts
-from .models import RoleAssignment
+from .models import ALL_REGIONS, RoleAssignment
 from .schemas import Assignee, DoNotContact, Person, Playbook, Rotation
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -35,18 +36,76 @@ def on_call(rotation: Rotation, at: datetime) -> str:
     return rotation.members[turns % len(rotation.members)]
 
 
-def is_blocked(person: Person, entries: tuple[DoNotContact, ...], today: date) -> bool:
-    """On the do-not-contact list on `today` (by id, phone or email; `until` inclusive)."""
+def blocked_channels(person: Person, entries: tuple[DoNotContact, ...], today: date) -> set[str]:
+    """The channels the do-not-contact list closes for `person` on `today` (`until`
+    inclusive): an entry for the person closes both, one for a phone number closes
+    SMS, one for an address closes email."""
+    closed: set[str] = set()
     for entry in entries:
         if entry.until is not None and today > entry.until:
             continue
-        if (
-            entry.person == person.id
-            or (entry.phone is not None and entry.phone == person.phone)
-            or (entry.email is not None and entry.email == person.email)
-        ):
-            return True
-    return False
+        if entry.person == person.id:
+            closed |= {"sms", "email"}
+        if entry.phone is not None and entry.phone == person.phone:
+            closed.add("sms")
+        if entry.email is not None and entry.email == person.email:
+            closed.add("email")
+    return closed
+
+
+def channels_of(person: Person, entries: tuple[DoNotContact, ...], today: date) -> list[str]:
+    """The channels `person` can be reached on today: those they have, less those closed."""
+    closed = blocked_channels(person, entries, today)
+    have = [c for c, address in (("sms", person.phone), ("email", person.email)) if address]
+    return [c for c in have if c not in closed]
+
+
+def is_blocked(person: Person, entries: tuple[DoNotContact, ...], today: date) -> bool:
+    """No channel left to reach `person` today."""
+    return not channels_of(person, entries, today)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    person: Person
+    channels: tuple[str, ...]
+
+
+def audience(
+    playbook: Playbook,
+    contacts: Contacts,
+    region: str,
+    today: date,
+    *,
+    teams: list[str] | None = None,
+    regions: list[str] | None = None,
+) -> tuple[list[Recipient], list[str]]:
+    """The frontline staff in scope of `playbook` for an incident in `region` (`*`: all),
+    optionally narrowed (a drill's audience). Returns the recipients, each with the
+    channels that reach them, and the ids of those left out by the do-not-contact list."""
+    scope = playbook.audience
+    wanted_teams = set(teams if teams is not None else scope.teams)
+    if regions is not None:
+        wanted_regions: set[str] | None = set(regions)
+    elif scope.regions == "all" or (scope.regions == "affected" and region == ALL_REGIONS):
+        wanted_regions = None
+    elif scope.regions == "affected":
+        wanted_regions = {region}
+    else:
+        wanted_regions = set(scope.regions)
+    recipients: list[Recipient] = []
+    left_out: list[str] = []
+    for person in sorted(contacts.people.values(), key=lambda p: p.id):
+        if not wanted_teams & set(person.teams):
+            continue
+        if wanted_regions is not None and person.region not in wanted_regions:
+            continue
+        reach = channels_of(person, contacts.do_not_contact, today)
+        if reach:
+            recipients.append(Recipient(person, tuple(reach)))
+        else:
+            left_out.append(person.id)
+    return recipients, left_out
 
 
 def candidates(who: Assignee, contacts: Contacts, at: datetime) -> list[str]:

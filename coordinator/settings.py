@@ -15,6 +15,14 @@ class SettingsError(ValueError):
     """An environment variable has a value the service cannot use."""
 
 
+def _flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -33,6 +41,31 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     # How often due steps (escalations, reminders, follow-ups) are looked for; 0: never.
     tick_seconds: float = 5.0
+    # Where providers and staff reach this service (callbacks, ack links); default
+    # http://HOST:PORT.
+    public_url: str | None = None
+    # Key for the email ack links; unset: generated once and kept in the store.
+    ack_secret: str | None = field(default=None, repr=False)
+    # SMS: Twilio (or the sandbox, with twilio_base_url). Unset account: no SMS channel.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_from: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str | None = None
+    # Email: SMTP. Unset host: no email channel.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    smtp_from: str = "coordinator@example.com"
+    # Fan-out limits: SMS in segments per second, email in messages per second; 0: none.
+    sms_rate: float = 0.0
+    email_rate: float = 0.0
+    sms_concurrency: int = 32
+    email_concurrency: int = 8
+    # Run the outbox worker inside `serve` (off for tests that drain it by hand).
+    outbox_worker: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -51,6 +84,21 @@ class Settings:
             "COORDINATOR_MAX_FUTURE_SECONDS": ("max_future_seconds", int),
             "COORDINATOR_TIMEZONE": ("timezone", str),
             "COORDINATOR_TICK_SECONDS": ("tick_seconds", float),
+            "COORDINATOR_PUBLIC_URL": ("public_url", str),
+            "COORDINATOR_ACK_SECRET": ("ack_secret", str),
+            "TWILIO_ACCOUNT_SID": ("twilio_account_sid", str),
+            "TWILIO_AUTH_TOKEN": ("twilio_auth_token", str),
+            "TWILIO_FROM": ("twilio_from", str),
+            "TWILIO_MESSAGING_SERVICE_SID": ("twilio_messaging_service_sid", str),
+            "COORDINATOR_TWILIO_BASE_URL": ("twilio_base_url", str),
+            "SMTP_HOST": ("smtp_host", str),
+            "SMTP_PORT": ("smtp_port", int),
+            "SMTP_USER": ("smtp_user", str),
+            "SMTP_PASSWORD": ("smtp_password", str),
+            "SMTP_STARTTLS": ("smtp_starttls", _flag),
+            "SMTP_FROM": ("smtp_from", str),
+            "COORDINATOR_SMS_RATE": ("sms_rate", float),
+            "COORDINATOR_EMAIL_RATE": ("email_rate", float),
         }
         for var, (name, kind) in simple.items():
             raw = env.get(var)
@@ -59,7 +107,7 @@ class Settings:
             try:
                 values[name] = kind(raw)
             except ValueError:
-                raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+                raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__.strip('_')}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
@@ -76,6 +124,10 @@ class Settings:
             raise SettingsError(
                 f"store URL {self.store_url!r} is neither sqlite:///PATH nor redis://HOST:PORT/DB"
             )
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def with_(self, **changes: Any) -> "Settings":
         return replace(self, **changes)

@@ -222,7 +222,8 @@ async def test_api_trigger_ack_resolve(client: TestClient) -> None:
     assert resp.status == 201
     body = await resp.json()
     iid = body["id"]
-    assert body["status"] == "open" and body["playbook"] == "outage" and not body["existing"]
+    # the playbook is auto-approved: version 1 went out at once
+    assert body["status"] == "scripted" and body["playbook"] == "outage" and not body["existing"]
     assert [r["role"] for r in body["roles"]] == ["leader", "tech"]
     assert body["roles"][0]["holder"] == "p1" and body["roles"][0]["acked"] is False
     assert body["timeline"][0]["kind"] == "opened"
@@ -231,7 +232,8 @@ async def test_api_trigger_ack_resolve(client: TestClient) -> None:
     assert again.status == 200 and (await again.json())["id"] == iid
 
     resp = await client.post(f"/api/incidents/{iid}/ack", json={"person": "p1"})
-    assert resp.status == 200 and (await resp.json())["status"] == "acknowledged"
+    acked = await resp.json()
+    assert resp.status == 200 and acked["status"] == "scripted" and acked["acknowledged_at"] is not None
     resp = await client.post(f"/api/incidents/{iid}/severity", json={"severity": "critical", "by": "p1",
                                                                       "reason": "监管投诉"})
     assert (await resp.json())["severity"] == "critical"
@@ -241,7 +243,11 @@ async def test_api_trigger_ack_resolve(client: TestClient) -> None:
     assert (await resp.json())["status"] == "resolved"
 
     detail = await (await client.get(f"/api/incidents/{iid}")).json()
-    assert [e["kind"] for e in detail["timeline"]][-4:] == ["status", "severity", "note", "status"]
+    # ack, severity, note, resolved, then the stand-down drafted, approved and sent
+    assert [e["kind"] for e in detail["timeline"]][-8:] == [
+        "role_acked", "status", "severity", "note", "status", "script_drafted", "script_approved", "script_sent",
+    ]
+    assert detail["scripts"][-1]["kind"] == "stand_down"
     listed = await (await client.get("/api/incidents?open=false&drill=false&playbook=outage")).json()
     assert [i["id"] for i in listed["incidents"]] == [iid]
     assert (await (await client.get("/api/incidents?open=true")).json())["incidents"] == []

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from coordinator.catalog import load_catalog
-from coordinator.roster import assign_roles, is_blocked, on_call
+from coordinator.roster import assign_roles, audience, channels_of, is_blocked, on_call
 from coordinator.schemas import DoNotContact, Rotation
 
 FIXTURES = Path(__file__).parent / "fixtures"
+from .conftest import REPO  # noqa: E402
 CST = timezone(timedelta(hours=8))
 
 WEEKLY = Rotation.model_validate(
@@ -46,6 +47,33 @@ def test_daily_rotation_hands_off_in_its_own_time_zone() -> None:
     assert on_call(daily, datetime(2026, 11, 4, 16, 59, tzinfo=CST)) == "c"
     assert on_call(daily, datetime(2026, 11, 4, 17, 0, tzinfo=CST)) == "a"
     assert on_call(daily, datetime(2026, 11, 5, 17, 0, tzinfo=CST)) == "b"
+
+
+def test_do_not_contact_per_channel() -> None:
+    catalog = load_catalog(FIXTURES / "good")
+    p1 = catalog.contacts.people["p1"]  # phone and email
+    today = date(2026, 12, 1)
+    assert channels_of(p1, (), today) == ["sms", "email"]
+    assert channels_of(p1, (DoNotContact(phone=p1.phone, reason="退订短信"),), today) == ["email"]
+    assert channels_of(p1, (DoNotContact(email=p1.email, reason="退订邮件"),), today) == ["sms"]
+    assert channels_of(p1, (DoNotContact(person="p1", reason="休假"),), today) == []
+
+
+def test_audience_by_team_region_and_do_not_contact() -> None:
+    catalog = load_catalog(REPO)
+    playbook = catalog.playbooks["broadband-outage"]
+    today = date(2026, 11, 24)
+    ningbo, left_out = audience(playbook, catalog.contacts, "ningbo", today)
+    assert ningbo and all(r.person.region == "ningbo" for r in ningbo)
+    assert all(set(r.person.teams) & set(playbook.audience.teams) for r in ningbo)
+    everyone, _ = audience(playbook, catalog.contacts, "*", today)
+    assert len(everyone) > len(ningbo)
+    hotline_only, _ = audience(playbook, catalog.contacts, "ningbo", today, teams=["hotline"])
+    assert hotline_only and all("hotline" in r.person.teams for r in hotline_only)
+    # nobody the list closes completely is in, and partial closures drop just that channel
+    for r in everyone:
+        assert r.channels == tuple(channels_of(r.person, catalog.contacts.do_not_contact, today))
+        assert r.channels
 
 
 def test_do_not_contact_until_is_inclusive() -> None:

@@ -350,3 +350,11 @@ async def test_concurrent_claims_never_share_a_delivery(store: Store) -> None:
     claims = await asyncio.gather(*(store.claim_deliveries(f"w{i}", T0, 30, 7) for i in range(12)))
     ids = [d.key.as_id() for claim in claims for d in claim]
     assert len(ids) == len(set(ids)) == 60
+
+
+async def test_opt_outs_are_mirrored(store: Store) -> None:
+    await store.set_opt_out("+8613900000001", True)
+    await store.set_opt_out("+8613900000002", True)
+    await store.set_opt_out("+8613900000002", False)
+    await store.set_opt_out("+8613900000003", False)
+    assert await store.opted_out() == {"+8613900000001"}

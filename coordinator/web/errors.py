@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ..errors import IncidentNotFound, PlaybookNotFound, StoreError
+from ..frontline import ScriptError
 from ..pipeline import InvalidAction
 from ..playbooks import ParamsInvalid
 
@@ -41,7 +42,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(404, "not_found", str(exc))
     except ParamsInvalid as exc:
         return error_response(400, "invalid_params", str(exc), exc.problems)
-    except InvalidAction as exc:
+    except (InvalidAction, ScriptError) as exc:
         return error_response(409, "invalid_action", str(exc))
     except StoreError as exc:
         log.error("store unavailable: %s", exc)

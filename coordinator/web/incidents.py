@@ -8,8 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from ..models import Incident
+from ..models import Incident, ScriptKind
 from ..pipeline import role_view
+from ..schemas import Playbook
+from ..wording import needs_approval
 from .errors import error_response
 from .state import SERVICES
 
@@ -130,3 +132,80 @@ async def note(request: web.Request) -> web.Response:
         incident_id, text_field(body, "by", default="leader") or "leader", text_field(body, "text", required=True)
     )
     return web.json_response({"ok": True}, status=201)
+
+
+@routes.get("/api/incidents/{id}/scripts")
+async def list_scripts(request: web.Request) -> web.Response:
+    incident = await request.app[SERVICES].store.get_incident(request.match_info["id"])
+    return web.json_response({"scripts": [v.model_dump(mode="json") for v in incident.scripts]})
+
+
+@routes.post("/api/incidents/{id}/scripts")
+async def new_script(request: web.Request) -> web.Response:
+    """A new version of the wording from new parameters and/or the leader's own texts
+    (`sms`, `email_subject`, `email_text`, `email_html`). Sent at once where the
+    playbook's approval is `auto`; otherwise it waits for approve."""
+    services = request.app[SERVICES]
+    body = await json_body(request)
+    params = body.get("params", {})
+    texts = {k: body[k] for k in ("sms", "email_subject", "email_text", "email_html") if k in body}
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in [*params.values(), *texts.values()]):
+        return error_response(400, "invalid_params", "'params' must map names to strings, and texts be strings")
+    by = text_field(body, "by", default="leader") or "leader"
+    incident_id = request.match_info["id"]
+    version = await services.frontline.draft(incident_id, ScriptKind.script, params, by, texts or None)
+    incident = await services.store.get_incident(incident_id)
+    playbook = Playbook.model_validate(incident.playbook_snapshot)
+    sent = 0
+    if not needs_approval(playbook, version):
+        sent = await services.frontline.approve(incident_id, version.version, "auto")
+        incident = await services.store.get_incident(incident_id)
+    stored = incident.script(version.version)
+    assert stored is not None
+    return web.json_response(stored.model_dump(mode="json") | {"deliveries": sent}, status=201)
+
+
+@routes.post("/api/incidents/{id}/scripts/{version}/approve")
+async def approve_script(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    body = await json_body(request)
+    try:
+        version = int(request.match_info["version"])
+    except ValueError:
+        return error_response(400, "bad_request", "the version must be a number")
+    sent = await services.frontline.approve(request.match_info["id"], version,
+                                            text_field(body, "by", default="leader") or "leader")
+    return web.json_response({"version": version, "deliveries": sent})
+
+
+@routes.get("/api/incidents/{id}/deliveries")
+async def deliveries(request: web.Request) -> web.Response:
+    """Progress of the fan-out: counts per version, channel and status, acks per
+    version, and who has not acknowledged the wording in force."""
+    services = request.app[SERVICES]
+    incident = await services.store.get_incident(request.match_info["id"])
+    return web.json_response(await delivery_board(services.store, incident))
+
+
+async def delivery_board(store: Any, incident: Incident) -> dict[str, Any]:
+    items = await store.deliveries(incident.id)
+    acks = await store.acks(incident.id)
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for d in items:
+        per = counts.setdefault(str(d.key.version), {}).setdefault(d.key.channel, {})
+        per[d.status.value] = per.get(d.status.value, 0) + 1
+    acked: dict[str, set[str]] = {}
+    for a in acks:
+        if a.version is not None:
+            acked.setdefault(str(a.version), set()).add(a.person_id)
+    current = incident.current_script
+    waiting: list[str] = []
+    if current is not None:
+        reached = {d.key.person_id for d in items if d.key.version == current.version}
+        waiting = sorted(reached - acked.get(str(current.version), set()))
+    return {
+        "counts": counts,
+        "acks": {v: len(people) for v, people in acked.items()},
+        "current_version": current.version if current else None,
+        "not_acknowledged": waiting,
+    }

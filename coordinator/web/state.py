@@ -8,7 +8,9 @@ from aiohttp import web
 
 from ..catalog import Catalog
 from ..clock import Clock
+from ..frontline import Frontline
 from ..intake import Intake
+from ..outbox import Outbox
 from ..pipeline import Pipeline
 from ..settings import Settings
 from ..store import Store
@@ -24,6 +26,9 @@ class Services:
     intake: Intake
     pipeline: Pipeline
     monitor: StreamMonitor
+    frontline: Frontline
+    outbox: Outbox
+    ack_secret: str
 
 
 SERVICES = web.AppKey("services", Services)

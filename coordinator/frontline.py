@@ -1,0 +1,255 @@
+"""The official script to the frontline, the second half of the incident story:
+
+    incident opens ──► version 1 drafted from the playbook's templates
+        approval: auto (and nothing missing) ──► published at once
+        approval: leader ──► waits for the leader's approve
+    published ──► one delivery per person in scope and channel (outbox, deduplicated)
+    leader edits ──► version N+1 ("此口径替代 vN"), approved, published the same way
+    status_update step ──► an update under the wording in force
+    resolved ──► the stand-down, to everyone the wording reached
+    SMS failed for good ──► the same version by email instead
+    acks ──► an SMS reply ("1", "确认") or the signed email link, per person and version
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any, Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+from .acklinks import AckClaim, make_token
+from .catalog import Catalog
+from .channels.base import SendError
+from .clock import Clock
+from .errors import IncidentNotFound
+from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, ScriptKind, ScriptVersion, TimelineEvent
+from .outbox import Content
+from .roster import audience, channels_of
+from .schemas import Playbook
+from .store import Store
+from .wording import compose, needs_approval
+
+log = logging.getLogger(__name__)
+
+ACK_WORDS = frozenset({"1", "确认", "收到", "确认收到", "ok"})
+# The provider's own opt-out keywords (whole message, any case).
+STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
+START_WORDS = frozenset({"start", "yes", "unstop"})
+
+Update = Callable[[str, Callable[[Incident], tuple[Incident, list[TimelineEvent]]]], Awaitable[Incident]]
+
+
+class ScriptError(ValueError):
+    """A script action that does not fit (approving an unknown version, editing a closed
+    incident)."""
+
+
+class Frontline:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        catalog: Callable[[], Catalog],
+        clock: Clock,
+        update: Update,
+        tz: ZoneInfo,
+        ack_secret: str,
+        public_url: str,
+        ack_ttl: timedelta = timedelta(days=3),
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.update = update
+        self.tz = tz
+        self.ack_secret = ack_secret
+        self.public_url = public_url.rstrip("/")
+        self.ack_ttl = ack_ttl
+        self.wake = wake
+        self._content: dict[tuple[str, int], ScriptVersion] = {}
+
+    # --- versions ------------------------------------------------------------------
+
+    async def draft(
+        self, incident_id: str, kind: ScriptKind, params: dict[str, str], author: str,
+        texts: dict[str, str] | None = None,
+    ) -> ScriptVersion:
+        """Add the next version to the incident, unapproved. `texts` replaces rendered
+        channel texts (the leader's own wording)."""
+        catalog = self.catalog()
+        now = self.clock.now()
+        drafted: list[ScriptVersion] = []
+
+        def add(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+            if inc.status == IncidentStatus.closed:
+                raise ScriptError(f"incident {inc.id} is closed")
+            playbook = Playbook.model_validate(inc.playbook_snapshot)
+            region_name = catalog.contacts.regions[inc.region].name if inc.region in catalog.contacts.regions else "全省"
+            merged = {**inc.params, **params} if kind == ScriptKind.script else {**_latest_params(inc), **params}
+            version = compose(
+                catalog.templates, playbook, inc, kind=kind, params=merged, author=author, now=now, tz=self.tz,
+                region_name=region_name, category_name=catalog.categories.get(inc.category, inc.category),
+            )
+            if texts:
+                version = _with_texts(version, texts)
+            drafted[:] = [version]
+            event = TimelineEvent(at=now, kind="script_drafted", actor=author, data={
+                "version": version.version, "kind": kind.value, "hash": version.content_hash,
+                "sms_segments": version.sms_segments, "sms_encoding": version.sms_encoding,
+                "missing": version.missing})
+            return inc.model_copy(update={"scripts": [*inc.scripts, version]}), [event]
+
+        await self.update(incident_id, add)
+        return drafted[0]
+
+    async def approve(self, incident_id: str, version: int, by: str) -> int:
+        """Approve a version and send it; returns the deliveries created."""
+        now = self.clock.now()
+
+        def approve(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+            found = inc.script(version)
+            if found is None:
+                raise ScriptError(f"incident {inc.id} has no script version {version}")
+            if found.approved:
+                return inc, []
+            if found.missing:
+                raise ScriptError(f"version {version} still lacks {', '.join(found.missing)}: draft a new one")
+            scripts = [v.model_copy(update={"approved_by": by, "approved_at": now}) if v.version == version else v
+                       for v in inc.scripts]
+            update: dict[str, Any] = {"scripts": scripts}
+            events = [TimelineEvent(at=now, kind="script_approved", actor=by, data={"version": version})]
+            if found.kind == ScriptKind.script and inc.scripted_at is None and inc.is_open:
+                update.update(status=IncidentStatus.scripted, scripted_at=now)
+                events.append(TimelineEvent(at=now, kind="status", actor=by, data={"status": "scripted"}))
+            return inc.model_copy(update=update), events
+
+        incident = await self.update(incident_id, approve)
+        return await self.publish(incident, version)
+
+    async def draft_and_send(self, incident_id: str, kind: ScriptKind, author: str, params: dict[str, str] | None = None) -> ScriptVersion:
+        """Draft; approve at once where the playbook allows it (auto, nothing missing)."""
+        version = await self.draft(incident_id, kind, params or {}, author)
+        incident = await self.store.get_incident(incident_id)
+        playbook = Playbook.model_validate(incident.playbook_snapshot)
+        if kind != ScriptKind.script or not needs_approval(playbook, version):
+            if not version.missing:
+                await self.approve(incident_id, version.version, "auto")
+        return version
+
+    # --- sending -------------------------------------------------------------------
+
+    async def publish(self, incident: Incident, version: int) -> int:
+        """One delivery per person in the playbook's audience and channel (the
+        do-not-contact list applied per channel)."""
+        script = incident.script(version)
+        assert script is not None and script.approved
+        catalog = self.catalog()
+        now = self.clock.now()
+        playbook = Playbook.model_validate(incident.playbook_snapshot)
+        today = now.astimezone(self.tz).date()
+        recipients, left_out = audience(playbook, catalog.contacts, incident.region, today)
+        stopped = await self.store.opted_out()
+        created = 0
+        for recipient in recipients:
+            for channel in recipient.channels:
+                if channel == "sms" and recipient.person.phone in stopped:
+                    continue  # they replied STOP: the email still reaches them
+                address = recipient.person.phone if channel == "sms" else recipient.person.email
+                assert address is not None
+                delivery = Delivery(key=DeliveryKey(incident_id=incident.id, version=version,
+                                                    person_id=recipient.person.id, channel=channel),
+                                    address=address, content_hash=script.content_hash, updated_at=now)
+                created += await self.store.add_delivery(delivery)
+        await self.store.append_timeline(incident.id, TimelineEvent(at=now, kind="script_sent", data={
+            "version": version, "kind": script.kind.value, "deliveries": created, "recipients": len(recipients),
+            "do_not_contact": left_out, "hash": script.content_hash}))
+        self.wake()
+        return created
+
+    async def content(self, delivery: Delivery) -> Content:
+        key = (delivery.key.incident_id, delivery.key.version)
+        script = self._content.get(key)
+        if script is None:
+            incident = await self.store.get_incident(delivery.key.incident_id)
+            script = incident.script(delivery.key.version)
+            if script is None:
+                raise IncidentNotFound(f"{delivery.key.incident_id} v{delivery.key.version}")
+            self._content[key] = script
+        ack_url = None
+        if delivery.key.channel == "email":
+            claim = AckClaim(delivery.key.incident_id, delivery.key.version, delivery.key.person_id,
+                             self.clock.now() + self.ack_ttl)
+            ack_url = f"{self.public_url}/ack/{make_token(self.ack_secret, claim)}"
+        return Content(sms=script.sms, email_subject=script.email_subject, email_text=script.email_text,
+                       email_html=script.email_html, sms_segments=script.sms_segments, ack_url=ack_url)
+
+    async def fallback(self, delivery: Delivery, error: SendError) -> None:
+        """An SMS that failed for good goes out again as email, if the person has one."""
+        if delivery.key.channel != "sms":
+            return
+        person = self.catalog().contacts.people.get(delivery.key.person_id)
+        now = self.clock.now()
+        if person is None or "email" not in channels_of(person, self.catalog().contacts.do_not_contact,
+                                                         now.astimezone(self.tz).date()):
+            await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
+                "person": delivery.key.person_id, "channel": "sms", "error": error.code, "fallback": None}))
+            return
+        assert person.email is not None
+        email = Delivery(key=delivery.key.model_copy(update={"channel": "email"}), address=person.email,
+                         content_hash=delivery.content_hash, fell_back=True, updated_at=now)
+        added = await self.store.add_delivery(email)
+        await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
+            "person": delivery.key.person_id, "channel": "sms", "error": error.code,
+            "fallback": "email" if added else "email already sent"}))
+        self.wake()
+
+    # --- acknowledgements ----------------------------------------------------------
+
+    async def acknowledge(self, incident_id: str, version: int, person_id: str, via: str) -> bool:
+        ack = Ack(incident_id=incident_id, person_id=person_id, version=version, via=via, at=self.clock.now())
+        new = await self.store.record_ack(ack)
+        if new:
+            await self.store.append_timeline(incident_id, TimelineEvent(
+                at=ack.at, kind="script_acked", actor=person_id, data={"version": version, "via": via}))
+        return new
+
+    async def reply(self, phone: str, body: str) -> list[tuple[str, int]]:
+        """An SMS reply from `phone`: an acknowledgement word acknowledges the newest
+        version each open incident sent this person; STOP and START are mirrored (the
+        provider blocks the number itself; we stop trying SMS). Returns what was
+        acknowledged."""
+        word = body.strip().lower()
+        if word in STOP_WORDS or word in START_WORDS:
+            await self.store.set_opt_out(phone, word in STOP_WORDS)
+            log.info("sms opt-%s mirrored", "out" if word in STOP_WORDS else "in")
+            return []
+        if word not in ACK_WORDS:
+            return []
+        person = next((p for p in self.catalog().contacts.people.values() if p.phone == phone), None)
+        if person is None:
+            return []
+        acked: list[tuple[str, int]] = []
+        for incident in await self.store.list_incidents(open_only=True):
+            sent = [d.key.version for d in await self.store.deliveries(incident.id)
+                    if d.key.person_id == person.id and d.key.channel == "sms"]
+            if sent and await self.acknowledge(incident.id, max(sent), person.id, "sms"):
+                acked.append((incident.id, max(sent)))
+        return acked
+
+
+def _latest_params(incident: Incident) -> dict[str, str]:
+    return dict(incident.scripts[-1].params) if incident.scripts else dict(incident.params)
+
+
+def _with_texts(version: ScriptVersion, texts: dict[str, str]) -> ScriptVersion:
+    from .scripts import Rendered
+    from .segments import sms_segments
+
+    merged = {f: texts.get(f, getattr(version, f)) for f in ("sms", "email_subject", "email_text", "email_html")}
+    rendered = Rendered(**merged)
+    encoding, segments, _ = sms_segments(rendered.sms)
+    return version.model_copy(update={**merged, "content_hash": rendered.content_hash, "sms_encoding": encoding,
+                                      "sms_segments": segments})
+

@@ -1,0 +1,99 @@
+"""Provider webhooks and the email acknowledgement link. Twilio's callbacks are checked
+by signature (HMAC over the public URL and the form), never by session; the ack link
+by its own signed token."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from ..acklinks import AckTokenInvalid, read_token
+from ..channels.base import SendError
+from ..channels.sms import map_twilio_status
+from ..models import DeliveryStatus
+from .state import SERVICES, Services
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+async def _signed_form(request: web.Request) -> dict[str, str]:
+    """The form of a Twilio webhook whose signature matches, else 403."""
+    services = request.app[SERVICES]
+    token = services.settings.twilio_auth_token
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    url = services.settings.base_url + request.path_qs
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not token or not RequestValidator(token).validate(url, form, signature):
+        log.warning("rejected a webhook with a bad signature on %s", request.path)
+        raise web.HTTPForbidden(reason="signature does not match")
+    return form
+
+
+@routes.post("/hooks/twilio/status")
+async def twilio_status(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    form = await _signed_form(request)
+    delivery = await services.store.delivery_by_provider(form.get("MessageSid", ""))
+    if delivery is None:
+        return web.Response(status=204)  # not ours, or from before a reset: nothing to do
+    try:
+        status = DeliveryStatus(map_twilio_status(form.get("MessageStatus", "")))
+    except ValueError:
+        return web.Response(status=204)
+    error = form.get("ErrorCode") or None
+    before = delivery.status
+    updated = await services.store.update_delivery(delivery.key, status, at=services.clock.now(), error=error)
+    if updated.status != before and status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
+        await services.frontline.fallback(
+            updated, SendError(delivery.key.as_id(), error or status.value, "not delivered", retryable=False,
+                               permanent=True))
+    return web.Response(status=204)
+
+
+@routes.post("/hooks/twilio/inbound")
+async def twilio_inbound(request: web.Request) -> web.Response:
+    services: Services = request.app[SERVICES]
+    form = await _signed_form(request)
+    acked = await services.frontline.reply(form.get("From", ""), form.get("Body", ""))
+    if acked:
+        log.info("sms reply acknowledged %d incident(s)", len(acked))
+    return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    return web.Response(status=status, content_type="text/html", charset="utf-8", text=(
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body style=\"font-family:sans-serif;max-width:32em;margin:2em auto\">"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"))
+
+
+@routes.get("/ack/{token}")
+async def ack_page(request: web.Request) -> web.Response:
+    """A page with a button: mail scanners fetch links, so the GET itself acknowledges
+    nothing."""
+    services = request.app[SERVICES]
+    try:
+        claim = read_token(services.ack_secret, request.match_info["token"], services.clock.now())
+    except AckTokenInvalid as exc:
+        return _page("确认链接无效", f"<p>{html.escape(str(exc))}</p>", status=403)
+    return _page("确认收到口径", (
+        f"<p>事件 {html.escape(claim.incident_id)} · 口径 v{claim.version}</p>"
+        '<form method="post"><button type="submit" style="font-size:1.2em;padding:.5em 2em">确认收到</button></form>'))
+
+
+@routes.post("/ack/{token}")
+async def ack_confirm(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        claim = read_token(services.ack_secret, request.match_info["token"], services.clock.now())
+    except AckTokenInvalid as exc:
+        return _page("确认链接无效", f"<p>{html.escape(str(exc))}</p>", status=403)
+    new = await services.frontline.acknowledge(claim.incident_id, claim.version, claim.person_id, "email")
+    return _page("已确认", f"<p>口径 v{claim.version} {'已确认，谢谢。' if new else '此前已确认。'}</p>")
