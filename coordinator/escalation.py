@@ -14,7 +14,10 @@ from typing import Literal
 from .models import Incident, IncidentStatus
 from .schemas import Playbook
 
-StepKind = Literal["escalate", "role_exhausted", "remind_roles", "remind_audience", "status_update", "follow_up"]
+StepKind = Literal[
+    "escalate", "role_exhausted", "remind_roles", "remind_audience", "status_update", "follow_up",
+    "audience_reminder", "audience_supervisor",
+]
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,15 @@ def due_steps(incident: Incident, playbook: Playbook, now: datetime, done: set[s
                 if occurrence >= 1:
                     at = incident.opened_at + occurrence * step.every
                     due.append(DueStep(f"step:{index}:{occurrence}", step.action, at, occurrence=occurrence))
+        wording = incident.current_script
+        if wording is not None and wording.approved_at is not None:
+            # Frontline staff who have not acknowledged the wording in force: a reminder,
+            # then their supervisor is told.
+            for kind, after in (("audience_reminder", playbook.audience.remind_after),
+                                ("audience_supervisor", playbook.audience.supervisor_after)):
+                if after is not None and wording.approved_at + after <= now:
+                    due.append(DueStep(f"{kind}:{wording.version}", kind, wording.approved_at + after,  # type: ignore[arg-type]
+                                       level=wording.version))
     if incident.status == IncidentStatus.resolved and incident.resolved_at is not None:
         at = incident.resolved_at + playbook.follow_up.after
         if at <= now:

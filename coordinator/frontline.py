@@ -178,7 +178,7 @@ class Frontline:
                 raise IncidentNotFound(f"{delivery.key.incident_id} v{delivery.key.version}")
             self._content[key] = script
         ack_url = None
-        if delivery.key.channel == "email":
+        if delivery.key.channel in ("email", "email-reminder"):
             claim = AckClaim(delivery.key.incident_id, delivery.key.version, delivery.key.person_id,
                              self.clock.now() + self.ack_ttl)
             ack_url = f"{self.public_url}/ack/{make_token(self.ack_secret, claim)}"
@@ -187,7 +187,7 @@ class Frontline:
 
     async def fallback(self, delivery: Delivery, error: SendError) -> None:
         """An SMS that failed for good goes out again as email, if the person has one."""
-        if delivery.key.channel != "sms":
+        if delivery.key.medium != "sms":
             return
         person = self.catalog().contacts.people.get(delivery.key.person_id)
         now = self.clock.now()
@@ -197,13 +197,56 @@ class Frontline:
                 "person": delivery.key.person_id, "channel": "sms", "error": error.code, "fallback": None}))
             return
         assert person.email is not None
-        email = Delivery(key=delivery.key.model_copy(update={"channel": "email"}), address=person.email,
-                         content_hash=delivery.content_hash, fell_back=True, updated_at=now)
+        email = Delivery(key=delivery.key.model_copy(update={"channel": "email" + delivery.key.channel[3:]}),
+                         address=person.email, content_hash=delivery.content_hash, fell_back=True,
+                         text=delivery.text, updated_at=now)
         added = await self.store.add_delivery(email)
         await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
             "person": delivery.key.person_id, "channel": "sms", "error": error.code,
             "fallback": "email" if added else "email already sent"}))
         self.wake()
+
+    async def chase(self, incident_id: str, version: int, *, supervisors: bool) -> int:
+        """Those who got `version` and have not acknowledged it: a reminder to each, or
+        (the next level) one notice to each supervisor naming their people. Returns the
+        messages queued."""
+        incident = await self.store.get_incident(incident_id)
+        contacts = self.catalog().contacts
+        now = self.clock.now()
+        acked = {a.person_id for a in await self.store.acks(incident_id) if a.version == version}
+        reached = {d.key.person_id: d for d in await self.store.deliveries(incident_id)
+                   if d.key.version == version and d.key.channel in ("sms", "email")}
+        waiting = sorted(p for p in reached if p not in acked)
+        drill = "【演练】" if incident.drill else ""
+        notices: list[tuple[str, str]] = []  # (person to tell, text)
+        if not supervisors:
+            notices = [(p, f"{drill}【提醒】您尚未确认{incident.title}口径v{version}，请阅读后回复1确认收到") for p in waiting]
+        else:
+            by_boss: dict[str, list[str]] = {}
+            for person_id in waiting:
+                boss = contacts.people[person_id].supervisor if person_id in contacts.people else None
+                if boss is not None:
+                    by_boss.setdefault(boss, []).append(contacts.people[person_id].name)
+            notices = [(boss, f"{drill}【督办】{incident.title}口径v{version}以下同事尚未确认：{'、'.join(names)}。请督促确认")
+                       for boss, names in by_boss.items()]
+        queued = 0
+        purpose = "supervisor" if supervisors else "reminder"
+        for person_id, text in notices:
+            person = contacts.people.get(person_id)
+            reach = channels_of(person, contacts.do_not_contact, now.astimezone(self.tz).date()) if person else []
+            if person is None or not reach:
+                continue
+            medium = reach[0]
+            address = person.phone if medium == "sms" else person.email
+            assert address is not None
+            delivery = Delivery(key=DeliveryKey(incident_id=incident_id, version=version, person_id=person_id,
+                                                channel=f"{medium}-{purpose}"),
+                                address=address, content_hash="", text=text, updated_at=now)
+            queued += await self.store.add_delivery(delivery)
+        await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind=f"audience_{purpose}", data={
+            "version": version, "not_acknowledged": waiting, "messages": queued}))
+        self.wake()
+        return queued
 
     # --- acknowledgements ----------------------------------------------------------
 

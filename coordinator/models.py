@@ -237,7 +237,13 @@ class DeliveryKey(Record):
     incident_id: str
     version: int
     person_id: str
-    channel: str  # "sms" | "email"
+    # "sms" | "email", or "<sms|email>-<purpose>" for a notice about the version
+    # (sms-reminder, sms-supervisor): its own key, so it never dedupes the script away.
+    channel: str
+
+    @property
+    def medium(self) -> str:
+        return self.channel.split("-", 1)[0]
 
     def as_id(self) -> str:
         return f"{self.incident_id}:{self.version}:{self.person_id}:{self.channel}"
@@ -253,6 +259,9 @@ class Delivery(Record):
     attempts: int = 0
     # Set when an SMS failed for good and the email went out instead.
     fell_back: bool = False
+    # The body of a message that is not a script version (a reminder, a notice to a
+    # supervisor); None: the version's text for the channel.
+    text: str | None = None
     updated_at: datetime
 
 

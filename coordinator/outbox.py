@@ -141,7 +141,7 @@ class Outbox:
                 raise TimeoutError("outbox did not drain in time")
 
     async def _deliver(self, delivery: Delivery) -> None:
-        channel = delivery.key.channel
+        channel = delivery.key.medium
         key = delivery.key
         try:
             content = await self.content(delivery)
@@ -157,12 +157,15 @@ class Outbox:
 
     async def _send(self, delivery: Delivery, content: Content) -> Accepted:
         did = delivery.key.as_id()
-        if delivery.key.channel == "sms":
+        if delivery.key.medium == "sms":
             if self.sms is None:
                 raise SendError(did, "no-sms-channel", "no SMS channel is configured", retryable=False, permanent=True)
-            return await self.sms.send_sms(did, delivery.address, content.sms)
+            return await self.sms.send_sms(did, delivery.address, delivery.text or content.sms)
         if self.email is None:
             raise SendError(did, "no-email-channel", "no email channel is configured", retryable=False, permanent=True)
+        if delivery.text is not None:
+            subject = delivery.text.split("】", 1)[0].lstrip("【") or "提醒"
+            return await self.email.send_email(did, delivery.address, subject, delivery.text, "", ack_url=content.ack_url)
         return await self.email.send_email(did, delivery.address, content.email_subject, content.email_text,
                                            content.email_html, ack_url=content.ack_url)
 

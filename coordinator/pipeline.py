@@ -371,6 +371,9 @@ class Pipeline:
                 return inc.model_copy(update={"status": IncidentStatus.closed, "closed_at": now}), events
 
             await self.update(incident_id, close)
+        elif step.kind in ("audience_reminder", "audience_supervisor") and self.frontline is not None:
+            assert step.level is not None
+            await self.frontline.chase(incident_id, step.level, supervisors=step.kind == "audience_supervisor")
         elif step.kind == "status_update" and self.frontline is not None:
             incident = await self.store.get_incident(incident_id)
             if incident.current_script is not None:

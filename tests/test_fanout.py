@@ -221,3 +221,34 @@ async def test_a_dead_workers_claims_are_taken_over(env: Env) -> None:
     for d in deliveries:
         if d.key.channel == "sms":
             assert len(env.sandbox.received_by(d.address)) == 1
+
+
+async def test_unacknowledged_staff_are_reminded_then_their_supervisors_told(env: Env, catalog: Catalog) -> None:
+    body = await env.trigger()  # broadband-outage: remind after 10m, supervisors after 20m
+    await env.settle()
+    iid = body["id"]
+    store = env.services.store
+    sms = sorted((d for d in await store.deliveries(iid) if d.key.channel == "sms"), key=lambda d: d.key.person_id)
+    acked = sms[: len(sms) // 2]
+    for d in acked:
+        await env.sandbox.reply(d.address, FROM, "确认")
+    await env.sandbox.settled()
+    env.clock.advance(timedelta(minutes=10))
+    ran = [step.key for _, step in await env.services.pipeline.tick()]
+    assert "audience_reminder:1" in ran
+    await env.settle()
+    acked_people = {d.key.person_id for d in acked}
+    for d in sms:
+        bodies = [m.body for m in env.sandbox.received_by(d.address)]
+        reminded = any("【提醒】" in b for b in bodies)
+        assert reminded == (d.key.person_id not in acked_people), d.key.person_id
+    env.clock.advance(timedelta(minutes=10))
+    assert "audience_supervisor:1" in [step.key for _, step in await env.services.pipeline.tick()]
+    await env.settle()
+    notices = [d for d in await store.deliveries(iid) if d.key.channel.endswith("-supervisor")]
+    assert notices
+    waiting_names = {catalog.contacts.people[d.key.person_id].name for d in sms if d.key.person_id not in acked_people}
+    told = " ".join(d.text or "" for d in notices)
+    assert all(name in told for name in waiting_names if catalog.contacts.people)
+    assert all(catalog.contacts.people[d.key.person_id].name not in told for d in acked)
+    assert await env.services.pipeline.tick() == []  # each fires once
