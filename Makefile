@@ -1,10 +1,10 @@
-# Fresh machine: `make run` sets up and runs the service; `make test` sets up and runs all tests.
+# Fresh machine: `make run` sets up and runs the demo; `make test` sets up and runs all tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check clean
+.PHONY: run serve test check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/coordinator check .
+	$(BIN)/coordinator demo
+
+serve: $(STAMP)
 	$(BIN)/coordinator check .
 	$(BIN)/coordinator serve
 

@@ -1,4 +1,4 @@
-"""Command line: `coordinator serve | check | trigger | replay | detect`."""
+"""Command line: `coordinator demo | serve | check | trigger | replay | detect`."""
 
 from __future__ import annotations
 
@@ -133,6 +133,12 @@ async def _replay_into(args: argparse.Namespace, items: list[dict[str, Any]]) ->
                                 speed=args.speed, live=args.live, batch_size=args.batch, progress=bar.update)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(Path(args.config), args.keep_running)
+
+
 def _post_json(url: str, body: dict[str, object]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
@@ -163,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", help="sqlite:///PATH or redis://HOST:PORT/DB (env COORDINATOR_STORE, default sqlite:///coordinator.db)"
     )
     serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo", help="the whole story once, on the embedded store, against the sandbox")
+    demo.add_argument("--config", default=os.environ.get("COORDINATOR_CONFIG", "."), help="config directory")
+    demo.add_argument("--keep-running", type=float, default=0.0, metavar="SECONDS",
+                      help="keep the service and the sandbox page up this long afterwards")
+    demo.set_defaults(func=_demo)
 
     trigger = sub.add_parser("trigger", help="open an incident by hand on a running service")
     trigger.add_argument("playbook", help="playbook id")
@@ -197,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet = args.command in ("demo", "replay")  # their own output tells the story
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return int(args.func(args))

@@ -1,0 +1,22 @@
+"""`coordinator demo` end to end: every step of the story happens, or it fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from coordinator.demo import run_demo
+
+from .conftest import REPO
+
+
+async def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
+    lines: list[str] = []
+    result = await run_demo(REPO, tmp_path / "demo.db", say=lines.append)
+    assert result.ok, "\n".join(lines)
+    assert [c.what for c in result.checks] == [
+        "a surge opened exactly one incident", "roles assigned", "script v1 sent to everyone in scope",
+        "every recipient got the same text", "acknowledgements recorded", "escalation fired for the rest",
+        "incident resolved", "stand-down sent",
+    ]
+    text = "\n".join(lines)
+    assert "【统一口径v1】" in text and "【应急解除】" in text and "/sandbox/" in text
