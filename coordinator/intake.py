@@ -4,7 +4,6 @@ A bad item never costs a good one its place; nothing of a refused item is stored
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
@@ -93,17 +92,18 @@ class SubscriberHasher:
         self._key = key.encode()
 
     def __call__(self, subscriber: str) -> str:
-        return hmac.new(self._key, normalise_subscriber(subscriber).encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.digest(self._key, normalise_subscriber(subscriber).encode(), "sha256").hex()[:32]
+
+
+_SEPARATORS = re.compile(r"[\s\-()]")
+_CN_MOBILE = re.compile(r"(?:\+?86)?(1\d{10})")
 
 
 def normalise_subscriber(raw: str) -> str:
     """'138 0000 0000', '+86-13800000000' and '13800000000' are one subscriber."""
-    compact = re.sub(r"[\s\-()]", "", raw)
-    if re.fullmatch(r"1\d{10}", compact):
-        return "+86" + compact
-    if re.fullmatch(r"861\d{10}", compact):
-        return "+" + compact
-    return compact
+    compact = _SEPARATORS.sub("", raw)
+    mobile = _CN_MOBILE.fullmatch(compact)
+    return "+86" + mobile.group(1) if mobile else compact
 
 
 def parse_body(body: bytes, content_type: str, max_items: int) -> list[tuple[int, Any]]:
@@ -201,7 +201,8 @@ class Intake:
                 line, parsed.id, "received_at",
                 f"received_at {parsed.received_at.isoformat()} is older than {self.limits.max_age.days} days",
             )
-        return Complaint(
+        # Every field was validated above: construct without checking it all again.
+        return Complaint.model_construct(
             id=parsed.id,
             received_at=parsed.received_at,
             channel=parsed.channel,

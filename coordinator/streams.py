@@ -73,6 +73,8 @@ class StreamMonitor:
         self.attempts = attempts
         # stream -> (saved state, version): never handed to a detector unforked.
         self._cache: dict[str, tuple[dict[str, Any], int]] = {}
+        # stream -> whether the store marks a surge open on it (trusted when single_process).
+        self._surge_open: dict[str, bool] = {}
 
     async def observe(self, complaints: Sequence[Complaint]) -> list[Found]:
         """After intake stored `complaints`: check every stream they count into."""
@@ -105,9 +107,18 @@ class StreamMonitor:
         if peek.alarm:
             found.append(await self._surge(stream, peek, now, samples, fresh=True))
         reported = [f for f in found if await self.store.open_stream_surge(f.surge)]
-        if not peek.surge_open and not reported and await self.store.stream_surge(stream) is not None:
+        if reported:
+            self._surge_open[stream] = True
+        elif not peek.surge_open and await self._has_open_surge(stream):
             await self.store.close_stream_surge(stream)
+            self._surge_open[stream] = False
         return reported
+
+    async def _has_open_surge(self, stream: str) -> bool:
+        if self.store.single_process and stream in self._surge_open:
+            return self._surge_open[stream]
+        self._surge_open[stream] = await self.store.stream_surge(stream) is not None
+        return self._surge_open[stream]
 
     async def status(self, stream: str) -> StreamStatus:
         now = self.clock.now()
