@@ -95,6 +95,7 @@ def sms_channel(settings: Settings, clock: Clock) -> SmsChannel:
         messaging_service_sid=settings.twilio_messaging_service_sid,
         status_callback_url=f"{settings.base_url}/hooks/twilio/status",
         base_url=settings.twilio_base_url,
+        request_timeout_seconds=settings.twilio_timeout_seconds,
     ), clock=clock)
 
 

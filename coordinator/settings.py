@@ -52,6 +52,8 @@ class Settings:
     twilio_from: str | None = None
     twilio_messaging_service_sid: str | None = None
     twilio_base_url: str | None = None
+    # Bound on each Twilio request; past it the send is checked, never blindly repeated.
+    twilio_timeout_seconds: float = 10.0
     # Email: SMTP. Unset host: no email channel.
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -91,6 +93,7 @@ class Settings:
             "TWILIO_FROM": ("twilio_from", str),
             "TWILIO_MESSAGING_SERVICE_SID": ("twilio_messaging_service_sid", str),
             "COORDINATOR_TWILIO_BASE_URL": ("twilio_base_url", str),
+            "COORDINATOR_TWILIO_TIMEOUT_SECONDS": ("twilio_timeout_seconds", float),
             "SMTP_HOST": ("smtp_host", str),
             "SMTP_PORT": ("smtp_port", int),
             "SMTP_USER": ("smtp_user", str),

@@ -65,7 +65,8 @@ class Env:
         raise AssertionError("the outbox did not empty")
 
 
-async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None) -> AsyncIterator[Env]:
+async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None,
+                   timeout: float = 10.0) -> AsyncIterator[Env]:
     clock = ManualClock(T0)
     port = free_port()
     public = f"http://127.0.0.1:{port}"
@@ -79,7 +80,7 @@ async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None)
     settings = Settings(
         public_url=public, subscriber_key="k", ack_secret="ack-secret", tick_seconds=0, outbox_worker=False,
         twilio_account_sid=SID, twilio_auth_token=TOKEN, twilio_from=FROM, twilio_base_url=sandbox.base_url,
-        smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com",
+        smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com", twilio_timeout_seconds=timeout,
     )
     server = TestServer(create_app(settings, clock=clock, store=store, catalog=catalog), port=port)
     client = TestClient(server)
@@ -194,16 +195,21 @@ async def test_resolution_sends_the_stand_down(env: Env) -> None:
 
 
 async def test_an_error_storm_still_reaches_everyone_once(store: Store, catalog: Catalog) -> None:
-    storm = Faults(too_many_requests_rate=0.15, server_error_rate=0.15)
-    async for env in make_env(store, catalog, faults=storm):
-        body = await env.trigger()
+    # 30% of requests go wrong: 429, 500 before anything is created, or an answer so slow
+    # the client gives up although the message was created
+    storm = Faults(too_many_requests_rate=0.1, server_error_rate=0.1, slow_rate=0.1, slow_seconds=0.6)
+    async for env in make_env(store, catalog, faults=storm, timeout=0.2):
+        body = await env.trigger(region="*")
         await env.settle()
+        assert set(env.sandbox.faults_injected) == {"too_many_requests", "server_error", "slow"}
         deliveries = await store.deliveries(body["id"])
         sms = [d for d in deliveries if d.key.channel == "sms"]
         assert sms and all(d.status in (DeliveryStatus.delivered, DeliveryStatus.sent) for d in sms)
         assert any(d.attempts > 0 for d in sms), "the storm caused no retry"
         for d in sms:
-            assert len(env.sandbox.received_by(d.address)) == 1, d.address
+            assert len(env.sandbox.received_by(d.address)) == 1, d.address  # exactly once, timeouts included
+        slow = [m for m in env.sandbox.messages if m.to in {d.address for d in sms}]
+        assert len(slow) == len(sms)
 
 
 async def test_a_dead_workers_claims_are_taken_over(env: Env) -> None:

@@ -85,6 +85,8 @@ class TwilioSandbox:
         self._clock = clock or SystemClock()
         self._delivery = delivery or Delivery()
         self._faults = faults or Faults()
+        # How many of each injected fault the create endpoint answered with.
+        self.faults_injected: Counter[str] = Counter()
         self._limiter = SenderRateLimiter(rate_limit or RateLimit())
         self._webhooks = WebhookSender(auth_token, self._clock, callback_timeout)
         # One random stream per concern, so turning one knob does not reshuffle the others.
@@ -249,6 +251,8 @@ class TwilioSandbox:
         # The first value of a repeated field wins; uploads are not form fields here.
         fields = {name: value for name, value in reversed(list(form.items())) if isinstance(value, str)}
         fault = self._faults.draw(self._fault_rng)
+        if fault is not None:
+            self.faults_injected[fault] += 1
         if fault == "server_error":
             raise ApiError(500, 20500, "Internal Server Error")
         if fault == "too_many_requests":
