@@ -151,6 +151,11 @@ async def build_services(
         ack_secret=ack_secret, public_url=settings.base_url,
     )
     pipeline.frontline = frontline
+
+    async def ack_role(incident_id: str, person_id: str, via: str) -> None:
+        await pipeline.ack_role(incident_id, person_id, via=via)
+
+    frontline.ack_role = ack_role
     outbox = Outbox(
         store, clock=clock, content=frontline.content, sms=sms, email=email, on_permanent=frontline.fallback,
         worker=pipeline.worker,

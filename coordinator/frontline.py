@@ -68,6 +68,8 @@ class Frontline:
         self.public_url = public_url.rstrip("/")
         self.ack_ttl = ack_ttl
         self.wake = wake
+        # Acknowledges a person's roles on an incident (set by build_services).
+        self.ack_role: Callable[[str, str, str], Awaitable[Any]] | None = None
         self._content: dict[tuple[str, int], ScriptVersion] = {}
 
     # --- versions ------------------------------------------------------------------
@@ -169,6 +171,8 @@ class Frontline:
         return created
 
     async def content(self, delivery: Delivery) -> Content:
+        if delivery.text is not None and delivery.key.version == 0:  # a notice, not a script
+            return Content(sms=delivery.text, email_subject="", email_text=delivery.text, email_html="")
         key = (delivery.key.incident_id, delivery.key.version)
         script = self._content.get(key)
         if script is None:
@@ -206,7 +210,35 @@ class Frontline:
             "fallback": "email" if added else "email already sent"}))
         self.wake()
 
-    async def chase(self, incident_id: str, version: int, *, supervisors: bool) -> int:
+    async def notify_roles(self, incident: Incident, roles: list[str] | None, purpose: str) -> int:
+        """Tell each holder of `roles` (all if None) that isn't acknowledged yet what they
+        hold and by when to acknowledge. One message per (role, purpose)."""
+        people = self.catalog().contacts
+        now = self.clock.now()
+        drill = "【演练】" if incident.drill else ""
+        queued = 0
+        for role in incident.roles:
+            if (roles is not None and role.role not in roles) or role.holder is None or role.acked_at is not None:
+                continue
+            person = people.people.get(role.holder)
+            reach = channels_of(person, people.do_not_contact, now.astimezone(self.tz).date()) if person else []
+            if person is None or not reach:
+                continue
+            deadline = role.deadline.astimezone(self.tz).strftime("%H:%M") if role.deadline else "尽快"
+            lead = {"assigned": "您被指定为", "reminder": "提醒：您仍是"}.get(purpose, "升级：您现为")
+            text = (f"{drill}【应急】{incident.title}（{incident.id}，{incident.region}）{lead}{role.title}，"
+                    f"请于{deadline}前回复1确认")
+            medium = reach[0]
+            address = person.phone if medium == "sms" else person.email
+            assert address is not None
+            delivery = Delivery(key=DeliveryKey(incident_id=incident.id, version=0, person_id=person.id,
+                                                channel=f"{medium}-role-{role.role}-{purpose}"),
+                                address=address, content_hash="", text=text, updated_at=now)
+            queued += await self.store.add_delivery(delivery)
+        self.wake()
+        return queued
+
+    async def chase(self, incident_id: str, version: int, *, supervisors: bool, purpose: str | None = None) -> int:
         """Those who got `version` and have not acknowledged it: a reminder to each, or
         (the next level) one notice to each supervisor naming their people. Returns the
         messages queued."""
@@ -230,7 +262,7 @@ class Frontline:
             notices = [(boss, f"{drill}【督办】{incident.title}口径v{version}以下同事尚未确认：{'、'.join(names)}。请督促确认")
                        for boss, names in by_boss.items()]
         queued = 0
-        purpose = "supervisor" if supervisors else "reminder"
+        purpose = purpose or ("supervisor" if supervisors else "reminder")
         for person_id, text in notices:
             person = contacts.people.get(person_id)
             reach = channels_of(person, contacts.do_not_contact, now.astimezone(self.tz).date()) if person else []
@@ -243,7 +275,8 @@ class Frontline:
                                                 channel=f"{medium}-{purpose}"),
                                 address=address, content_hash="", text=text, updated_at=now)
             queued += await self.store.add_delivery(delivery)
-        await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind=f"audience_{purpose}", data={
+        kind = "audience_supervisor" if supervisors else "audience_reminder"
+        await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind=kind, data={
             "version": version, "not_acknowledged": waiting, "messages": queued}))
         self.wake()
         return queued
@@ -259,10 +292,10 @@ class Frontline:
         return new
 
     async def reply(self, phone: str, body: str) -> list[tuple[str, int]]:
-        """An SMS reply from `phone`: an acknowledgement word acknowledges the newest
-        version each open incident sent this person; STOP and START are mirrored (the
-        provider blocks the number itself; we stop trying SMS). Returns what was
-        acknowledged."""
+        """An SMS reply from `phone`: an acknowledgement word acknowledges the roles this
+        person holds unacknowledged (version 0 in the answer) and the newest version
+        each open incident sent them; STOP and START are mirrored (the provider blocks
+        the number itself; we stop trying SMS). Returns what was acknowledged."""
         word = body.strip().lower()
         if word in STOP_WORDS or word in START_WORDS:
             await self.store.set_opt_out(phone, word in STOP_WORDS)
@@ -275,6 +308,11 @@ class Frontline:
             return []
         acked: list[tuple[str, int]] = []
         for incident in await self.store.list_incidents(open_only=True):
+            if self.ack_role is not None and any(
+                r.acked_at is None and person.id in r.chain[: r.level + 1] for r in incident.roles
+            ):
+                await self.ack_role(incident.id, person.id, "sms")
+                acked.append((incident.id, 0))
             sent = [d.key.version for d in await self.store.deliveries(incident.id)
                     if d.key.person_id == person.id and d.key.channel == "sms"]
             if sent and await self.acknowledge(incident.id, max(sent), person.id, "sms"):

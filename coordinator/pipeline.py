@@ -210,6 +210,7 @@ class Pipeline:
                 await self.store.append_timeline(stored.id, TimelineEvent(at=now, kind="alert", data={"message": alert}))
             log.info("incident %s opened (%s, %s)", stored.id, playbook.id, surge_key)
             if self.frontline is not None:
+                await self.frontline.notify_roles(stored, None, "assigned")
                 await self.frontline.draft_and_send(stored.id, ScriptKind.script, "system")
                 stored = await self.store.get_incident(stored.id)
         return Opened(stored, created)
@@ -350,7 +351,9 @@ class Pipeline:
                     roles.append(r)
                 return inc.model_copy(update={"roles": roles}), events
 
-            await self.update(incident_id, escalate)
+            escalated = await self.update(incident_id, escalate)
+            if self.frontline is not None and step.role is not None:
+                await self.frontline.notify_roles(escalated, [step.role], f"level{step.level}")
         elif step.kind == "role_exhausted":
             message = f"role {step.role}: no one in its escalation chain acknowledged"
 
@@ -374,6 +377,16 @@ class Pipeline:
         elif step.kind in ("audience_reminder", "audience_supervisor") and self.frontline is not None:
             assert step.level is not None
             await self.frontline.chase(incident_id, step.level, supervisors=step.kind == "audience_supervisor")
+        elif step.kind == "remind_roles" and self.frontline is not None:
+            incident = await self.store.get_incident(incident_id)
+            await self.frontline.notify_roles(incident, None, "reminder")
+            await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind="remind_roles", data={
+                "unacknowledged": {r.role: r.holder for r in incident.roles if r.acked_at is None}}))
+        elif step.kind == "remind_audience" and self.frontline is not None:
+            incident = await self.store.get_incident(incident_id)
+            if incident.current_script is not None:
+                await self.frontline.chase(incident_id, incident.current_script.version, supervisors=False,
+                                           purpose=f"reminder-{step.key.replace(':', '')}")
         elif step.kind == "status_update" and self.frontline is not None:
             incident = await self.store.get_incident(incident_id)
             if incident.current_script is not None:

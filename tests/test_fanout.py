@@ -121,7 +121,7 @@ async def test_everyone_in_scope_gets_the_same_text_once(env: Env, catalog: Cata
     for person_id in left_out:
         person = catalog.contacts.people[person_id]
         assert not person.phone or env.sandbox.received_by(person.phone) == []
-    deliveries = await env.services.store.deliveries(incident.id)
+    deliveries = [d for d in await env.services.store.deliveries(incident.id) if d.key.version == 1]
     assert {d.content_hash for d in deliveries} == {v1.content_hash}
     assert len(deliveries) == len(phones) + len(emails)
     sms = [d for d in deliveries if d.key.channel == "sms"]
@@ -191,7 +191,7 @@ async def test_resolution_sends_the_stand_down(env: Env) -> None:
     phones = {d.address for d in await env.services.store.deliveries(body["id"]) if d.key.channel == "sms"}
     assert all(env.sandbox.received_by(p)[-1].body == stand_down.sms for p in phones)
     board = await (await env.client.get(f"/api/incidents/{body['id']}/deliveries")).json()
-    assert board["current_version"] == 1 and set(board["counts"]) == {"1", "2"}
+    assert board["current_version"] == 1 and set(board["counts"]) == {"0", "1", "2"}  # 0: role notices
 
 
 async def test_an_error_storm_still_reaches_everyone_once(store: Store, catalog: Catalog) -> None:
@@ -258,3 +258,28 @@ async def test_unacknowledged_staff_are_reminded_then_their_supervisors_told(env
     assert all(name in told for name in waiting_names if catalog.contacts.people)
     assert all(catalog.contacts.people[d.key.person_id].name not in told for d in acked)
     assert await env.services.pipeline.tick() == []  # each fires once
+
+
+
+async def test_role_holders_are_told_and_acknowledge_by_reply(env: Env, catalog: Catalog) -> None:
+    body = await env.trigger()
+    await env.settle()
+    store = env.services.store
+    notices = [d for d in await store.deliveries(body["id"]) if d.key.version == 0]
+    holders = {r["role"]: r["holder"] for r in body["roles"]}
+    assert {d.key.channel.split("-role-")[1] for d in notices} == {f"{role}-assigned" for role in holders}
+    leader = catalog.contacts.people[holders["leader"]]
+    assert leader.phone is not None
+    [message] = env.sandbox.received_by(leader.phone)
+    assert "应急领导小组组长" in message.body and "回复1确认" in message.body
+    await env.sandbox.reply(leader.phone, FROM, "1")
+    await env.sandbox.settled()
+    incident = await store.get_incident(body["id"])
+    assert incident.role("leader").acked_by == leader.id  # type: ignore[union-attr]
+    assert incident.acknowledged_at is not None
+    # the others stay unacknowledged: after their deadline the backups are told
+    env.clock.advance(timedelta(minutes=15))
+    await env.services.pipeline.tick()
+    await env.settle()
+    escalated = [d.key.channel for d in await store.deliveries(body["id"]) if d.key.channel.endswith("-level1")]
+    assert escalated and not any("-role-leader-" in c for c in escalated)  # the leader acknowledged

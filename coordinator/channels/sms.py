@@ -9,6 +9,7 @@ remembers the delivery as in doubt so that a later retry looks again before post
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -123,7 +124,7 @@ class TwilioSms:
             if found is not None:
                 return self._accepted(delivery_id, found)
         try:
-            message = await self._bounded(self._twilio().messages.create_async(**self._create_params(to, text)))
+            message = await self._bounded(self._twilio().messages.create_async(**self._create_params(delivery_id, to, text)))
         except TWILIO_ERRORS as exc:
             if exc.status in UNCLEAR_HTTP_STATUSES:
                 return await self._settle_unclear(delivery_id, to, text, since, exc)
@@ -177,14 +178,19 @@ class TwilioSms:
             self._client = client
         return self._client
 
-    def _create_params(self, to: str, text: str) -> dict[str, Any]:
+    def _create_params(self, delivery_id: str, to: str, text: str) -> dict[str, Any]:
         params: dict[str, Any] = {"to": to, "body": text, "validity_period": self._config.validity_period_seconds}
         if self._config.messaging_service_sid is not None:
             params["messaging_service_sid"] = self._config.messaging_service_sid
         else:
             params["from_"] = self._config.from_number
         if self._config.status_callback_url is not None:
-            params["status_callback"] = self._config.status_callback_url
+            # The delivery rides in the URL (Twilio signs it with the rest): a callback
+            # can arrive before this call returns and the message SID is recorded.
+            separator = "&" if "?" in self._config.status_callback_url else "?"
+            params["status_callback"] = (
+                f"{self._config.status_callback_url}{separator}delivery={urllib.parse.quote(delivery_id, safe=':')}"
+            )
         return params
 
     async def _bounded(self, call: Awaitable[T]) -> T:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
+from yarl import URL
 
 from coordinator.clock import Clock
 from coordinator.sandbox.messages import API_VERSION, Message
@@ -99,7 +100,8 @@ class WebhookSender:
         answer: int | None = None
         error: str | None = None
         try:
-            async with self._session.post(url, data=params, headers=headers) as response:
+            # Verbatim, as Twilio sends it: a re-encoded query would not match the signature.
+            async with self._session.post(URL(url, encoded=True), data=params, headers=headers) as response:
                 answer = response.status
                 await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:

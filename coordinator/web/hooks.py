@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import logging
+from typing import Any
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
@@ -13,7 +14,7 @@ from twilio.request_validator import RequestValidator
 from ..acklinks import AckTokenInvalid, read_token
 from ..channels.base import SendError
 from ..channels.sms import map_twilio_status
-from ..models import DeliveryStatus
+from ..models import DeliveryKey, DeliveryStatus
 from .state import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ async def _signed_form(request: web.Request) -> dict[str, str]:
     services = request.app[SERVICES]
     token = services.settings.twilio_auth_token
     form = {k: str(v) for k, v in (await request.post()).items()}
-    url = services.settings.base_url + request.path_qs
+    url = services.settings.base_url + request.raw_path  # as sent: the signature covers the raw query
     signature = request.headers.get("X-Twilio-Signature", "")
     if not token or not RequestValidator(token).validate(url, form, signature):
         log.warning("rejected a webhook with a bad signature on %s", request.path)
@@ -39,7 +40,7 @@ async def _signed_form(request: web.Request) -> dict[str, str]:
 async def twilio_status(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     form = await _signed_form(request)
-    delivery = await services.store.delivery_by_provider(form.get("MessageSid", ""))
+    delivery = await _delivery_of(services, request.query.get("delivery"), form.get("MessageSid", ""))
     if delivery is None:
         return web.Response(status=204)  # not ours, or from before a reset: nothing to do
     try:
@@ -48,12 +49,29 @@ async def twilio_status(request: web.Request) -> web.Response:
         return web.Response(status=204)
     error = form.get("ErrorCode") or None
     before = delivery.status
-    updated = await services.store.update_delivery(delivery.key, status, at=services.clock.now(), error=error)
+    updated = await services.store.update_delivery(delivery.key, status, at=services.clock.now(), error=error,
+                                                   provider_id=form.get("MessageSid") or None)
     if updated.status != before and status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
         await services.frontline.fallback(
             updated, SendError(delivery.key.as_id(), error or status.value, "not delivered", retryable=False,
                                permanent=True))
     return web.Response(status=204)
+
+
+async def _delivery_of(services: Services, delivery_id: str | None, sid: str) -> Any:
+    """By the id in the callback URL (a callback may beat the SID being recorded), else
+    by the SID."""
+    if delivery_id:
+        incident_id, version, person_id, channel = (delivery_id.split(":") + ["", "", "", ""])[:4]
+        try:
+            key = DeliveryKey(incident_id=incident_id, version=int(version), person_id=person_id, channel=channel)
+        except ValueError:
+            key = None
+        if key is not None:
+            found = await services.store.get_delivery(key)
+            if found is not None:
+                return found
+    return await services.store.delivery_by_provider(sid) if sid else None
 
 
 @routes.post("/hooks/twilio/inbound")
