@@ -206,8 +206,8 @@ async def _story(services: Services, sandbox: TwilioSandbox, inbox: SmtpInbox, h
     kinds = [e.kind for e in timeline]
     for event in timeline:
         if event.kind == "escalated":
-            d = event.data
-            say(f"   role {d['role']} escalated: {people[d['from']].name} → {people[d['to']].name}")
+            step = event.data
+            say(f"   role {step['role']} escalated: {people[step['from']].name} → {people[step['to']].name}")
     reminders = [e for e in timeline if e.kind == "audience_reminder"]
     told = [e for e in timeline if e.kind == "audience_supervisor"]
     if reminders:

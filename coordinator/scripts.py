@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -128,7 +128,7 @@ class ScriptTemplatesLike(Protocol):
     email_html: str
 
 
-def fill_params(declared: dict[str, ParamLike], given: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+def fill_params(declared: Mapping[str, ParamLike], given: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """Every declared parameter: the given value, else its default, else a visible
     placeholder. Returns the values and the names still missing."""
     values: dict[str, str] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_STORE = "sqlite:///coordinator.db"
@@ -73,7 +73,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        simple = {
+        simple: dict[str, tuple[str, Callable[[str], Any]]] = {
             "COORDINATOR_HOST": ("host", str),
             "COORDINATOR_PORT": ("port", int),
             "COORDINATOR_CONFIG": ("config_dir", Path),
@@ -110,7 +110,8 @@ class Settings:
             try:
                 values[name] = kind(raw)
             except ValueError:
-                raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__.strip('_')}") from None
+                kind_name = getattr(kind, "__name__", "value").strip("_")
+                raise SettingsError(f"{var}={raw!r} is not a valid {kind_name}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()

@@ -168,7 +168,8 @@ class RedisStore:
     single_process = False
 
     def __init__(self, client: aioredis.Redis, bucket_seconds: int, prefix: str = "coord:") -> None:
-        self._r = client
+        # decode_responses=True: every answer is str, which the client's stubs cannot express.
+        self._r: Any = client
         self.bucket_seconds = bucket_seconds
         self.keys = RedisKeys(prefix)
         self._add_complaints = client.register_script(_ADD_COMPLAINTS)

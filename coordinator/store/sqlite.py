@@ -355,7 +355,8 @@ class SqliteStore:
             await self._db.commit()
 
     async def surges(self, *, key: str | None = None, since: datetime | None = None) -> list[Surge]:
-        sql, params = "SELECT doc FROM surges WHERE detected_at >= ?", [since.timestamp() if since else 0.0]
+        sql = "SELECT doc FROM surges WHERE detected_at >= ?"
+        params: list[Any] = [since.timestamp() if since else 0.0]
         if key is not None:
             sql += " AND key = ?"
             params.append(key)

@@ -148,7 +148,7 @@ async def new_script(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     body = await json_body(request)
     params = body.get("params", {})
-    texts = {k: body[k] for k in ("sms", "email_subject", "email_text", "email_html") if k in body}
+    texts: dict[str, str] = {k: body[k] for k in ("sms", "email_subject", "email_text", "email_html") if k in body}
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in [*params.values(), *texts.values()]):
         return error_response(400, "invalid_params", "'params' must map names to strings, and texts be strings")
     by = text_field(body, "by", default="leader") or "leader"
