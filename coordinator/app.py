@@ -140,6 +140,7 @@ async def build_services(
         store,
         clock,
         config_for=lambda stream: detector_config(settings.bucket_seconds, *trigger_minimums(triggers, stream)),
+        tz=ZoneInfo(settings.timezone),
     )
     pipeline = Pipeline(
         store=store, catalog=lambda: catalog, clock=clock, intake=intake, monitor=monitor,

@@ -4,13 +4,14 @@ Contract (docs: DESIGN.md). INPUT has the header `timestamp,value`: ISO-8601
 timestamps of equal-width buckets, in increasing order (missing buckets are
 allowed), and the count of each bucket. The output, on `out`, has the header
 `timestamp,value,anomaly_score,alarm` and one row per input row, in the same
-order, the timestamp and value echoed as given: `anomaly_score` in [0, 1] (see
-`Detector.observe`), `alarm` 1 on the bucket where a surge opens, else 0.
+order, the timestamp and value echoed as given: `anomaly_score` in [0, 1], 1 on
+an alarm, else the height of each rise of the detector's score (`_Peaks`);
+`alarm` 1 on the bucket where a surge opens, else 0.
 Production defaults; blank lines are skipped.
 
-The bucket width is the median of the first differences of up to the first
-WIDTH_SAMPLE + 1 timestamps; everything else is online: the output for a row
-depends only on the rows before it.
+Online: the output for a row depends on that row and the rows before it,
+save that the bucket width is the median of the first differences of the first
+WIDTH_SAMPLE + 1 timestamps (with regular buckets, any prefix gives the same).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import csv
 import math
 from collections.abc import Iterator
 from datetime import datetime
+from itertools import pairwise
 from statistics import median
 from typing import TextIO
 
@@ -28,6 +30,7 @@ HEADER = ["timestamp", "value"]
 WIDTH_SAMPLE = 100
 DEFAULT_WIDTH = 300.0  # for an input of a single row
 FLUSH_EVERY = 4096
+_MIXED_ZONES = "timestamp has a time zone where the rows before have none, or the reverse"
 
 
 class DetectInputError(ValueError):
@@ -62,15 +65,14 @@ def _detect(path: str, f: TextIO, out: TextIO) -> None:
     detector = Detector(DetectorConfig(bucket_seconds=width))
     lines = ["timestamp,value,anomaly_score,alarm\n"]
     previous: datetime | None = None
+    peaks = _Peaks()
     for rows_part in (head, rows):
         for line, ts_text, ts, value_text, value in rows_part:
             if previous is not None:
                 try:
                     gap = (ts - previous).total_seconds()
                 except TypeError:
-                    raise DetectInputError(
-                        path, line, "timestamp mixes a time zone and none with the rows before"
-                    ) from None
+                    raise DetectInputError(path, line, _MIXED_ZONES) from None
                 if gap <= 0:
                     raise DetectInputError(
                         path, line, f"timestamp {ts_text} is not after the previous row's"
@@ -84,11 +86,36 @@ def _detect(path: str, f: TextIO, out: TextIO) -> None:
                     )
             previous = ts
             obs = detector.observe(ts, value)
-            lines.append(f"{ts_text},{value_text},{obs.score:.6g},{1 if obs.alarm else 0}\n")
+            score = peaks.report(obs.score, obs.alarm)
+            score_text = f"{score:.6g}" if score else "0"
+            lines.append(f"{ts_text},{value_text},{score_text},{1 if obs.alarm else 0}\n")
             if len(lines) >= FLUSH_EVERY:
                 out.write("".join(lines))
                 lines.clear()
     out.write("".join(lines))
+
+
+class _Peaks:
+    """Reports each rise of the detector's score once: its height, on the
+    bucket after it tops out (an alarm at once, as 1). So a threshold on
+    anomaly_score marks a burst of evidence once, as the detector's own rule
+    would at another budget, rather than every bucket of it."""
+
+    def __init__(self) -> None:
+        self.previous = 0.0
+        self.reported = 0.0
+
+    def report(self, score: float, alarm: bool) -> float:
+        if alarm:
+            self.previous = self.reported = 1.0
+            return 1.0
+        out = 0.0
+        if score < self.previous and self.previous > self.reported:
+            out = self.reported = self.previous
+        if score == 0.0:
+            self.reported = 0.0
+        self.previous = score
+        return out
 
 
 def _rows(path: str, f: TextIO) -> Iterator[tuple[int, str, datetime, str, float]]:
@@ -108,9 +135,7 @@ def _rows(path: str, f: TextIO) -> Iterator[tuple[int, str, datetime, str, float
         try:
             ts = datetime.fromisoformat(ts_text)
         except ValueError:
-            raise DetectInputError(
-                path, line, f"timestamp {ts_text!r} is not ISO-8601"
-            ) from None
+            raise DetectInputError(path, line, f"timestamp {ts_text!r} is not ISO-8601") from None
         try:
             value = float(value_text)
         except ValueError:
@@ -123,12 +148,14 @@ def _rows(path: str, f: TextIO) -> Iterator[tuple[int, str, datetime, str, float
 def _bucket_width(path: str, head: list[tuple[int, str, datetime, str, float]]) -> float:
     if len(head) < 2:
         return DEFAULT_WIDTH
-    try:
-        gaps = [(b[2] - a[2]).total_seconds() for a, b in zip(head, head[1:])]
-    except TypeError:
-        raise DetectInputError(path, head[0][0], "timestamps mix time zones and none") from None
+    gaps = []
+    for a, b in pairwise(head):
+        try:
+            gaps.append((b[2] - a[2]).total_seconds())
+        except TypeError:
+            raise DetectInputError(path, b[0], _MIXED_ZONES) from None
     width = median(gaps)
     if width <= 0:
-        line = next(b[0] for a, b in zip(head, head[1:]) if b[2] <= a[2])
+        line = next(b[0] for a, b in pairwise(head) if b[2] <= a[2])
         raise DetectInputError(path, line, "timestamps are not increasing")
     return width

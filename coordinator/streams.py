@@ -8,14 +8,18 @@ Each surge is reported once, by whichever instance marks it open first."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
+from zoneinfo import ZoneInfo
 
 from .clock import Clock
 from .models import ALL_REGIONS, Complaint, Surge, bucket_start, utc
 from .store import Store
 from .surge import Detector, DetectorConfig, Observation
+
+log = logging.getLogger(__name__)
 
 SAMPLES = 5
 
@@ -59,6 +63,7 @@ class StreamMonitor:
         history: timedelta = timedelta(weeks=8),
         fresh_within: timedelta = timedelta(hours=1),
         grace: timedelta = timedelta(seconds=60),
+        tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
         attempts: int = 5,
     ) -> None:
         self.store = store
@@ -70,6 +75,7 @@ class StreamMonitor:
         # A bucket is fed to the stored state only `grace` after it closed, so complaints
         # that arrive a little late still count; until then it is only peeked at.
         self.grace = grace
+        self.tz = tz
         self.attempts = attempts
         # stream -> (saved state, version): never handed to a detector unforked.
         self._cache: dict[str, tuple[dict[str, Any], int]] = {}
@@ -146,16 +152,14 @@ class StreamMonitor:
         current = bucket_start(now - self.grace, self.width)
         for _ in range(self.attempts):
             state, version = await self._state(stream)
-            # The stored state carries the config it was made with; today's playbook
-            # minimums replace it (the baseline itself does not depend on them).
-            detector = Detector.from_dict(_fork({**state, "config": asdict(config)})) if state else Detector(config)
+            detector = self._restore(stream, state, config)
             if detector.last_ts is not None:
                 start = int(detector.last_ts.timestamp()) + self.width
                 counts = await self.store.bucket_counts(stream, utc(start), utc(current)) if start < current else {}
             else:
                 counts = await self.store.bucket_counts(stream, now - self.history, utc(current))
                 start = min(counts, default=current)
-            observations = [detector.observe(utc(t), counts.get(t, 0)) for t in range(start, current, self.width)]
+            observations = [detector.observe(self._local(t), counts.get(t, 0)) for t in range(start, current, self.width)]
             if not observations:
                 return detector, []
             saved = detector.to_dict()
@@ -164,6 +168,18 @@ class StreamMonitor:
                 return Detector.from_dict(_fork(saved)), observations
             self._cache.pop(stream, None)
         return detector, observations
+
+    def _restore(self, stream: str, state: dict[str, Any] | None, config: DetectorConfig) -> Detector:
+        """The stored state, with today's playbook minimums (the baseline does not depend
+        on them). A state this version cannot read is dropped: the counts are in the
+        store, so the detector relearns the stream from them."""
+        if state is None:
+            return Detector(config)
+        try:
+            return Detector.from_dict(_fork({**state, "config": asdict(config)}))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("stream %s: saved detector state unreadable (%s); relearning from stored counts", stream, exc)
+            return Detector(config)
 
     async def _state(self, stream: str) -> tuple[dict[str, Any] | None, int]:
         """The stream's saved state, from memory when the store is this process's alone
@@ -175,6 +191,11 @@ class StreamMonitor:
             self._cache[stream] = (state, version)
         return state, version
 
+    def _local(self, epoch: int) -> datetime:
+        """Bucket start in the operator's time zone: the detector's daily and weekly
+        rhythm follows local days (its hour and weekday come from the timestamp)."""
+        return utc(epoch).astimezone(self.tz)
+
     async def _peek(self, stream: str, detector: Detector, now: datetime) -> Observation:
         """The verdict on the buckets not yet fed (the one filling, and one in its grace
         time): their counts can only grow, so an alarm now stands. It consumes
@@ -185,7 +206,7 @@ class StreamMonitor:
         counts = await self.store.bucket_counts(stream, utc(start), utc(end))
         alarm = False
         for t in range(start, end, self.width):
-            obs = detector.observe(utc(t), counts.get(t, 0))
+            obs = detector.observe(self._local(t), counts.get(t, 0))
             alarm = alarm or obs.alarm
         return replace(obs, alarm=alarm)
 

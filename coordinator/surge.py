@@ -1,23 +1,26 @@
 """Online surge detector for one complaint stream: pure, no I/O, no clock.
 
 Feed it one bucket at a time (`Detector.observe(ts, count)`); the bucket's
-timestamp drives the seasonality, so gaps are fine.
+timestamp (wall-clock time where the stream lives) drives the seasonality, so
+gaps are fine. `to_dict`/`from_dict` save and restore it exactly.
 
 Baseline: expected count = level x daily profile x weekday factor x
 hour-of-week correction. Each part is a discounted ratio of observed to
 expected counts, shrunk towards 1 while data is scarce, learned from
 winsorised counts and frozen while a surge is open, so that a surge does not
-teach the baseline that it is normal. Counts are negative binomial around the
-baseline, with a dispersion learned online and inflated by the baseline's own
-uncertainty, so that a young or sparse stream does not alarm on noise.
+teach the baseline that it is normal. Counts are negative binomial around it,
+with a dispersion learned online and inflated by the baseline's own
+uncertainty, so that a young or sparse stream does not alarm on noise. No
+alarm during the first day; at its end the shapes are refitted once.
 
 Alarm: one CUSUM of the negative-binomial log-likelihood ratio per candidate
 surge ratio (a multi-CUSUM approximates the GLR over unknown size and onset).
-Its threshold comes from the false-alarm budget: from simulation of the model
-(`threshold`), raised where the stream's own record says its bursts are
-heavier-tailed than the model (`_Tail`). An alarm opens a surge, which stays
-open until a reverse CUSUM says the stream is back to its baseline; then the
-detector re-arms. One alarm per surge.
+Its threshold keeps to the false-alarm budget: from simulating the model
+(`threshold`), raised where the stream's own record shows bursts heavier-
+tailed than the model (`_Tail`). An alarm opens a surge, which stays open
+until a reverse CUSUM says the stream is back to its baseline (or a day has
+passed: then the level is taken as the new normal); then the detector
+re-arms. One alarm per surge.
 """
 
 from __future__ import annotations
@@ -51,18 +54,22 @@ HOURLY_PRIOR = 25.0
 DISPERSION_PRIOR = 0.05  # negative-binomial 1/size
 DISPERSION_PRIOR_WEIGHT = 50.0  # in squared expected counts
 
-# Counts teach the baseline only within expected -/+ CLIP_SD Poisson sd (+ CLIP_COUNTS).
+# Counts teach the baseline only within expected -/+ CLIP_SD Poisson sd (+
+# CLIP_COUNTS), the dispersion up to DISPERSION_CLIP_SD of its own sd.
 CLIP_SD = 3.5
 CLIP_COUNTS = 2.0
+DISPERSION_CLIP_SD = 3.0
 
 CLOSE_THRESHOLD = 4.0  # nats of evidence that the stream is back to normal
 MAX_OPEN = DAY  # a surge open longer than this becomes the new normal
 
 # Tail calibration: CUSUM excursions peaking above TAIL_BASE nats are
-# recorded; the fit needs TAIL_MIN of them and forgets over TAIL_MEMORY.
+# recorded; the fit needs TAIL_MIN of them and forgets over TAIL_MEMORY. A
+# Pareto tail must beat the model's exponential one by TAIL_PARETO_PENALTY nats.
 TAIL_BASE = 2.0
 TAIL_MIN = 3.0
 TAIL_MEMORY = 30 * DAY
+TAIL_PARETO_PENALTY = 2.0
 SCORE_FLOOR = 3600.0  # evidence seen about once an hour scores 0
 
 
@@ -71,11 +78,11 @@ def threshold(false_alarms_per_30_days: float, bucket_seconds: float) -> float:
 
     Simulating the multi-CUSUM on Poisson and negative-binomial streams with a
     known mean (bench/detect/calibrate.py) needs at most ~8 nats for a mean
-    run length of 8640 buckets (30 days of 5 minutes), ~0.85 nat more per
-    e-fold of run length.
+    run length of 8640 buckets (30 days of 5 minutes), and ~1 nat more per
+    e-fold of run length (as Wald's bound, ARL ~ e^h, has it).
     """
     run_length = THIRTY_DAYS / bucket_seconds / false_alarms_per_30_days
-    return 8.0 + 0.85 * math.log(run_length / 8640.0)
+    return 8.0 + math.log(run_length / 8640.0)
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class Observation:
     ts: datetime
     count: float
     expected: float  # the baseline's count for this bucket
-    score: float  # 0..1, see Detector.observe
+    score: float  # 0..1, 1 at the alarm level; see Detector.observe
     alarm: bool  # rising edge: a surge opens at this bucket
     surge_open: bool
     onset: datetime | None  # estimated first bucket of the open surge
@@ -136,26 +143,26 @@ class Detector:
         self.dispersion = [0.0, 0.0]  # discounted excess variance, squared mean
         self.cusum = [0.0] * len(RATIOS)
         self.onsets: list[datetime | None] = [None] * len(RATIOS)
+        self.history: list[tuple[float, float, int]] = []  # the warm-up, for _refit
         self.observed_since = [0.0] * len(RATIOS)
         self.expected_since = [0.0] * len(RATIOS)
         self.threshold = self._model_threshold
         self.peak = 0.0  # highest evidence of the current excursion
-        self.previous = 0.0  # evidence at the previous bucket
-        self.reported = 0.0  # highest evidence already scored in this excursion
         self.open_onset: datetime | None = None
         self.open_observed = 0.0
         self.open_expected = 0.0
         self.open_buckets = 0.0
         self.close_cusum = 0.0
         self.tail = _Tail(w / TAIL_MEMORY)
+        self._set_span()
 
     def observe(self, ts: datetime, count: float) -> Observation:
         """Take the count of the bucket starting at `ts`.
 
-        `score` is 1.0 on an alarm; otherwise, on the bucket after the surge
-        evidence peaks, how rare a peak that high is in this stream (0 for
-        about once an hour, 1 for the false-alarm budget); 0 elsewhere,
-        during warm-up and while a surge is open.
+        `score` says how rare the current evidence for a surge is in this
+        stream: 0 for what it shows about once an hour or more, 1 at the alarm
+        level (the false-alarm budget); 0 during warm-up and while a surge is
+        open (it is then reported by `ratio` and the totals).
         """
         w = self.config.bucket_seconds
         if self.last_ts is not None:
@@ -166,45 +173,21 @@ class Detector:
                 self._skip(steps - 1)
         self.last_ts = ts
         self.buckets += 1.0
+        if self.history and self.buckets > self._warmup:
+            self._refit()
 
-        # Position at the bucket's centre, in hours; shape nodes sit at the
-        # middle of each hour and are interpolated linearly.
-        hours = (ts.hour * 3600 + ts.minute * 60 + ts.second + 0.5 * w) / 3600.0 - 0.5
-        day = ts.weekday()
-        if hours >= 24.0:
-            hours -= 24.0
-            day = (day + 1) % 7
-        elif hours < 0.0:
-            hours += 24.0
-            day = (day - 1) % 7
+        hours, day = _position(ts, w)
+        baseline = self._baseline(hours, day)
+        mu = baseline[0]
         d0 = int(hours)
-        frac = hours - d0
-        d1 = (d0 + 1) % 24
-        h0 = day * 24 + d0
-        h1 = (h0 + 1) % 168
-
-        d_obs, d_exp = self.daily
-        w_obs, w_exp = self.weekday
-        h_obs, h_exp = self.hourly
-        f_daily = (1.0 - frac) * (d_obs[d0] + DAILY_PRIOR) / (d_exp[d0] + DAILY_PRIOR) + frac * (
-            d_obs[d1] + DAILY_PRIOR
-        ) / (d_exp[d1] + DAILY_PRIOR)
-        f_weekday = (w_obs[day] + WEEKDAY_PRIOR) / (w_exp[day] + WEEKDAY_PRIOR)
-        f_hourly = (1.0 - frac) * (h_obs[h0] + HOURLY_PRIOR) / (h_exp[h0] + HOURLY_PRIOR) + frac * (
-            h_obs[h1] + HOURLY_PRIOR
-        ) / (h_exp[h1] + HOURLY_PRIOR)
-        level_obs = self.level[0]
-        profile = f_daily * f_weekday * f_hourly
-        mu = (level_obs + LEVEL_PRIOR) / (self.level[1] + 1.0) * profile + 1e-9
-
-        # Dispersion plus the relative variance of the baseline estimate.
+        dispersion = self._dispersion()
+        # Plus the relative variance of the baseline estimate.
         phi = (
-            (max(self.dispersion[0], 0.0) + DISPERSION_PRIOR * DISPERSION_PRIOR_WEIGHT)
-            / (self.dispersion[1] + DISPERSION_PRIOR_WEIGHT)
-            + 1.0 / (level_obs + LEVEL_PRIOR)
-            + 1.0 / (d_obs[d0] + DAILY_PRIOR)
-            + 1.0 / (w_obs[day] + WEEKDAY_PRIOR)
-            + 1.0 / (h_obs[h0] + HOURLY_PRIOR)
+            dispersion
+            + 1.0 / (self.level[0] + LEVEL_PRIOR)
+            + 1.0 / (self.daily[0][d0] + DAILY_PRIOR)
+            + 1.0 / (self.weekday[0][day] + WEEKDAY_PRIOR)
+            + 1.0 / (self.hourly[0][day * 24 + d0] + HOURLY_PRIOR)
         )
 
         alarm = False
@@ -215,22 +198,9 @@ class Detector:
             if self.buckets > self._warmup:
                 score, alarm = self._step_cusums(ts, count, mu, phi)
             if not alarm:
-                # Winsorised, so that a burst teaches the baseline little.
-                sd = math.sqrt(mu)
-                y = min(max(count, mu - CLIP_SD * sd), mu + CLIP_SD * sd + CLIP_COUNTS)
-                r = self._level_rate
-                self.level[0] += y - r * level_obs
-                self.level[1] += profile - r * self.level[1]
-                e = mu / f_daily
-                _learn(self.daily, d0, 1.0 - frac, y, e, self._daily_rate)
-                _learn(self.daily, d1, frac, y, e, self._daily_rate)
-                _learn(self.weekday, day, 1.0, y, mu / f_weekday, self._weekday_rate)
-                e = mu / f_hourly
-                _learn(self.hourly, h0, 1.0 - frac, y, e, self._hourly_rate)
-                _learn(self.hourly, h1, frac, y, e, self._hourly_rate)
-                r = self._dispersion_rate
-                self.dispersion[0] += (y - mu) ** 2 - y - r * self.dispersion[0]
-                self.dispersion[1] += mu * mu - r * self.dispersion[1]
+                self._learn(count, hours, day, baseline, dispersion)
+                if self.buckets <= self._warmup:
+                    self.history.append((count, hours, day))
 
         if self.open_onset is None:
             return Observation(ts, count, mu, score, alarm, False, None, 0.0, 0.0, 0.0)
@@ -245,6 +215,87 @@ class Detector:
             self.open_observed,
             self.open_expected,
             self.open_observed / self.open_expected,
+        )
+
+    def _baseline(self, hours: float, day: int) -> tuple[float, float, float, float, float]:
+        """Expected count, profile and its daily, weekday and hourly factors."""
+        d0 = int(hours)
+        frac = hours - d0
+        d1 = (d0 + 1) % 24
+        h0 = day * 24 + d0
+        h1 = (h0 + 1) % 168
+        d_obs, d_exp = self.daily
+        h_obs, h_exp = self.hourly
+        f_daily = (1.0 - frac) * (d_obs[d0] + DAILY_PRIOR) / (d_exp[d0] + DAILY_PRIOR) + frac * (
+            d_obs[d1] + DAILY_PRIOR
+        ) / (d_exp[d1] + DAILY_PRIOR)
+        f_weekday = (self.weekday[0][day] + WEEKDAY_PRIOR) / (self.weekday[1][day] + WEEKDAY_PRIOR)
+        f_hourly = (1.0 - frac) * (h_obs[h0] + HOURLY_PRIOR) / (h_exp[h0] + HOURLY_PRIOR) + frac * (
+            h_obs[h1] + HOURLY_PRIOR
+        ) / (h_exp[h1] + HOURLY_PRIOR)
+        profile = f_daily * f_weekday * f_hourly
+        mu = (self.level[0] + LEVEL_PRIOR) / (self.level[1] + 1.0) * profile + 1e-9
+        return mu, profile, f_daily, f_weekday, f_hourly
+
+    def _refit(self) -> None:
+        """Relearn the shapes of the warm-up against its final level.
+
+        Learnt online from nothing, a shape absorbs the level's errors of the
+        first hours (the night looks like the norm before the day has been
+        seen); one more pass over the warm-up with the level held removes that.
+        """
+        self.daily = [[0.0] * 24, [0.0] * 24]
+        self.weekday = [[0.0] * 7, [0.0] * 7]
+        self.hourly = [[0.0] * 168, [0.0] * 168]
+        self.dispersion = [0.0, 0.0]
+        for y, h, d in self.history:
+            self._learn(y, h, d, self._baseline(h, d), self._dispersion(), level=False)
+        self.history = []
+
+    def _learn(self, count: float, hours: float, day: int,
+               baseline: tuple[float, float, float, float, float], dispersion: float,
+               level: bool = True) -> None:
+        mu, profile, f_daily, f_weekday, f_hourly = baseline
+        # Winsorised, so that a burst teaches the baseline little.
+        sd = math.sqrt(mu)
+        y = min(max(count, mu - CLIP_SD * sd), mu + CLIP_SD * sd + CLIP_COUNTS)
+        if level:
+            r = self._level_rate
+            self.level[0] += y - r * self.level[0]
+            self.level[1] += profile - r * self.level[1]
+        # Each shape node (a ratio num / den) learns in proportion to its
+        # interpolation weight.
+        d0 = int(hours)
+        a = hours - d0  # weight of the next node
+        b = 1.0 - a
+        h0 = day * 24 + d0
+        d1, h1 = (d0 + 1) % 24, (h0 + 1) % 168
+        num, den = self.daily
+        e, r = mu / f_daily, self._daily_rate
+        keep = 1.0 - b * r
+        num[d0], den[d0] = num[d0] * keep + b * y, den[d0] * keep + b * e
+        keep = 1.0 - a * r
+        num[d1], den[d1] = num[d1] * keep + a * y, den[d1] * keep + a * e
+        num, den = self.weekday
+        keep = 1.0 - self._weekday_rate
+        num[day], den[day] = num[day] * keep + y, den[day] * keep + mu / f_weekday
+        num, den = self.hourly
+        e, r = mu / f_hourly, self._hourly_rate
+        keep = 1.0 - b * r
+        num[h0], den[h0] = num[h0] * keep + b * y, den[h0] * keep + b * e
+        keep = 1.0 - a * r
+        num[h1], den[h1] = num[h1] * keep + a * y, den[h1] * keep + a * e
+        # The dispersion needs the tail the level's winsorising cuts off;
+        # it is winsorised too, but on its own (negative-binomial) scale.
+        sd = math.sqrt(mu * (1.0 + dispersion * mu))
+        y = min(count, mu + DISPERSION_CLIP_SD * sd + CLIP_COUNTS)
+        r = self._dispersion_rate
+        self.dispersion[0] += (y - mu) ** 2 - y - r * self.dispersion[0]
+        self.dispersion[1] += mu * mu - r * self.dispersion[1]
+
+    def _dispersion(self) -> float:
+        return (max(self.dispersion[0], 0.0) + DISPERSION_PRIOR * DISPERSION_PRIOR_WEIGHT) / (
+            self.dispersion[1] + DISPERSION_PRIOR_WEIGHT
         )
 
     def _step_cusums(self, ts: datetime, y: float, mu: float, phi: float) -> tuple[float, bool]:
@@ -270,26 +321,20 @@ class Detector:
                 best = i
         stat = cusum[best]
 
-        # Excursions (runs of positive evidence) feed the tail calibration;
-        # each is scored once, on the bucket after its evidence peaks.
-        score = 0.0
+        # Excursions (runs of positive evidence) feed the tail calibration.
         self.tail.exposure += 1.0
-        if stat < self.previous and self.previous > self.reported:
-            score = self._score(self.previous)
-            self.reported = self.previous
-        self.previous = stat
         if stat > self.peak:
             self.peak = stat
         elif stat == 0.0 and self.peak > 0.0:
             self.tail.record(self.peak, self.buckets)
             self._recalibrate()
-            self.peak = self.reported = 0.0
+            self.peak = 0.0
 
         if stat < self.threshold:
-            return score, False
+            return self._score(stat), False
         observed, expected = self.observed_since[best], self.expected_since[best]
         if observed < self.config.min_count or observed < self.config.min_ratio * expected:
-            return score, False
+            return 1.0, False
         # The alarm ends the excursion: it is a peak known to be at least this high.
         self.tail.record(self.threshold, self.buckets, censored=True)
         self._recalibrate()
@@ -306,13 +351,20 @@ class Detector:
         return max(model, self.tail.rate(evidence))
 
     def _score(self, evidence: float) -> float:
+        if evidence <= 0.0:
+            return 0.0
         if evidence >= self.threshold:
             return 1.0
-        span = math.log(self._floor_rate / self._rate(self.threshold))
-        return min(1.0, max(0.0, math.log(self._floor_rate / self._rate(evidence)) / span))
+        rarity = math.log(self._floor_rate / self._rate(evidence))
+        return min(1.0, max(0.0, rarity / self._span))
 
     def _recalibrate(self) -> None:
         self.threshold = max(self._model_threshold, self.tail.threshold(self._budget))
+        self._set_span()
+
+    def _set_span(self) -> None:
+        # Rarity of the alarm level, so that it scores 1.
+        self._span = max(math.log(self._floor_rate / self._rate(self.threshold)), 1e-9)
 
     def _step_open(self, y: float, mu: float, phi: float) -> None:
         self.open_observed += y
@@ -332,7 +384,7 @@ class Detector:
         self.open_onset = None
         self.cusum = [0.0] * len(RATIOS)
         self.onsets = [None] * len(RATIOS)
-        self.peak = self.previous = self.reported = 0.0
+        self.peak = 0.0
 
     def _skip(self, missing: int) -> None:
         """Age the level over missing buckets; nothing was observed in them."""
@@ -349,11 +401,11 @@ class Detector:
         state["onsets"] = [_iso(t) for t in self.onsets]
         state["open_onset"] = _iso(self.open_onset)
         state["tail"] = vars(self.tail).copy()
-        return {"version": 1, "config": asdict(self.config), "state": state}
+        return {"version": 2, "config": asdict(self.config), "state": state}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detector:
-        if data.get("version") != 1:
+        if data.get("version") != 2:
             raise ValueError(f"unknown detector state version {data.get('version')!r}")
         detector = cls(DetectorConfig(**data["config"]))
         state = dict(data["state"])
@@ -362,15 +414,31 @@ class Detector:
         detector.last_ts = _parse(state["last_ts"])
         detector.onsets = [_parse(t) for t in state["onsets"]]
         detector.open_onset = _parse(state["open_onset"])
+        detector.history = [(y, h, int(d)) for y, h, d in state["history"]]
         for name, value in state["tail"].items():
             setattr(detector.tail, name, value)
+        detector._set_span()
         return detector
 
 
+# What to_dict saves as is (the rest needs converting).
 _STATE = (
-    "buckets level daily weekday hourly dispersion cusum observed_since expected_since "
-    "threshold peak previous reported open_observed open_expected open_buckets close_cusum"
-).split()
+    "buckets", "level", "daily", "weekday", "hourly", "dispersion", "cusum", "observed_since",
+    "expected_since", "history", "threshold", "peak", "open_observed", "open_expected",
+    "open_buckets", "close_cusum",
+)
+
+
+def _position(ts: datetime, bucket_seconds: float) -> tuple[float, int]:
+    """Hour of the day at the bucket's centre, less half an hour (shape nodes
+    sit mid-hour and are interpolated), and the weekday it falls on."""
+    hours = (ts.hour * 3600 + ts.minute * 60 + ts.second + 0.5 * bucket_seconds) / 3600.0 - 0.5
+    day = ts.weekday()
+    if hours >= 24.0:
+        return hours - 24.0, (day + 1) % 7
+    if hours < 0.0:
+        return hours + 24.0, (day - 1) % 7
+    return hours, day
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -379,13 +447,6 @@ def _iso(ts: datetime | None) -> str | None:
 
 def _parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
-
-
-def _learn(shape: list[list[float]], node: int, weight: float, y: float, expected: float,
-           rate: float) -> None:
-    keep = 1.0 - weight * rate
-    shape[0][node] = shape[0][node] * keep + weight * y
-    shape[1][node] = shape[1][node] * keep + weight * expected
 
 
 class _Tail:
@@ -431,8 +492,10 @@ class _Tail:
         if self.uncensored >= TAIL_MIN:
             n = self.uncensored
             lam, alpha = n / self.excess, n / self.log_excess
-            # Maximised log-likelihoods (censored terms included in the sums).
-            self.pareto = n * math.log(alpha) - self.log_peaks > n * math.log(lam)
+            # Maximised log-likelihoods, less the same n (censored peaks are
+            # in the sums through their survival terms).
+            pareto = n * math.log(alpha) - self.log_peaks
+            self.pareto = pareto > n * math.log(lam) + TAIL_PARETO_PENALTY
             self.shape = alpha if self.pareto else lam
 
     def rate(self, x: float) -> float:
@@ -440,7 +503,7 @@ class _Tail:
         if self.uncensored < TAIL_MIN or x < TAIL_BASE:
             return 0.0
         if self.pareto:
-            return self.rate_at_base * (x / TAIL_BASE) ** -self.shape
+            return self.rate_at_base * math.pow(x / TAIL_BASE, -self.shape)
         return self.rate_at_base * math.exp(-self.shape * (x - TAIL_BASE))
 
     def threshold(self, budget: float) -> float:
@@ -448,5 +511,5 @@ class _Tail:
         if self.uncensored < TAIL_MIN or self.rate_at_base <= budget:
             return 0.0
         if self.pareto:
-            return TAIL_BASE * (self.rate_at_base / budget) ** (1.0 / self.shape)
+            return TAIL_BASE * math.pow(self.rate_at_base / budget, 1.0 / self.shape)
         return TAIL_BASE + math.log(self.rate_at_base / budget) / self.shape

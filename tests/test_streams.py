@@ -219,3 +219,18 @@ async def test_replay_paces_by_speed_and_stamps_live_times() -> None:
     assert [len(b) for b in sent] == [1, 1, 1, 1, 1]
     assert slept == [1.0, 1.0, 1.0, 1.0]  # a minute of complaints per second
     assert [b[0]["received_at"] for b in sent] == [(T0 + timedelta(seconds=i)).isoformat() for i in range(5)]
+
+
+async def test_an_unreadable_saved_state_is_relearned_from_the_counts(store: Store, catalog: Catalog) -> None:
+    clock = ManualClock(T0)
+    svc = await services(store, catalog, clock)
+    await load_history(svc, history(days=2))
+    state, version = await store.load_stream_state("outage/hangzhou")
+    assert state is not None
+    assert await store.save_stream_state("outage/hangzhou", {"version": 0, "junk": True}, version + 1)
+    fresh = await services(store, catalog, clock)  # a new process reads the store
+    clock.advance(timedelta(minutes=15))
+    await fresh.monitor.check("outage/hangzhou", [])
+    relearned, _ = await store.load_stream_state("outage/hangzhou")
+    assert relearned is not None and relearned["version"] == state["version"]
+    assert relearned["state"]["last_ts"] > state["state"]["last_ts"]

@@ -1,0 +1,1 @@
+"""Detection benchmark: see README.md here; run with `python -m bench.detect`."""
