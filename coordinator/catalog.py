@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
+from .crosschecks import CrossChecks, Entry as _Entry
 from .errors import ConfigError
 from .models import BUILTIN_CATEGORIES
 from .schemas import (
-    Assignee,
     CategoriesFile,
     DoNotContact,
     Drill,
@@ -23,11 +23,9 @@ from .schemas import (
     Playbook,
     Region,
     Rotation,
-    ScriptTemplates,
     Team,
 )
 from .scripts import (
-    STANDARD_VARIABLES,
     TEMPLATE_SUFFIX,
     TemplateInfo,
     TemplateInvalid,
@@ -96,22 +94,6 @@ def check_config(root: Path | str) -> list[str]:
     except ConfigError as exc:
         return exc.problems
     return []
-
-
-@dataclass
-class _Entry:
-    """A validated object and where it came from, for cross-check messages."""
-
-    model: Any
-    doc: YamlDoc
-    loc: PathKey
-
-    def problem(self, sub: Iterable[str | int], message: str) -> Problem:
-        return self.doc.problem(self.loc + tuple(sub), message)
-
-    def at(self, sub: tuple[str | int, ...], message: str) -> Problem:
-        """A problem with a field, named by its path: `roles[0].assign.team: ...`."""
-        return self.problem(sub, f"{format_loc(self.loc + sub)}: {message}")
 
 
 class _Builder:
@@ -206,11 +188,12 @@ class _Builder:
         playbooks = self.load_entries("playbooks", Playbook, "playbook")
         drills = self.load_entries("drills", Drill, "drill")
 
-        self.check_contacts(contacts)
+        checks = CrossChecks(self.root / "templates", self.problems, self.broken)
+        checks.contacts(contacts)
         for entry in playbooks.values():
-            self.check_playbook(entry, contacts, categories, templates)
+            checks.playbook(entry, contacts, categories, templates)
         for entry in drills.values():
-            self.check_drill(entry, playbooks, contacts)
+            checks.drill(entry, playbooks, contacts)
 
         if self.problems:
             return None
@@ -242,9 +225,6 @@ class _Builder:
                 continue
             self.add_unique(entries, getattr(obj, "id"), _Entry(obj, doc, ()), noun)
         return entries
-
-    def unknown(self, ref: str, known: dict[str, _Entry]) -> bool:
-        return ref not in known and ref not in self.broken
 
     def remember_broken(self, data: Any) -> None:
         if isinstance(data, dict) and isinstance(data.get("id"), str):
@@ -304,182 +284,3 @@ class _Builder:
                 self.problems.append(Problem(self.rel(path), 1, f"not UTF-8 text: {exc.reason}"))
         return infos
 
-    # --- cross-checks --------------------------------------------------------------
-
-    def check_contacts(self, c: dict[str, dict[str, _Entry]]) -> None:
-        regions, teams, people = c["regions"], c["teams"], c["people"]
-        phones: dict[str, _Entry] = {}
-        for entry in people.values():
-            person: Person = entry.model
-            if self.unknown(person.region, regions):
-                self.problems.append(entry.problem(("region",), f"person {person.id}: unknown region '{person.region}'"))
-            for i, team in enumerate(person.teams):
-                if self.unknown(team, teams):
-                    self.problems.append(entry.problem(("teams", i), f"person {person.id}: unknown team '{team}'"))
-            if person.supervisor is not None and self.unknown(person.supervisor, people):
-                self.problems.append(
-                    entry.problem(("supervisor",), f"person {person.id}: unknown supervisor '{person.supervisor}'")
-                )
-            if person.phone is not None:
-                if person.phone in phones:
-                    other = phones[person.phone].model.id
-                    self.problems.append(
-                        entry.problem(("phone",), f"person {person.id}: phone {person.phone} is also {other}'s")
-                    )
-                phones[person.phone] = entry
-        for entry in c["rotations"].values():
-            rotation: Rotation = entry.model
-            for i, member in enumerate(rotation.members):
-                if self.unknown(member, people):
-                    self.problems.append(
-                        entry.problem(("members", i), f"rotation {rotation.id}: unknown person '{member}'")
-                    )
-            for i, override in enumerate(rotation.overrides):
-                if self.unknown(override.person, people):
-                    self.problems.append(
-                        entry.problem(
-                            ("overrides", i, "person"), f"rotation {rotation.id}: unknown person '{override.person}'"
-                        )
-                    )
-        for entry in c["do_not_contact"].values():
-            dnc: DoNotContact = entry.model
-            if dnc.person is not None and self.unknown(dnc.person, people):
-                self.problems.append(entry.problem(("person",), f"do-not-contact: unknown person '{dnc.person}'"))
-
-    def check_assignee(
-        self, entry: _Entry, loc: PathKey, who: Assignee, c: dict[str, dict[str, _Entry]]
-    ) -> None:
-        if who.team is not None:
-            if self.unknown(who.team, c["teams"]):
-                self.problems.append(entry.at(loc + ("team",), f"unknown team '{who.team}'"))
-            elif who.position is not None and not any(
-                who.team in e.model.teams and e.model.position == who.position for e in c["people"].values()
-            ):
-                self.problems.append(
-                    entry.at(loc + ("position",), f"no member of team '{who.team}' has position '{who.position}'")
-                )
-            elif not any(who.team in e.model.teams for e in c["people"].values()):
-                self.problems.append(entry.at(loc + ("team",), f"team '{who.team}' has no members"))
-        if who.rotation is not None and self.unknown(who.rotation, c["rotations"]):
-            self.problems.append(entry.at(loc + ("rotation",), f"unknown rotation '{who.rotation}'"))
-        if who.person is not None and self.unknown(who.person, c["people"]):
-            self.problems.append(entry.at(loc + ("person",), f"unknown person '{who.person}'"))
-
-    def check_playbook(
-        self,
-        entry: _Entry,
-        c: dict[str, dict[str, _Entry]],
-        categories: dict[str, str],
-        templates: dict[str, TemplateInfo],
-    ) -> None:
-        pb: Playbook = entry.model
-        for i, category in enumerate(pb.trigger.categories):
-            if category not in categories:
-                self.problems.append(entry.at(("trigger", "categories", i), f"unknown category '{category}'"))
-        for i, region in enumerate(pb.trigger.regions or []):
-            if self.unknown(region, c["regions"]):
-                self.problems.append(entry.at(("trigger", "regions", i), f"unknown region '{region}'"))
-        role_ids: set[str] = set()
-        for i, role in enumerate(pb.roles):
-            if role.id in role_ids:
-                self.problems.append(entry.at(("roles", i, "id"), f"duplicate role '{role.id}'"))
-            role_ids.add(role.id)
-            self.check_assignee(entry, ("roles", i, "assign"), role.assign, c)
-            for j, backup in enumerate(role.escalation):
-                self.check_assignee(entry, ("roles", i, "escalation", j), backup, c)
-        for i, team in enumerate(pb.audience.teams):
-            if self.unknown(team, c["teams"]):
-                self.problems.append(entry.at(("audience", "teams", i), f"unknown audience team '{team}'"))
-            elif c["teams"][team].model.kind != "frontline":
-                self.problems.append(
-                    entry.at(("audience", "teams", i), f"audience team '{team}' is not a frontline team")
-                )
-        if isinstance(pb.audience.regions, list):
-            for i, region in enumerate(pb.audience.regions):
-                if region not in c["regions"]:
-                    self.problems.append(entry.at(("audience", "regions", i), f"unknown region '{region}'"))
-        for i, role_id in enumerate(pb.follow_up.notify_roles):
-            if role_id not in role_ids:
-                self.problems.append(
-                    entry.at(("follow_up", "notify_roles", i), f"unknown role '{role_id}' (not in roles)")
-                )
-        allowed = set(STANDARD_VARIABLES) | set(pb.script.params)
-        for loc, names in (
-            (("script", "templates"), pb.script.templates),
-            (("script", "update"), pb.script.update),
-            (("stand_down", "templates"), pb.stand_down.templates),
-        ):
-            self.check_templates(entry, loc, names, templates, allowed)
-
-    def check_templates(
-        self,
-        entry: _Entry,
-        loc: PathKey,
-        names: ScriptTemplates,
-        templates: dict[str, TemplateInfo],
-        allowed: set[str],
-    ) -> None:
-        pb_id = entry.model.id
-        template_dir = self.root / "templates"
-        for channel, name in names.model_dump().items():
-            info = templates.get(name)
-            if info is None:
-                if not (template_dir / name).is_file():
-                    self.problems.append(entry.at(loc + (channel,), f"template '{name}' not found in templates/"))
-                continue  # a file that exists but failed to compile is reported on its own
-            for variable, line in sorted(info.variables.items()):
-                if variable not in allowed:
-                    self.problems.append(
-                        Problem(
-                            f"templates/{name}",
-                            line,
-                            f"unknown variable '{variable}' (playbook {pb_id} gives the standard "
-                            f"variables and its params: {', '.join(sorted(entry.model.script.params)) or 'none'})",
-                        )
-                    )
-
-    def check_drill(
-        self, entry: _Entry, playbooks: dict[str, _Entry], c: dict[str, dict[str, _Entry]]
-    ) -> None:
-        drill: Drill = entry.model
-        scenario = drill.scenario
-        pb_entry = playbooks.get(scenario.playbook)
-        if pb_entry is None:
-            if scenario.playbook in self.broken:
-                return
-            self.problems.append(entry.at(("scenario", "playbook"), f"unknown playbook '{scenario.playbook}'"))
-            return
-        pb: Playbook = pb_entry.model
-        if self.unknown(scenario.region, c["regions"]):
-            self.problems.append(entry.at(("scenario", "region"), f"unknown region '{scenario.region}'"))
-        if scenario.kind == "surge" and scenario.category not in pb.trigger.categories:
-            self.problems.append(
-                entry.at(
-                    ("scenario", "category"),
-                    f"category '{scenario.category}' does not trigger playbook {pb.id} "
-                    f"(its categories: {', '.join(pb.trigger.categories)})",
-                )
-            )
-        for name in scenario.params:
-            if name not in pb.script.params:
-                self.problems.append(
-                    entry.at(("scenario", "params", name), f"playbook {pb.id} has no parameter '{name}'")
-                )
-        for name, param in pb.script.params.items():
-            if param.required and param.default is None and name not in scenario.params:
-                self.problems.append(
-                    entry.at(("scenario", "params"), f"missing parameter '{name}' required by playbook {pb.id}")
-                )
-        if drill.audience is not None:
-            for i, team in enumerate(drill.audience.teams or []):
-                if team not in pb.audience.teams:
-                    self.problems.append(
-                        entry.at(
-                            ("audience", "teams", i),
-                            f"team '{team}' is not in playbook {pb.id}'s audience "
-                            f"({', '.join(pb.audience.teams)})",
-                        )
-                    )
-            for i, region in enumerate(drill.audience.regions or []):
-                if region not in c["regions"]:
-                    self.problems.append(entry.at(("audience", "regions", i), f"unknown region '{region}'"))

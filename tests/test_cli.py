@@ -3,7 +3,6 @@ stops it before it listens, bad settings are named."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys

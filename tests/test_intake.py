@@ -4,7 +4,7 @@ reason naming what is wrong, nothing of a refused line is stored, duplicates sto
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
