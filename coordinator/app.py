@@ -105,6 +105,7 @@ def email_channel(settings: Settings, clock: Clock) -> EmailChannel:
         host=settings.smtp_host, port=settings.smtp_port, from_address=settings.smtp_from,
         message_id_domain=settings.smtp_from.rpartition("@")[2] or "coordinator.local",
         username=settings.smtp_user, password=settings.smtp_password, starttls=settings.smtp_starttls,
+        pool_size=settings.email_concurrency,  # one connection per concurrent send, kept open
     ), clock=clock)
 
 
