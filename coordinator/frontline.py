@@ -32,6 +32,9 @@ from .wording import compose, needs_approval
 
 log = logging.getLogger(__name__)
 
+# Deliveries written per transaction when a version is published.
+PUBLISH_CHUNK = 500
+
 ACK_WORDS = frozenset({"1", "确认", "收到", "确认收到", "ok"})
 # The provider's own opt-out keywords (whole message, any case).
 STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
@@ -153,17 +156,20 @@ class Frontline:
         today = now.astimezone(self.tz).date()
         recipients, left_out = audience(playbook, catalog.contacts, incident.region, today)
         stopped = await self.store.opted_out()
-        created = 0
+        batch: list[Delivery] = []
         for recipient in recipients:
             for channel in recipient.channels:
                 if channel == "sms" and recipient.person.phone in stopped:
                     continue  # they replied STOP: the email still reaches them
                 address = recipient.person.phone if channel == "sms" else recipient.person.email
                 assert address is not None
-                delivery = Delivery(key=DeliveryKey(incident_id=incident.id, version=version,
-                                                    person_id=recipient.person.id, channel=channel),
-                                    address=address, content_hash=script.content_hash, updated_at=now)
-                created += await self.store.add_delivery(delivery)
+                batch.append(Delivery(key=DeliveryKey(incident_id=incident.id, version=version,
+                                                      person_id=recipient.person.id, channel=channel),
+                                      address=address, content_hash=script.content_hash, updated_at=now))
+        created = 0
+        for i in range(0, len(batch), PUBLISH_CHUNK):
+            created += await self.store.add_deliveries(batch[i:i + PUBLISH_CHUNK])
+            self.wake()  # the first messages leave while the rest are still being written
         await self.store.append_timeline(incident.id, TimelineEvent(at=now, kind="script_sent", data={
             "version": version, "kind": script.kind.value, "deliveries": created, "recipients": len(recipients),
             "do_not_contact": left_out, "hash": script.content_hash}))

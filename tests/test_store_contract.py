@@ -358,3 +358,10 @@ async def test_opt_outs_are_mirrored(store: Store) -> None:
     await store.set_opt_out("+8613900000002", False)
     await store.set_opt_out("+8613900000003", False)
     assert await store.opted_out() == {"+8613900000001"}
+
+
+async def test_deliveries_are_added_in_batches_deduplicated(store: Store) -> None:
+    assert await store.add_deliveries([delivery(f"p{i}") for i in range(5)]) == 5
+    assert await store.add_deliveries([delivery("p4"), delivery("p5"), delivery("p5", "email")]) == 2
+    assert await store.outbox_size() == 7
+    assert len(await store.deliveries("INC-1")) == 7

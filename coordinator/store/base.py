@@ -114,6 +114,10 @@ class Store(Protocol):
         """Record a delivery unless one with the same key exists, and put it in the
         outbox, due at `due` (now if None); True if it was new."""
 
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        """`add_delivery` for many at once (one transaction or round trip); returns how
+        many were new."""
+
     async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
         """Up to `limit` outbox deliveries due by `now`, oldest first, each leased to
         `owner` until now + lease: no one else gets it meanwhile, and if the owner dies

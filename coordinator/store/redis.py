@@ -408,6 +408,19 @@ class RedisStore:
             )
         return bool(added)
 
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        async with _reachable():
+            async with self._r.pipeline(transaction=False) as pipe:
+                for d in deliveries:
+                    did = d.key.as_id()
+                    await self._add_delivery(
+                        keys=[self.keys.delivery(did), self.keys.deliveries(d.key.incident_id), self.keys.outbox()],
+                        args=[DELIVERY_RANK[d.status], d.model_dump_json(), did, d.updated_at.timestamp()],
+                        client=pipe,
+                    )
+                results = await pipe.execute()
+        return sum(int(r) for r in results)
+
     async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
         async with _reachable():
             ids = await self._claim(keys=[self.keys.outbox()], args=[now.timestamp(), now.timestamp() + lease_seconds, limit])

@@ -381,6 +381,18 @@ class SqliteStore:
             await self._db.commit()
         return cur.rowcount == 1
 
+    async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
+        rows = [
+            (d.key.as_id(), d.key.incident_id, DELIVERY_RANK[d.status], d.provider_id, d.updated_at.timestamp(),
+             d.model_dump_json())
+            for d in deliveries
+        ]
+        async with self._write:
+            before = self._db.total_changes
+            await self._db.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?, 1, ?, NULL, ?)", rows)
+            await self._db.commit()
+            return self._db.total_changes - before
+
     async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
         async with self._write:
             rows = await self._all(
