@@ -1,0 +1,98 @@
+"""One part of the benchmark in a process of its own (so that its RSS is its own):
+
+    python -m bench.fanout.part service --json OUT [--people N --naive N --window S --rates R,R --api-latency S]
+    python -m bench.fanout.part inproc  --json OUT [--people N]
+    python -m bench.fanout.part latency --json OUT [--rounds N --days N]
+
+`service`: the 10k x 2 fan-out with the providers in their own process (rate, RSS),
+the naive loop, the rate-limited windows, the window with simulated API latency, and a
+few detection-to-first-SMS trials with the 10k audience. `inproc`: the same 10k x 2
+fan-out with the providers in the service's event loop. `latency`: detection to first
+SMS over many fresh stores with the shipped contacts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import fanout, latency
+from .config import make_config
+from .providers import vm_kb
+
+
+def _load(work: Path, people: int) -> tuple[Any, dict[str, Any]]:
+    target = work / "config"
+    target.mkdir()
+    started = time.perf_counter()
+    catalog = make_config(target, people)
+    return catalog, {"people_generated": people, "people": len(catalog.contacts.people),
+                     "load_catalog_s": time.perf_counter() - started, "rss_after_catalog_kb": vm_kb("VmRSS")}
+
+
+async def service_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    catalog, out = _load(work, args.people)
+    out["fanout"] = await fanout.fan_out(catalog, work, naive=args.naive)
+    out["windows"] = []
+    for rate in args.rates:
+        out["windows"].append(await fanout.windowed(catalog, work, sms_rate=rate, window=args.window))
+    if args.api_latency > 0:
+        out["windows"].append(await fanout.windowed(catalog, work, api_latency=args.api_latency,
+                                                    naive=args.api_naive, window=args.window))
+    if args.latency_rounds:
+        out["latency_10k"] = await latency.run(catalog, work, rounds=args.latency_rounds, days=args.days,
+                                               pairs=[("broadband", "ningbo")], drain=False)
+    if args.profile:
+        # A separate, smaller fan-out under cProfile (it slows everything down): the
+        # shares of the event loop's time, not the rate, are what it is for.
+        small = work / "profiled"
+        small.mkdir()
+        profiled = make_config(small, args.profile_people)
+        out["profiled"] = await fanout.fan_out(profiled, work, naive=0, profile=True)
+    return out
+
+
+async def inproc_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    catalog, out = _load(work, args.people)
+    out["fanout"] = await fanout.fan_out(catalog, work, in_process=True, naive=0)
+    return out
+
+
+async def latency_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    catalog, out = _load(work, 0)
+    out["latency"] = await latency.run(catalog, work, rounds=args.rounds, days=args.days)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", choices=["service", "inproc", "latency"])
+    parser.add_argument("--json", required=True, type=Path)
+    parser.add_argument("--people", type=int, default=10_000)
+    parser.add_argument("--naive", type=int, default=300)
+    parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",") if x], default=[200.0, 500.0, 1000.0])
+    parser.add_argument("--api-latency", type=float, default=0.1)
+    parser.add_argument("--api-naive", type=int, default=30)
+    parser.add_argument("--latency-rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-people", type=int, default=2000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    run = {"service": service_part, "inproc": inproc_part, "latency": latency_part}[args.part]
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
+        started = time.perf_counter()
+        result = asyncio.run(run(args, Path(tmp)))
+        result["part_seconds"] = time.perf_counter() - started
+    args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False), "utf-8")
+
+
+if __name__ == "__main__":
+    main()

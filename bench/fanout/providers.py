@@ -1,0 +1,200 @@
+"""The provider side of the benchmark: the project's Twilio-compatible sandbox and its
+SMTP inbox, either in a process of their own (the default: the machine has 2 cores, so
+the service and the providers each get one and do not share an event loop) or in the
+service's own event loop (`InProcess`, to see what sharing costs).
+
+As a process: `python -m bench.fanout.providers [--step-delay S] [--receipt-delay S] [--api-latency S]`
+prints one JSON line `{"twilio": base_url, "smtp": [host, port]}` and then answers
+commands on stdin, one JSON line each on stdout:
+
+    stats    counts (messages by status, emails, callbacks and their answers) and
+             this process's CPU seconds and peak RSS
+    settle   waits until every status step and callback went out, then answers stats
+    quit     stops both servers and exits
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+from collections import Counter
+from typing import Any
+
+from coordinator.sandbox import Delivery, Faults, SmtpInbox, TwilioSandbox
+
+ACCOUNT_SID = "AC" + "be" * 16
+AUTH_TOKEN = "bench-sandbox-token"
+SENDER = "+15005550006"
+# Twilio-like pacing of a message's status steps (queued -> sending -> sent) and the
+# carrier's receipt (delivered); each step is a signed status callback to the service.
+STEP_DELAY = 0.05
+RECEIPT_DELAY = 0.2
+
+
+def vm_kb(field: str, pid: str = "self") -> int:
+    """VmRSS / VmHWM of a process in kB, from /proc (0 where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_hwm() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux: clear_refs 5), so that a
+    later VmHWM is the peak of what came after; False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class InProcess:
+    """Sandbox and inbox in the caller's event loop."""
+
+    where = "in-process"
+
+    def __init__(self, step_delay: float = STEP_DELAY, receipt_delay: float = RECEIPT_DELAY, seed: int = 7,
+                 api_latency: float = 0.0) -> None:
+        self.inbox = SmtpInbox()
+        # api_latency > 0: every create is answered that many seconds late (the sandbox's
+        # "slow" fault on every request), standing in for the round trip to Twilio.
+        faults = Faults(slow_rate=1.0, slow_seconds=api_latency) if api_latency > 0 else None
+        self.sandbox = TwilioSandbox(ACCOUNT_SID, AUTH_TOKEN, numbers=(SENDER,), seed=seed, inbox=self.inbox,
+                                     delivery=Delivery(step_delay=step_delay, receipt_delay=receipt_delay),
+                                     faults=faults)
+        self.twilio_base_url = ""
+        self.smtp: tuple[str, int] = ("", 0)
+
+    async def start(self) -> None:
+        await self.inbox.start()
+        await self.sandbox.start()
+        self.twilio_base_url = self.sandbox.base_url
+        self.smtp = self.inbox.address
+
+    async def stats(self) -> dict[str, Any]:
+        return collect(self.sandbox, self.inbox)
+
+    async def settle(self) -> dict[str, Any]:
+        await self.sandbox.settled()
+        return collect(self.sandbox, self.inbox)
+
+    async def stop(self) -> None:
+        await self.sandbox.stop()
+        await self.inbox.stop()
+
+
+class Subprocess:
+    """Sandbox and inbox in a child process, driven over its stdin and stdout."""
+
+    where = "separate process"
+
+    def __init__(self, step_delay: float = STEP_DELAY, receipt_delay: float = RECEIPT_DELAY, seed: int = 7,
+                 api_latency: float = 0.0) -> None:
+        self.args = ["--step-delay", str(step_delay), "--receipt-delay", str(receipt_delay), "--seed", str(seed),
+                     "--api-latency", str(api_latency)]
+        self.proc: asyncio.subprocess.Process | None = None
+        self.twilio_base_url = ""
+        self.smtp: tuple[str, int] = ("", 0)
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.fanout.providers", *self.args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**20)
+        hello = await self._read()
+        self.twilio_base_url = hello["twilio"]
+        self.smtp = (hello["smtp"][0], int(hello["smtp"][1]))
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the provider process exited")
+        return dict(json.loads(line))
+
+    async def _ask(self, command: str) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None
+        async with self._lock:
+            self.proc.stdin.write(command.encode() + b"\n")
+            await self.proc.stdin.drain()
+            return await self._read()
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._ask("stats")
+
+    async def settle(self) -> dict[str, Any]:
+        return await self._ask("settle")
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            await asyncio.wait_for(self._ask("quit"), 10)
+        except (TimeoutError, RuntimeError, ConnectionError):
+            pass
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()  # our own child, by its handle
+            await self.proc.wait()
+
+
+def collect(sandbox: TwilioSandbox, inbox: SmtpInbox) -> dict[str, Any]:
+    outbound = [m for m in sandbox.messages if m.direction != "inbound"]
+    answers = Counter(str(c.answer) for c in sandbox.callbacks)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "messages": len(outbound),
+        "statuses": dict(Counter(m.status for m in outbound)),
+        "emails": sum(len(box) for box in inbox.mailboxes().values()),
+        "callbacks": len(sandbox.callbacks),
+        "callback_answers": dict(answers),
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "hwm_kb": vm_kb("VmHWM"),
+    }
+
+
+async def serve(args: argparse.Namespace) -> None:
+    providers = InProcess(args.step_delay, args.receipt_delay, args.seed, args.api_latency)
+    await providers.start()
+    out = sys.stdout
+    out.write(json.dumps({"twilio": providers.twilio_base_url, "smtp": list(providers.smtp)}) + "\n")
+    out.flush()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        while True:
+            line = (await reader.readline()).decode().strip()
+            if line in ("", "quit"):
+                if line == "quit":
+                    out.write(json.dumps({"bye": True}) + "\n")
+                    out.flush()
+                return
+            answer = await (providers.settle() if line == "settle" else providers.stats())
+            out.write(json.dumps(answer) + "\n")
+            out.flush()
+    finally:
+        await providers.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--step-delay", type=float, default=STEP_DELAY)
+    parser.add_argument("--receipt-delay", type=float, default=RECEIPT_DELAY)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--api-latency", type=float, default=0.0)
+    asyncio.run(serve(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
