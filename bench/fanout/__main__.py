@@ -1,7 +1,7 @@
 """Fan-out benchmark: `.venv/bin/python -m bench.fanout [options]`.
 
 Runs each part in a process of its own (bench/fanout/part.py), prints the results
-table and writes the "## Fan-out" section to bench/fanout/RESULTS.part.md. See
+table and writes it as the "## Fan-out" section of bench/RESULTS.md. See
 bench/fanout/README.md for what is measured and how."""
 
 from __future__ import annotations
@@ -278,6 +278,18 @@ def _answers(answers: dict[str, int]) -> str:
     return ", ".join(f"{n:,} x {code}" for code, n in sorted(answers.items()))
 
 
+def _write_section(path: Path, section: str) -> None:
+    """Replace the "## Fan-out" section of `path` (up to the next "## "), keeping the rest."""
+    text = "\n" + path.read_text("utf-8") if path.exists() else ""
+    start = text.find("\n## Fan-out\n")
+    if start < 0:
+        text = text.rstrip() + "\n\n" + section.strip() + "\n"
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + "\n" + section.strip() + "\n" + (text[end:] if end >= 0 else "")
+    path.write_text(text.lstrip("\n"), "utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="fan-out benchmark (see bench/fanout/README.md)")
     parser.add_argument("--people", type=int, default=10_000, help="synthetic frontline staff in ningbo")
@@ -293,7 +305,7 @@ def main() -> None:
     parser.add_argument("--inproc", action="store_true",
                         help="also run the 10k fan-out with sandbox and inbox in the service's process (~3 min)")
     parser.add_argument("--profile", action="store_true", help="cProfile the 10k fan-out (printed; slows it)")
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.part.md")
+    parser.add_argument("--out", type=Path, default=HERE.parent / "RESULTS.md")
     parser.add_argument("--json", type=Path, help="also keep the raw results here")
     args = parser.parse_args()
     args.rates_asked = {500.0, 1000.0}
@@ -321,7 +333,7 @@ def main() -> None:
     print(text)
     if profile:
         print(profile)
-    args.out.write_text(text, "utf-8")
+    _write_section(args.out, text)
     print(f"written to {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
 
 
