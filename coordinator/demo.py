@@ -73,13 +73,14 @@ def _history(start: datetime, days: int, rng: random.Random) -> list[dict[str, A
         hour = (at.hour + 8) % 24  # local time in Shanghai
         rate = 0.4 + 0.8 * (8 <= hour <= 22)
         for region in ("hangzhou", "ningbo", "wenzhou"):
-            for k in range(_poisson(rng, rate)):
+            for k in range(poisson(rng, rate)):
                 items.append(_complaint(f"hist-{region}-{b}-{k}", at + timedelta(seconds=rng.randrange(300)),
                                         region, rng))
     return items
 
 
-def _poisson(rng: random.Random, rate: float) -> int:
+def poisson(rng: random.Random, rate: float) -> int:
+    """A Poisson draw (Knuth's method: fine for the small rates of synthetic traffic)."""
     n, p, limit = 0, rng.random(), 2.718281828459045 ** -rate
     while p > limit:
         n += 1

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from coordinator.catalog import Catalog
+from coordinator.demo import poisson
 
 from .harness import Service
 from .providers import Subprocess
@@ -31,14 +32,6 @@ from .providers import Subprocess
 CATEGORIES = ("broadband", "outage")  # broadband-outage and mobile-outage: approval auto
 REGIONS = ("hangzhou", "ningbo", "wenzhou")
 CHANNELS = ("hotline", "hotline", "app", "shop", "web")
-
-
-def _poisson(rng: random.Random, rate: float) -> int:
-    n, p, limit = 0, rng.random(), 2.718281828459045 ** -rate
-    while p > limit:
-        n += 1
-        p *= rng.random()
-    return n
 
 
 def history(now: datetime, days: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -53,7 +46,7 @@ def history(now: datetime, days: int, rng: random.Random) -> list[dict[str, Any]
         for category in CATEGORIES:
             rate = (0.4 + 0.8 * (8 <= hour <= 22)) * (1.0 if category == "broadband" else 1.5)
             for region in REGIONS:
-                for k in range(_poisson(rng, rate)):
+                for k in range(poisson(rng, rate)):
                     received = min(at + timedelta(seconds=rng.randrange(300)), now - timedelta(seconds=1))
                     items.append(complaint(f"hist-{category}-{region}-{b}-{k}", received, category, region, rng))
     return items
