@@ -25,7 +25,7 @@ from .clock import Clock
 from .errors import IncidentNotFound
 from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, ScriptKind, ScriptVersion, TimelineEvent
 from .outbox import Content
-from .roster import audience, channels_of
+from .roster import address_of, audience, channels_of
 from .schemas import Playbook
 from .store import Store
 from .wording import compose, needs_approval
@@ -161,11 +161,10 @@ class Frontline:
             for channel in recipient.channels:
                 if channel == "sms" and recipient.person.phone in stopped:
                     continue  # they replied STOP: the email still reaches them
-                address = recipient.person.phone if channel == "sms" else recipient.person.email
-                assert address is not None
                 batch.append(Delivery(key=DeliveryKey(incident_id=incident.id, version=version,
                                                       person_id=recipient.person.id, channel=channel),
-                                      address=address, content_hash=script.content_hash, updated_at=now))
+                                      address=address_of(recipient.person, channel),
+                                      content_hash=script.content_hash, updated_at=now))
         created = 0
         for i in range(0, len(batch), PUBLISH_CHUNK):
             created += await self.store.add_deliveries(batch[i:i + PUBLISH_CHUNK])
@@ -219,30 +218,33 @@ class Frontline:
     async def notify_roles(self, incident: Incident, roles: list[str] | None, purpose: str) -> int:
         """Tell each holder of `roles` (all if None) that isn't acknowledged yet what they
         hold and by when to acknowledge. One message per (role, purpose)."""
-        people = self.catalog().contacts
-        now = self.clock.now()
         drill = "【演练】" if incident.drill else ""
         queued = 0
         for role in incident.roles:
             if (roles is not None and role.role not in roles) or role.holder is None or role.acked_at is not None:
                 continue
-            person = people.people.get(role.holder)
-            reach = channels_of(person, people.do_not_contact, now.astimezone(self.tz).date()) if person else []
-            if person is None or not reach:
-                continue
             deadline = role.deadline.astimezone(self.tz).strftime("%H:%M") if role.deadline else "尽快"
             lead = {"assigned": "您被指定为", "reminder": "提醒：您仍是"}.get(purpose, "升级：您现为")
             text = (f"{drill}【应急】{incident.title}（{incident.id}，{incident.region}）{lead}{role.title}，"
                     f"请于{deadline}前回复1确认")
-            medium = reach[0]
-            address = person.phone if medium == "sms" else person.email
-            assert address is not None
-            delivery = Delivery(key=DeliveryKey(incident_id=incident.id, version=0, person_id=person.id,
-                                                channel=f"{medium}-role-{role.role}-{purpose}"),
-                                address=address, content_hash="", text=text, updated_at=now)
-            queued += await self.store.add_delivery(delivery)
+            queued += await self._notice(incident.id, 0, role.holder, f"role-{role.role}-{purpose}", text)
         self.wake()
         return queued
+
+    async def _notice(self, incident_id: str, version: int, person_id: str, purpose: str, text: str) -> int:
+        """Queue a one-off message (not a script version) to a person on the first
+        channel still open to them, keyed by `purpose` so it is sent once; 1 if queued."""
+        contacts = self.catalog().contacts
+        person = contacts.people.get(person_id)
+        now = self.clock.now()
+        reach = channels_of(person, contacts.do_not_contact, now.astimezone(self.tz).date()) if person else []
+        if person is None or not reach:
+            return 0
+        medium = reach[0]
+        delivery = Delivery(key=DeliveryKey(incident_id=incident_id, version=version, person_id=person_id,
+                                            channel=f"{medium}-{purpose}"),
+                            address=address_of(person, medium), content_hash="", text=text, updated_at=now)
+        return int(await self.store.add_delivery(delivery))
 
     async def chase(self, incident_id: str, version: int, *, supervisors: bool, purpose: str | None = None) -> int:
         """Those who got `version` and have not acknowledged it: a reminder to each, or
@@ -270,17 +272,7 @@ class Frontline:
         queued = 0
         purpose = purpose or ("supervisor" if supervisors else "reminder")
         for person_id, text in notices:
-            person = contacts.people.get(person_id)
-            reach = channels_of(person, contacts.do_not_contact, now.astimezone(self.tz).date()) if person else []
-            if person is None or not reach:
-                continue
-            medium = reach[0]
-            address = person.phone if medium == "sms" else person.email
-            assert address is not None
-            delivery = Delivery(key=DeliveryKey(incident_id=incident_id, version=version, person_id=person_id,
-                                                channel=f"{medium}-{purpose}"),
-                                address=address, content_hash="", text=text, updated_at=now)
-            queued += await self.store.add_delivery(delivery)
+            queued += await self._notice(incident_id, version, person_id, purpose, text)
         kind = "audience_supervisor" if supervisors else "audience_reminder"
         await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind=kind, data={
             "version": version, "not_acknowledged": waiting, "messages": queued}))

@@ -248,6 +248,14 @@ class DeliveryKey(Record):
     def as_id(self) -> str:
         return f"{self.incident_id}:{self.version}:{self.person_id}:{self.channel}"
 
+    @classmethod
+    def parse(cls, delivery_id: str) -> "DeliveryKey | None":
+        """The key `as_id` made, or None for anything else."""
+        parts = delivery_id.split(":")
+        if len(parts) != 4 or not parts[1].isdigit():
+            return None
+        return cls(incident_id=parts[0], version=int(parts[1]), person_id=parts[2], channel=parts[3])
+
 
 class Delivery(Record):
     key: DeliveryKey

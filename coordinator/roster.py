@@ -60,6 +60,14 @@ def channels_of(person: Person, entries: tuple[DoNotContact, ...], today: date) 
     return [c for c in have if c not in closed]
 
 
+def address_of(person: Person, medium: str) -> str:
+    """The person's phone for "sms", address for "email" (a channel they have)."""
+    address = person.phone if medium == "sms" else person.email
+    if address is None:
+        raise ValueError(f"person {person.id} has no {medium} address")
+    return address
+
+
 def is_blocked(person: Person, entries: tuple[DoNotContact, ...], today: date) -> bool:
     """No channel left to reach `person` today."""
     return not channels_of(person, entries, today)

@@ -166,16 +166,6 @@ class DoNotContact(Strict):
         return self
 
 
-class ContactsFile(Strict):
-    """One file in contacts/; any of the sections, merged across files."""
-
-    regions: list[Region] = []
-    teams: list[Team] = []
-    people: list[Person] = []
-    rotations: list[Rotation] = []
-    do_not_contact: list[DoNotContact] = []
-
-
 # --- playbooks/ ------------------------------------------------------------------------
 
 

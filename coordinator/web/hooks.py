@@ -62,11 +62,7 @@ async def _delivery_of(services: Services, delivery_id: str | None, sid: str) ->
     """By the id in the callback URL (a callback may beat the SID being recorded), else
     by the SID."""
     if delivery_id:
-        incident_id, version, person_id, channel = (delivery_id.split(":") + ["", "", "", ""])[:4]
-        try:
-            key = DeliveryKey(incident_id=incident_id, version=int(version), person_id=person_id, channel=channel)
-        except ValueError:
-            key = None
+        key = DeliveryKey.parse(delivery_id)
         if key is not None:
             found = await services.store.get_delivery(key)
             if found is not None:

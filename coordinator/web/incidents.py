@@ -45,6 +45,11 @@ def text_field(body: dict[str, Any], name: str, *, required: bool = False, defau
     return value.strip()
 
 
+def actor(body: dict[str, Any]) -> str:
+    """Who acts: the body's `by`, else "leader" (login and roles come with the console)."""
+    return text_field(body, "by") or "leader"
+
+
 def _flag(request: web.Request, name: str) -> bool | None:
     raw = request.query.get(name)
     if raw is None:
@@ -72,7 +77,7 @@ async def create_incident(request: web.Request) -> web.Response:
         params=params,
         drill=drill,
         severity=body.get("severity"),
-        actor=text_field(body, "by", default="leader") or "leader",
+        actor=actor(body),
     )
     timeline = await services.store.timeline(opened.incident.id)
     view = incident_view(opened.incident, timeline) | {"existing": not opened.created}
@@ -109,7 +114,7 @@ async def ack(request: web.Request) -> web.Response:
 async def resolve(request: web.Request) -> web.Response:
     body = await json_body(request)
     incident = await request.app[SERVICES].pipeline.resolve(
-        request.match_info["id"], text_field(body, "by", default="leader") or "leader", text_field(body, "note")
+        request.match_info["id"], actor(body), text_field(body, "note")
     )
     return web.json_response(incident_view(incident))
 
@@ -119,7 +124,7 @@ async def severity(request: web.Request) -> web.Response:
     body = await json_body(request)
     incident = await request.app[SERVICES].pipeline.set_severity(
         request.match_info["id"], text_field(body, "severity", required=True),
-        text_field(body, "by", default="leader") or "leader", text_field(body, "reason"),
+        actor(body), text_field(body, "reason"),
     )
     return web.json_response(incident_view(incident))
 
@@ -129,7 +134,7 @@ async def note(request: web.Request) -> web.Response:
     body = await json_body(request)
     incident_id = request.match_info["id"]
     await request.app[SERVICES].pipeline.add_note(
-        incident_id, text_field(body, "by", default="leader") or "leader", text_field(body, "text", required=True)
+        incident_id, actor(body), text_field(body, "text", required=True)
     )
     return web.json_response({"ok": True}, status=201)
 
@@ -151,7 +156,7 @@ async def new_script(request: web.Request) -> web.Response:
     texts: dict[str, str] = {k: body[k] for k in ("sms", "email_subject", "email_text", "email_html") if k in body}
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in [*params.values(), *texts.values()]):
         return error_response(400, "invalid_params", "'params' must map names to strings, and texts be strings")
-    by = text_field(body, "by", default="leader") or "leader"
+    by = actor(body)
     incident_id = request.match_info["id"]
     version = await services.frontline.draft(incident_id, ScriptKind.script, params, by, texts or None)
     incident = await services.store.get_incident(incident_id)
@@ -174,7 +179,7 @@ async def approve_script(request: web.Request) -> web.Response:
     except ValueError:
         return error_response(400, "bad_request", "the version must be a number")
     sent = await services.frontline.approve(request.match_info["id"], version,
-                                            text_field(body, "by", default="leader") or "leader")
+                                            actor(body))
     return web.json_response({"version": version, "deliveries": sent})
 
 
