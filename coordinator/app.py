@@ -7,10 +7,13 @@ import asyncio
 import logging
 import secrets
 import sys
+from pathlib import Path
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 from typing import AsyncIterator
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -32,6 +35,8 @@ from .web.errors import json_errors
 from .web.state import SERVICES, Services
 
 log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 
 def create_app(
@@ -80,6 +85,9 @@ def create_app(
                 await the_store.close()
 
     app.cleanup_ctx.append(services)
+    # Pages: server-rendered, autoescaped; every asset is served from here (no CDN).
+    aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("coordinator.web", "templates"), autoescape=True)
+    app.router.add_static("/static/", STATIC_DIR, name="static")
     app.add_routes(api.routes)
     app.add_routes(incidents.routes)
     app.add_routes(hooks.routes)
