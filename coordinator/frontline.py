@@ -154,7 +154,8 @@ class Frontline:
         now = self.clock.now()
         playbook = Playbook.model_validate(incident.playbook_snapshot)
         today = now.astimezone(self.tz).date()
-        recipients, left_out = audience(playbook, catalog.contacts, incident.region, today)
+        recipients, left_out = audience(playbook, catalog.contacts, incident.region, today,
+                                        teams=incident.audience_teams, regions=incident.audience_regions)
         stopped = await self.store.opted_out()
         batch: list[Delivery] = []
         for recipient in recipients:

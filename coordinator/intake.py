@@ -161,7 +161,9 @@ class Intake:
         self.clock = clock
         self.limits = limits
 
-    async def submit(self, items: list[tuple[int, Any]]) -> IntakeResult:
+    async def submit(self, items: list[tuple[int, Any]], *, drill: bool = False) -> IntakeResult:
+        """Check and store complaints; a drill's synthetic ones (`drill`) count into the
+        drill's own streams only."""
         now = self.clock.now()
         result = IntakeResult()
         good: list[Complaint] = []
@@ -170,7 +172,7 @@ class Intake:
             if isinstance(checked, Rejection):
                 result.rejected.append(checked)
             else:
-                good.append(checked)
+                good.append(checked.model_copy(update={"drill": True}) if drill else checked)
         if good:
             added = await self.store.add_complaints(good, self.limits.repeat_window)
             result.new = [c for c, a in zip(good, added) if a.new]

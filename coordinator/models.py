@@ -35,6 +35,9 @@ BUILTIN_CATEGORIES: dict[str, str] = {
 }
 
 ALL_REGIONS = "*"
+# Streams and surge keys of drills carry this prefix: a drill never counts into, opens,
+# or suppresses anything real.
+DRILL_PREFIX = "drill:"
 
 
 class Record(BaseModel):
@@ -50,10 +53,13 @@ class Complaint(Record):
     subscriber_hash: str | None = None
     text: str = ""
     ingested_at: datetime
+    # A drill's synthetic complaint: counted into the drill's own streams only.
+    drill: bool = False
 
     def streams(self) -> tuple[str, str]:
         """The two streams a complaint counts into: its category x region, and category-wide."""
-        return stream_key(self.category, self.region), stream_key(self.category, ALL_REGIONS)
+        prefix = DRILL_PREFIX if self.drill else ""
+        return prefix + stream_key(self.category, self.region), prefix + stream_key(self.category, ALL_REGIONS)
 
 
 def stream_key(category: str, region: str) -> str:
@@ -86,7 +92,7 @@ OPEN_STATUSES = frozenset(
 class Surge(Record):
     """A detector's alarm on one stream: what the incident side consumes."""
 
-    key: str  # the stream, "category/region" or "category/*"
+    key: str  # the stream, "category/region" or "category/*" ("drill:..." in a drill)
     category: str
     region: str
     onset: datetime
@@ -171,6 +177,10 @@ class Incident(Record):
     # Incidents opened by a surge carry its key; one open incident per key at a time.
     surge_key: str | None = None
     drill: bool = False
+    # The drill run that started it, and the drill's narrower audience (None: the playbook's).
+    drill_run: str | None = None
+    audience_teams: list[str] | None = None
+    audience_regions: list[str] | None = None
     opened_at: datetime
     opened_by: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -281,3 +291,31 @@ class Ack(Record):
     role: str | None = None
     via: str
     at: datetime
+
+
+class DrillRunStatus(StrEnum):
+    running = "running"
+    finished = "finished"
+    missed = "missed"  # its time passed while no instance was up to run it
+    failed = "failed"  # it could not start (say, sandbox channels asked of a real service)
+
+
+class DrillRun(Record):
+    """One run of a drill: scheduled, caught up after a restart, or started by hand. The
+    report is computed from the store whenever asked, so it is never stale."""
+
+    id: str
+    drill_id: str
+    title: str
+    how: str  # "schedule" | "catch-up" | "manual"
+    scheduled_for: datetime | None = None
+    started_at: datetime
+    status: DrillRunStatus = DrillRunStatus.running
+    channels: str = "sandbox"
+    incident_id: str | None = None
+    fed: int = 0  # synthetic complaints fed so far (surge scenarios)
+    detected: bool | None = None  # None until known; False: the playbook was triggered directly
+    notes: list[str] = Field(default_factory=list)
+    ended_at: datetime | None = None
+    end_reason: str | None = None  # "all acknowledged" | "time is up" | why it failed
+    revision: int = 0

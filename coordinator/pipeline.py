@@ -20,7 +20,7 @@ import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from .catalog import Catalog
@@ -29,7 +29,7 @@ from .errors import Conflict, PlaybookNotFound
 from .escalation import DueStep, due_steps
 from .frontline import Frontline
 from .intake import Intake, IntakeResult
-from .models import ALL_REGIONS, Incident, IncidentStatus, RoleAssignment, ScriptKind, Surge, TimelineEvent, stream_key
+from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, RoleAssignment, ScriptKind, Surge, TimelineEvent, stream_key
 from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
 from .roster import assign_roles
 from .schemas import Playbook
@@ -49,6 +49,17 @@ class InvalidAction(ValueError):
 class Opened:
     incident: Incident
     created: bool
+
+
+@dataclass(frozen=True)
+class DrillSetup:
+    """What a running drill adds to the incident it opens: its run, the scenario's
+    parameters and its narrower audience (None: the playbook's own)."""
+
+    run_id: str
+    params: dict[str, Any]
+    teams: list[str] | None = None
+    regions: list[str] | None = None
 
 
 class Pipeline:
@@ -71,6 +82,8 @@ class Pipeline:
         self.monitor = monitor
         # The script side; set by build_services (it needs `update` from here).
         self.frontline: Frontline | None = None
+        # The running drill behind a drill surge key; set by build_services.
+        self.drill_setup: Callable[[str], Awaitable[DrillSetup | None]] | None = None
         self.catalog = catalog
         self.clock = clock
         self.worker = worker or f"worker-{secrets.token_hex(4)}"
@@ -79,11 +92,11 @@ class Pipeline:
 
     # --- complaints ----------------------------------------------------------------
 
-    async def receive(self, items: list[tuple[int, Any]]) -> IntakeResult:
+    async def receive(self, items: list[tuple[int, Any]], *, drill: bool = False) -> IntakeResult:
         """Complaints in: store the good ones, check their streams, act on any surge."""
         if self.intake is None or self.monitor is None:
             raise RuntimeError("this pipeline was built without intake and monitor")
-        result = await self.intake.submit(items)
+        result = await self.intake.submit(items, drill=drill)
         if result.new:
             await self._surges(await self.monitor.observe(result.new))
         return result
@@ -115,9 +128,10 @@ class Pipeline:
         related = await self._related_incident(surge)
         if related is not None:
             return await self._attach(related, surge)
-        key = ("drill:" if surge.drill else "") + surge.key
-        opened = await self._open(match.playbook, surge.region, {}, surge=surge, surge_key=key,
-                                  drill=surge.drill, actor="surge-detector")
+        setup = await self.drill_setup(surge.key) if surge.drill and self.drill_setup is not None else None
+        params = script_params(match.playbook, setup.params) if setup is not None else {}
+        opened = await self._open(match.playbook, surge.region, params, surge=surge, surge_key=surge.key,
+                                  drill=surge.drill, actor="surge-detector", setup=setup)
         if not opened.created:
             return await self._attach(opened.incident, surge)
         return opened.incident
@@ -128,7 +142,8 @@ class Pipeline:
         if surge.region == ALL_REGIONS:
             wanted = lambda i: i.category == surge.category  # noqa: E731
         else:
-            wanted = lambda i: i.surge_key == stream_key(surge.category, ALL_REGIONS)  # noqa: E731
+            prefix = DRILL_PREFIX if surge.drill else ""
+            wanted = lambda i: i.surge_key == prefix + stream_key(surge.category, ALL_REGIONS)  # noqa: E731
         live = await self.store.list_incidents(open_only=True, drill=surge.drill)
         matches = sorted((i for i in live if wanted(i)), key=lambda i: i.opened_at)
         return matches[0] if matches else None
@@ -142,6 +157,7 @@ class Pipeline:
         drill: bool = False,
         severity: str | None = None,
         actor: str = "leader",
+        setup: DrillSetup | None = None,
     ) -> Opened:
         """A leader's manual trigger. It takes the surge key of the playbook's first
         category in `region`, so a surge there attaches to it rather than opening
@@ -155,9 +171,9 @@ class Pipeline:
         if severity is not None and severity not in SEVERITY_ORDER:
             raise InvalidAction(f"unknown severity '{severity}' (one of {', '.join(SEVERITY_ORDER)})")
         filled = script_params(playbook, params or {})
-        key = ("drill:" if drill else "") + stream_key(playbook.trigger.categories[0], region)
+        key = (DRILL_PREFIX if drill else "") + stream_key(playbook.trigger.categories[0], region)
         return await self._open(playbook, region, filled, surge=None, surge_key=key, drill=drill,
-                                actor=actor, severity=severity)
+                                actor=actor, severity=severity, setup=setup)
 
     async def _open(
         self,
@@ -170,6 +186,7 @@ class Pipeline:
         drill: bool,
         actor: str,
         severity: str | None = None,
+        setup: DrillSetup | None = None,
     ) -> Opened:
         now = self.clock.now()
         catalog = self.catalog()
@@ -185,6 +202,9 @@ class Pipeline:
             region=region,
             surge_key=surge_key,
             drill=drill,
+            drill_run=setup.run_id if setup else None,
+            audience_teams=setup.teams if setup else None,
+            audience_regions=setup.regions if setup else None,
             opened_at=now,
             opened_by=actor,
             params=params,

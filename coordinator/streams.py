@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
 from .clock import Clock
-from .models import ALL_REGIONS, Complaint, Surge, bucket_start, utc
+from .models import ALL_REGIONS, DRILL_PREFIX, Complaint, Surge, bucket_start, utc
 from .store import Store
 from .surge import Detector, DetectorConfig, Observation
 
@@ -211,7 +211,7 @@ class StreamMonitor:
         return replace(obs, alarm=alarm)
 
     async def _surge(self, stream: str, obs: Observation, now: datetime, samples: list[str], fresh: bool) -> Found:
-        category, _, region = stream.partition("/")
+        category, _, region = stream.removeprefix(DRILL_PREFIX).partition("/")
         onset = obs.onset or obs.ts
         regulator = await self.store.bucket_counts(
             stream, onset, utc(obs.ts.timestamp() + self.width), kind="regulator"
@@ -228,6 +228,7 @@ class StreamMonitor:
             score=round(obs.score, 4),
             regulator=sum(regulator.values()),
             samples=samples,
+            drill=stream.startswith(DRILL_PREFIX),
         )
         return Found(surge, fresh)
 
@@ -247,8 +248,9 @@ def trigger_minimums(
 ) -> tuple[float, float]:
     """The smallest minimum count and ratio among the playbook triggers covering
     `stream`, so the detector alarms as soon as some playbook would take the surge;
-    (0, 1) when none covers it (then it alarms for visibility only)."""
-    category, _, region = stream.partition("/")
+    (0, 1) when none covers it (then it alarms for visibility only). A drill's stream
+    has the minimums of the real stream it stands in for."""
+    category, _, region = stream.removeprefix(DRILL_PREFIX).partition("/")
     covering = [
         (count, ratio)
         for categories, regions, count, ratio in triggers

@@ -28,6 +28,7 @@ from ..models import (
     bucket_start,
 )
 from .base import Added, CountKind, ack_id
+from .drill_runs import RedisDrillRuns
 from .keys import RedisKeys
 
 _DAY = 86400
@@ -163,7 +164,7 @@ async def _reachable() -> AsyncIterator[None]:
         raise StoreError(f"Redis store unavailable: {exc}") from exc
 
 
-class RedisStore:
+class RedisStore(RedisDrillRuns):
     # Several instances share it: anything may have changed since the last read.
     single_process = False
 
@@ -181,6 +182,7 @@ class RedisStore:
         self._save_state = client.register_script(_SAVE_STATE)
         self._finish_step = client.register_script(_FINISH_STEP)
         self._move_delivery = client.register_script(_MOVE_DELIVERY)
+        self._drill_scripts()
 
     @classmethod
     async def open(cls, url: str, bucket_seconds: int, prefix: str = "coord:") -> "RedisStore":

@@ -30,6 +30,7 @@ from ..models import (
     bucket_start,
 )
 from .base import Added, CountKind, ack_id
+from .drill_runs import DRILL_SCHEMA, SqliteDrillRuns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,7 +81,7 @@ CREATE TABLE IF NOT EXISTS acks (
 _IN_CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
 
 
-class SqliteStore:
+class SqliteStore(SqliteDrillRuns):
     # One process owns the file: what it wrote last is what is stored.
     single_process = True
 
@@ -96,7 +97,7 @@ class SqliteStore:
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
-            await db.executescript(SCHEMA)
+            await db.executescript(SCHEMA + DRILL_SCHEMA)
             await db.commit()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
