@@ -4,9 +4,11 @@ Contract (docs: DESIGN.md). INPUT has the header `timestamp,value`: ISO-8601
 timestamps of equal-width buckets, in increasing order (missing buckets are
 allowed), and the count of each bucket. The output, on `out`, has the header
 `timestamp,value,anomaly_score,alarm` and one row per input row, in the same
-order, the timestamp and value echoed as given: `anomaly_score` in [0, 1], 1 on
-an alarm, else the height of each rise of the detector's score (`_Peaks`);
-`alarm` 1 on the bucket where a surge opens, else 0.
+order, the timestamp and value echoed as given: `anomaly_score` in [0, 1], the
+height of each rise of the detector's rarity (how rare the stream's deviation
+from its baseline is in its own record, `surge._Rarity`), on the bucket after
+it tops out (`_Peaks`), else 0; `alarm` 1 on the bucket where a surge opens
+(the detector's CUSUM rule at the false-alarm budget), else 0.
 Production defaults; blank lines are skipped.
 
 Online: the output for a row depends on that row and the rows before it,
@@ -86,7 +88,7 @@ def _detect(path: str, f: TextIO, out: TextIO) -> None:
                     )
             previous = ts
             obs = detector.observe(ts, value)
-            score = peaks.report(obs.score, obs.alarm)
+            score = peaks.report(obs.rarity)
             score_text = f"{score:.6g}" if score else "0"
             lines.append(f"{ts_text},{value_text},{score_text},{1 if obs.alarm else 0}\n")
             if len(lines) >= FLUSH_EVERY:
@@ -96,19 +98,15 @@ def _detect(path: str, f: TextIO, out: TextIO) -> None:
 
 
 class _Peaks:
-    """Reports each rise of the detector's score once: its height, on the
-    bucket after it tops out (an alarm at once, as 1). So a threshold on
-    anomaly_score marks a burst of evidence once, as the detector's own rule
-    would at another budget, rather than every bucket of it."""
+    """Reports each rise of the detector's rarity once: its height, on the
+    bucket after it tops out. So a threshold on anomaly_score marks a burst
+    once, rather than every bucket of it."""
 
     def __init__(self) -> None:
         self.previous = 0.0
         self.reported = 0.0
 
-    def report(self, score: float, alarm: bool) -> float:
-        if alarm:
-            self.previous = self.reported = 1.0
-            return 1.0
+    def report(self, score: float) -> float:
         out = 0.0
         if score < self.previous and self.previous > self.reported:
             out = self.reported = self.previous
