@@ -28,6 +28,7 @@ from coordinator.clock import SystemClock
 from coordinator.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+INTAKE_TOKEN = "bench-intake-token-0123456789"  # the service wants one; intake is what is measured
 CATEGORIES = ["outage", "broadband", "billing", "vas", "network_quality", "service", "install", "spam", "porting"]
 REGIONS = ["hangzhou", "ningbo", "wenzhou"]
 CHANNELS = ["hotline", "app", "web", "shop", "social"]
@@ -55,7 +56,7 @@ def batches(total: int, size: int, seed: int = 1) -> list[bytes]:
 
 async def measure(store_url: str, total: int, size: int) -> float:
     settings = Settings(store_url=store_url, config_dir=REPO, subscriber_key="bench", tick_seconds=0,
-                        max_items=max(size, 10_000))
+                        max_items=max(size, 10_000), intake_token=INTAKE_TOKEN)
     app = create_app(settings, clock=SystemClock(), catalog=load_catalog(REPO))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -64,7 +65,7 @@ async def measure(store_url: str, total: int, size: int) -> float:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     bodies = batches(total, size)
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {INTAKE_TOKEN}"}) as session:
             url = f"http://127.0.0.1:{port}/api/complaints"
             started = time.perf_counter()
             accepted = 0

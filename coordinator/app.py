@@ -25,12 +25,13 @@ from .clock import Clock, SystemClock
 from .errors import ConfigError, StoreError
 from .intake import Intake, Limits, SubscriberHasher
 from .settings import Settings
+from .users import UsersFileError, read_users
 from .store import Store, open_store
 from .frontline import Frontline
 from .outbox import Outbox, OutboxLimits
 from .pipeline import Pipeline
 from .streams import StreamMonitor, detector_config, trigger_minimums
-from .web import api, hooks, incidents
+from .web import api, auth, hooks, incidents, login, openapi
 from .web.errors import json_errors
 from .web.state import SERVICES, Services
 
@@ -50,7 +51,9 @@ def create_app(
 ) -> web.Application:
     """The service. Parts not given are built from `settings` when the app starts; a
     store or channel given by the caller is the caller's to close."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[json_errors])
+    # Access: every route declares who may call it (web/auth.py); the middleware enforces it.
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[json_errors, auth.sessions, auth.authorize])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         own_store = store is None
@@ -85,12 +88,15 @@ def create_app(
                 await the_store.close()
 
     app.cleanup_ctx.append(services)
+    app.cleanup_ctx.append(auth.gate_ctx(settings))
     # Pages: server-rendered, autoescaped; every asset is served from here (no CDN).
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("coordinator.web", "templates"), autoescape=True)
     app.router.add_static("/static/", STATIC_DIR, name="static")
     app.add_routes(api.routes)
     app.add_routes(incidents.routes)
     app.add_routes(hooks.routes)
+    app.add_routes(login.routes)
+    app.add_routes(openapi.routes)
     return app
 
 
@@ -202,6 +208,13 @@ def run_server(settings: Settings) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"refusing to start: {len(exc.problems)} problem(s) in {settings.config_dir}", file=sys.stderr)
+        return 1
+    try:
+        read_users(settings.users_path)
+    except UsersFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"refusing to start: {len(exc.problems)} problem(s) in {settings.users_path}", file=sys.stderr)
         return 1
     log.info(
         "serving on http://%s:%d (store %s, %d playbooks)",

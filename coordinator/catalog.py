@@ -96,6 +96,14 @@ def check_config(root: Path | str) -> list[str]:
     return []
 
 
+def validate_doc(model: type[M], doc: YamlDoc) -> tuple[M | None, list[Problem]]:
+    """`doc` checked against `model` with the config's wording of schema errors, for
+    files kept beside the catalog (users.yaml)."""
+    builder = _Builder(Path("."))
+    parsed = builder.validate(model, doc.data, doc)
+    return parsed, builder.problems
+
+
 class _Builder:
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -1,4 +1,4 @@
-"""Command line: `coordinator demo | serve | check | trigger | replay | detect`."""
+"""Command line: `coordinator demo | serve | check | trigger | replay | detect | user`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .catalog import check_config
 
 
 def _check(args: argparse.Namespace) -> int:
-    problems = check_config(Path(args.dir))
+    problems = check_config(Path(args.dir)) + _user_problems(Path(args.dir))
     for problem in problems:
         print(problem)
     if problems:
@@ -25,6 +25,24 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.dir}: config OK", file=sys.stderr)
     return 0
+
+
+def _user_problems(config_dir: Path) -> list[str]:
+    from .users import UsersFileError, read_users
+
+    explicit = os.environ.get("COORDINATOR_USERS_FILE")
+    path = Path(explicit) if explicit else config_dir / "users.yaml"
+    try:
+        read_users(path, shown_as=explicit or "users.yaml")
+    except UsersFileError as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
+def _user(args: argparse.Namespace) -> int:
+    from .usercli import run
+
+    return run(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -67,7 +85,7 @@ def _trigger(args: argparse.Namespace) -> int:
             "by": args.by}
     if args.severity:
         body["severity"] = args.severity
-    status, answer = _post_json(f"{args.url.rstrip('/')}/api/incidents", body)
+    status, answer = _post_json(f"{args.url.rstrip('/')}/api/incidents", body, args.token)
     if status >= 400:
         error = answer.get("error", {})
         print(f"error: {error.get('message', answer)}", file=sys.stderr)
@@ -129,7 +147,7 @@ async def _replay_into(args: argparse.Namespace, items: list[dict[str, Any]]) ->
             finally:
                 await store.close()
         async with aiohttp.ClientSession() as session:
-            return await replay(items, HttpSink(session, args.url, os.environ.get("COORDINATOR_TOKEN")), clock=clock,
+            return await replay(items, HttpSink(session, args.url, args.token), clock=clock,
                                 speed=args.speed, live=args.live, batch_size=args.batch, progress=bar.update)
 
 
@@ -139,10 +157,11 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(Path(args.config), args.keep_running)
 
 
-def _post_json(url: str, body: dict[str, object]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+def _post_json(url: str, body: dict[str, object], token: str | None = None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
@@ -182,7 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("--param", action="append", metavar="NAME=VALUE", help="a script parameter (repeatable)")
     trigger.add_argument("--severity", choices=["minor", "major", "critical"], help="instead of the playbook's")
     trigger.add_argument("--drill", action="store_true", help="mark the incident as a drill")
-    trigger.add_argument("--by", default="leader", help="who triggers (person id)")
+    trigger.add_argument("--by", default="", help="who triggers (person id); heeded only with the admin token, "
+                         "otherwise the token's owner triggers")
+    trigger.add_argument("--token", default=os.environ.get("COORDINATOR_TOKEN"),
+                         help="API token of a leader, or the admin token (env COORDINATOR_TOKEN)")
     trigger.add_argument("--url", default=os.environ.get("COORDINATOR_URL", "http://127.0.0.1:8080"),
                          help="the service (env COORDINATOR_URL, default http://127.0.0.1:8080)")
     trigger.set_defaults(func=_trigger)
@@ -199,7 +221,32 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--live", action="store_true", help="stamp each complaint with the time it is sent")
     replay.add_argument("--batch", type=int, default=500, help="complaints per request (default 500)")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.add_argument("--token", default=os.environ.get("COORDINATOR_TOKEN"),
+                        help="with --url: the intake or admin token (env COORDINATOR_TOKEN)")
     replay.set_defaults(func=_replay)
+
+    user = sub.add_parser("user", help="users of the service: add, token, list, remove, password")
+    user.add_argument("--config", default=os.environ.get("COORDINATOR_CONFIG", "."),
+                      help="config directory holding users.yaml (env COORDINATOR_CONFIG; "
+                           "COORDINATOR_USERS_FILE names another file)")
+    user.set_defaults(func=_user)
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="add a user (the password is asked for)")
+    add.add_argument("name", help="lowercase id, ideally the person's id in contacts/")
+    add.add_argument("--role", required=True, choices=["leader", "trainer", "viewer"])
+    how = add.add_mutually_exclusive_group()
+    how.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    how.add_argument("--no-password", action="store_true", help="API tokens only (a machine client)")
+    token = user_sub.add_parser("token", help="mint an API token for a user (printed once; only its hash is kept)")
+    token.add_argument("name")
+    token.add_argument("--label", default="", help="what the token is for")
+    token.add_argument("--revoke", action="store_true", help="instead: revoke every token of the user")
+    password = user_sub.add_parser("password", help="set a user's password")
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true")
+    user_sub.add_parser("list", help="users, roles, tokens")
+    remove = user_sub.add_parser("remove", help="remove a user and their tokens")
+    remove.add_argument("name")
 
     detect = sub.add_parser("detect", help="run the surge detector over a timestamp,value CSV")
     detect.add_argument("input", help="CSV with header timestamp,value")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import socket
 import tempfile
 from dataclasses import dataclass, field
@@ -112,18 +113,21 @@ async def run_demo(config_dir: Path, store_path: Path, say: Callable[[str], None
         port=port, public_url=public, config_dir=config_dir, store_url=f"sqlite:///{store_path}", tick_seconds=0,
         twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from=SENDER,
         twilio_base_url=sandbox.base_url, smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com",
+        admin_token=secrets.token_urlsafe(24),  # this run's only credential; the story calls the API with it
     )
     runner = web.AppRunner(create_app(settings, clock=clock, catalog=catalog), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     services: Services = runner.app[SERVICES]
     try:
-        async with aiohttp.ClientSession(base_url=public) as http:
+        async with aiohttp.ClientSession(base_url=public,
+                                         headers={"Authorization": f"Bearer {settings.admin_token}"}) as http:
             await _story(services, sandbox, inbox, http, clock, rng, result, say)
         say("")
         say(f"service:  {public}  (API: {public}/api/incidents, {public}/api/streams)")
         say(f"sandbox:  {sandbox.base_url}/sandbox/  (what every phone and mailbox received; reply as staff)")
         if keep_running > 0:
+            say(f"admin token for the API (this run only): {settings.admin_token}")
             say(f"keeping both up for {keep_running:.0f} s (Ctrl-C to stop)")
             await asyncio.sleep(keep_running)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_STORE = "sqlite:///coordinator.db"
+MIN_TOKEN = 16  # shorter admin or intake tokens could be guessed
 
 
 class SettingsError(ValueError):
@@ -21,6 +23,13 @@ def _flag(raw: str) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+def _is_fernet_key(key: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (ValueError, UnicodeEncodeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,15 @@ class Settings:
     email_concurrency: int = 8
     # Run the outbox worker inside `serve` (off for tests that drain it by hand).
     outbox_worker: bool = True
+    # Access (coordinator/web/auth.py). The admin token holds every right; the intake
+    # token only posts complaints. Unset: no such token.
+    admin_token: str | None = field(default=None, repr=False)
+    intake_token: str | None = field(default=None, repr=False)
+    # Users file; default CONFIG/users.yaml.
+    users_file: Path | None = None
+    # Fernet key of the session cookies; unset: generated once and kept in the store.
+    session_key: str | None = field(default=None, repr=False)
+    session_hours: float = 12.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -102,6 +120,11 @@ class Settings:
             "SMTP_FROM": ("smtp_from", str),
             "COORDINATOR_SMS_RATE": ("sms_rate", float),
             "COORDINATOR_EMAIL_RATE": ("email_rate", float),
+            "COORDINATOR_ADMIN_TOKEN": ("admin_token", str),
+            "COORDINATOR_INTAKE_TOKEN": ("intake_token", str),
+            "COORDINATOR_USERS_FILE": ("users_file", Path),
+            "COORDINATOR_SESSION_KEY": ("session_key", str),
+            "COORDINATOR_SESSION_HOURS": ("session_hours", float),
         }
         for var, (name, kind) in simple.items():
             raw = env.get(var)
@@ -128,6 +151,18 @@ class Settings:
             raise SettingsError(
                 f"store URL {self.store_url!r} is neither sqlite:///PATH nor redis://HOST:PORT/DB"
             )
+        for name, token in (("COORDINATOR_ADMIN_TOKEN", self.admin_token),
+                            ("COORDINATOR_INTAKE_TOKEN", self.intake_token)):
+            if token is not None and (len(token) < MIN_TOKEN or not token.isprintable() or " " in token):
+                raise SettingsError(f"{name} must be at least {MIN_TOKEN} printable characters without spaces")
+        if self.session_hours <= 0:
+            raise SettingsError("COORDINATOR_SESSION_HOURS must be more than 0")
+        if self.session_key is not None and not _is_fernet_key(self.session_key):
+            raise SettingsError("COORDINATOR_SESSION_KEY must be a Fernet key: 32 bytes in URL-safe base64 (44 characters)")
+
+    @property
+    def users_path(self) -> Path:
+        return self.users_file if self.users_file is not None else self.config_dir / "users.yaml"
 
     @property
     def base_url(self) -> str:

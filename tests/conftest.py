@@ -23,6 +23,10 @@ from coordinator.store.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parent.parent
 BUCKET_SECONDS = 300
+# The API wants credentials: tests that are not about access call it with the admin
+# token (tests/test_auth.py is about access).
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def _free_port() -> int:

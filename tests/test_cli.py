@@ -15,6 +15,8 @@ from coordinator.settings import Settings, SettingsError
 
 import pytest
 
+from .conftest import ADMIN_TOKEN
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -95,17 +97,22 @@ async def test_trigger_command_against_a_running_service(aiohttp_server: Any, ca
     from coordinator.cli import main
     from coordinator.clock import ManualClock
 
-    settings = Settings(store_url=f"sqlite:///{tmp_path}/t.db", subscriber_key="k", tick_seconds=0)
+    settings = Settings(store_url=f"sqlite:///{tmp_path}/t.db", subscriber_key="k", tick_seconds=0,
+                        admin_token=ADMIN_TOKEN)
     app = create_app(settings, clock=ManualClock(datetime(2026, 11, 24, 2, tzinfo=timezone.utc)),
                      catalog=load_catalog(FIXTURES / "good"))
     server = await aiohttp_server(app)
     url = str(server.make_url(""))
     code = await asyncio.to_thread(main, ["trigger", "outage", "--region", "hangzhou", "--param", "cause=基站断电",
-                                          "--by", "p1", "--url", url])
+                                          "--by", "p1", "--url", url, "--token", "wrong-token"])
+    assert code == 1 and "bearer token is not valid" in capsys.readouterr().err
+    code = await asyncio.to_thread(main, ["trigger", "outage", "--region", "hangzhou", "--param", "cause=基站断电",
+                                          "--by", "p1", "--url", url, "--token", ADMIN_TOKEN])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "opened: 移动网络故障 [major] region hangzhou" in out and "组长 (leader): p1" in out
-    code = await asyncio.to_thread(main, ["trigger", "outage", "--region", "hangzhou", "--param", "why=x", "--url", url])
+    code = await asyncio.to_thread(main, ["trigger", "outage", "--region", "hangzhou", "--param", "why=x", "--url", url,
+                                          "--token", ADMIN_TOKEN])
     err = capsys.readouterr().err
     assert code == 1 and "unknown parameter 'why'" in err
     assert await asyncio.to_thread(main, ["trigger", "outage", "--region", "hangzhou", "--param", "novalue",

@@ -22,7 +22,7 @@ from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES, Services
 
-from .conftest import REPO
+from .conftest import ADMIN_HEADERS, ADMIN_TOKEN, REPO
 
 SID = "AC" + "1" * 32
 TOKEN = "sandbox-auth-token"
@@ -81,9 +81,10 @@ async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None,
         public_url=public, subscriber_key="k", ack_secret="ack-secret", tick_seconds=0, outbox_worker=False,
         twilio_account_sid=SID, twilio_auth_token=TOKEN, twilio_from=FROM, twilio_base_url=sandbox.base_url,
         smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com", twilio_timeout_seconds=timeout,
+        admin_token=ADMIN_TOKEN,
     )
     server = TestServer(create_app(settings, clock=clock, store=store, catalog=catalog), port=port)
-    client = TestClient(server)
+    client = TestClient(server, headers=ADMIN_HEADERS)
     await client.start_server()
     try:
         yield Env(client, sandbox, inbox, public, clock)

@@ -22,6 +22,8 @@ from coordinator.schemas import Playbook
 from coordinator.settings import Settings
 from coordinator.store import Store
 
+from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
+
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai, a Tuesday
 
@@ -212,8 +214,9 @@ def test_periodic_steps_due_once_as_latest_occurrence(catalog: Catalog) -> None:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, store: Store, catalog: Catalog) -> TestClient:
-    settings = Settings(subscriber_key="k", tick_seconds=0)
-    return await aiohttp_client(create_app(settings, clock=ManualClock(T0), store=store, catalog=catalog))
+    settings = Settings(subscriber_key="k", tick_seconds=0, admin_token=ADMIN_TOKEN)
+    return await aiohttp_client(create_app(settings, clock=ManualClock(T0), store=store, catalog=catalog),
+                                headers=ADMIN_HEADERS)
 
 
 async def test_api_trigger_ack_resolve(client: TestClient) -> None:

@@ -18,6 +18,8 @@ from coordinator.intake import normalise_subscriber
 from coordinator.settings import Settings
 from coordinator.store import Store
 
+from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
+
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 
@@ -38,11 +40,11 @@ def item(cid: str = "c1", **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def client(aiohttp_client: Any, store: Store) -> TestClient:
-    settings = Settings(max_items=50, max_body_bytes=64 * 1024, subscriber_key="test-key")
+    settings = Settings(max_items=50, max_body_bytes=64 * 1024, subscriber_key="test-key", admin_token=ADMIN_TOKEN)
     app = create_app(
         settings, clock=ManualClock(NOW), store=store, catalog=load_catalog(FIXTURES / "good")
     )
-    return await aiohttp_client(app)
+    return await aiohttp_client(app, headers=ADMIN_HEADERS)
 
 
 async def post(client: TestClient, payload: Any, content_type: str = "application/json") -> tuple[int, dict[str, Any]]:

@@ -23,9 +23,11 @@ from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.streams import trigger_minimums
 
+from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
+
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
-SETTINGS = Settings(subscriber_key="k", tick_seconds=0)
+SETTINGS = Settings(subscriber_key="k", tick_seconds=0, admin_token=ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +166,8 @@ def test_trigger_minimums() -> None:
 
 async def test_streams_api(aiohttp_client: Any, store: Store, catalog: Catalog) -> None:
     clock = ManualClock(T0)
-    client: TestClient = await aiohttp_client(create_app(SETTINGS, clock=clock, store=store, catalog=catalog))
+    client: TestClient = await aiohttp_client(create_app(SETTINGS, clock=clock, store=store, catalog=catalog),
+                                              headers=ADMIN_HEADERS)
     body = "\n".join(json.dumps(c) for c in history(days=2)).encode()
     resp = await client.post("/api/complaints", data=body, headers={"Content-Type": "application/x-ndjson"})
     assert resp.status == 200

@@ -69,7 +69,7 @@ async def naive_loop(count: int, body: str, callback_url: str | None, providers:
 
 
 async def trigger(service: Service, region: str) -> tuple[dict[str, Any], float, float]:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=service.auth) as http:
         started = time.perf_counter()
         async with http.post(f"{service.public}/api/incidents",
                              json={"playbook": PLAYBOOK, "region": region, "by": "chen-li"}) as resp:
@@ -230,7 +230,7 @@ async def windowed(catalog: Catalog, work: Path, *, region: str = "ningbo", sms_
     await service.start()
     result: dict[str, Any] = {"region": region, "sms_rate": sms_rate, "api_latency": api_latency,
                               "warmup": warmup, "window": window}
-    http = aiohttp.ClientSession()
+    http = aiohttp.ClientSession(headers=service.auth)
     try:
         if naive:
             body = ("【统一口径v1】宁波部分小区宽带上网及IPTV中断。对客：先致歉，正在抢修；故障期间暂不派单上门，"

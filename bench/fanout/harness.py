@@ -25,6 +25,8 @@ from coordinator.web.state import SERVICES, Services
 
 from .providers import ACCOUNT_SID, AUTH_TOKEN, SENDER, vm_kb
 
+ADMIN_TOKEN = "bench-admin-token-0123456789"  # the bench calls the API as the admin
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -98,8 +100,9 @@ class Service:
             subscriber_key="bench-subscriber-key", ack_secret="bench-ack-secret", tick_seconds=tick_seconds,
             twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from=SENDER,
             twilio_base_url=providers.twilio_base_url, smtp_host=host, smtp_port=smtp_port,
-            smtp_from="yingji@example.com", sms_rate=sms_rate, email_rate=email_rate,
+            smtp_from="yingji@example.com", sms_rate=sms_rate, email_rate=email_rate, admin_token=ADMIN_TOKEN,
         )
+        self.auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # headers for the bench's API calls
         self.catalog = catalog
         self.recorder = Recorder()
         clock = SystemClock()

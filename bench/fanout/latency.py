@@ -170,7 +170,7 @@ async def run(catalog: Catalog, work: Path, *, rounds: int = 8, days: int = 3, s
             service = Service(catalog, path, providers)
             await service.start()
             try:
-                async with aiohttp.ClientSession() as http:
+                async with aiohttp.ClientSession(headers=service.auth) as http:
                     order = list(pairs)
                     rng.shuffle(order)
                     wide: set[str] = set()

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from ..errors import StoreError
 from ..intake import BodyError, parse_body
+from ..users import Role
+from .auth import public, requires
 from .errors import error_response
 from .state import SERVICES
 
@@ -16,6 +18,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
+@public
 async def healthz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
@@ -26,6 +29,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/complaints")
+@requires(Role.intake)
 async def post_complaints(request: web.Request) -> web.Response:
     """One complaint object, a JSON array of them, or NDJSON. 200 when at least one item
     was accepted or already known; 400 when every item was refused (the per-item reasons
@@ -52,6 +56,7 @@ async def post_complaints(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/streams")
+@requires(Role.viewer)
 async def streams(request: web.Request) -> web.Response:
     """Every stream: current and last bucket counts, baseline, score, open surge, and
     the count and share of repeat complainants over the last 24 hours."""

@@ -15,6 +15,7 @@ from ..acklinks import AckTokenInvalid, read_token
 from ..channels.base import SendError
 from ..channels.sms import map_twilio_status
 from ..models import DeliveryKey, DeliveryStatus
+from .auth import signed
 from .state import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ async def _signed_form(request: web.Request) -> dict[str, str]:
 
 
 @routes.post("/hooks/twilio/status")
+@signed
 async def twilio_status(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     form = await _signed_form(request)
@@ -71,6 +73,7 @@ async def _delivery_of(services: Services, delivery_id: str | None, sid: str) ->
 
 
 @routes.post("/hooks/twilio/inbound")
+@signed
 async def twilio_inbound(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     form = await _signed_form(request)
@@ -89,6 +92,7 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
 
 
 @routes.get("/ack/{token}")
+@signed
 async def ack_page(request: web.Request) -> web.Response:
     """A page with a button: mail scanners fetch links, so the GET itself acknowledges
     nothing."""
@@ -103,6 +107,7 @@ async def ack_page(request: web.Request) -> web.Response:
 
 
 @routes.post("/ack/{token}")
+@signed
 async def ack_confirm(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:

@@ -12,6 +12,8 @@ from ..models import Incident, ScriptKind
 from ..pipeline import role_view
 from ..schemas import Playbook
 from ..wording import needs_approval
+from ..users import Role
+from .auth import acting_person, requires
 from .errors import error_response
 from .state import SERVICES
 
@@ -45,9 +47,10 @@ def text_field(body: dict[str, Any], name: str, *, required: bool = False, defau
     return value.strip()
 
 
-def actor(body: dict[str, Any]) -> str:
-    """Who acts: the body's `by`, else "leader" (login and roles come with the console)."""
-    return text_field(body, "by") or "leader"
+def actor(request: web.Request, body: dict[str, Any]) -> str:
+    """Who acts: the signed-in user or the token's owner; only the admin token may name
+    the person in the body's `by`."""
+    return acting_person(request, text_field(body, "by"))
 
 
 def _flag(request: web.Request, name: str) -> bool | None:
@@ -62,6 +65,7 @@ def _flag(request: web.Request, name: str) -> bool | None:
 
 
 @routes.post("/api/incidents")
+@requires(Role.leader)
 async def create_incident(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     body = await json_body(request)
@@ -77,7 +81,7 @@ async def create_incident(request: web.Request) -> web.Response:
         params=params,
         drill=drill,
         severity=body.get("severity"),
-        actor=actor(body),
+        actor=actor(request, body),
     )
     timeline = await services.store.timeline(opened.incident.id)
     view = incident_view(opened.incident, timeline) | {"existing": not opened.created}
@@ -85,6 +89,7 @@ async def create_incident(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/incidents")
+@requires(Role.viewer)
 async def list_incidents(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     found = await services.store.list_incidents(
@@ -94,6 +99,7 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/incidents/{id}")
+@requires(Role.viewer)
 async def get_incident(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     incident = await services.store.get_incident(request.match_info["id"])
@@ -101,6 +107,7 @@ async def get_incident(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/incidents/{id}/ack")
+@requires(Role.leader)
 async def ack(request: web.Request) -> web.Response:
     body = await json_body(request)
     incident = await request.app[SERVICES].pipeline.ack_role(
@@ -111,41 +118,46 @@ async def ack(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/incidents/{id}/resolve")
+@requires(Role.leader)
 async def resolve(request: web.Request) -> web.Response:
     body = await json_body(request)
     incident = await request.app[SERVICES].pipeline.resolve(
-        request.match_info["id"], actor(body), text_field(body, "note")
+        request.match_info["id"], actor(request, body), text_field(body, "note")
     )
     return web.json_response(incident_view(incident))
 
 
 @routes.post("/api/incidents/{id}/severity")
+@requires(Role.leader)
 async def severity(request: web.Request) -> web.Response:
     body = await json_body(request)
     incident = await request.app[SERVICES].pipeline.set_severity(
         request.match_info["id"], text_field(body, "severity", required=True),
-        actor(body), text_field(body, "reason"),
+        actor(request, body), text_field(body, "reason"),
     )
     return web.json_response(incident_view(incident))
 
 
 @routes.post("/api/incidents/{id}/notes")
+@requires(Role.leader)
 async def note(request: web.Request) -> web.Response:
     body = await json_body(request)
     incident_id = request.match_info["id"]
     await request.app[SERVICES].pipeline.add_note(
-        incident_id, actor(body), text_field(body, "text", required=True)
+        incident_id, actor(request, body), text_field(body, "text", required=True)
     )
     return web.json_response({"ok": True}, status=201)
 
 
 @routes.get("/api/incidents/{id}/scripts")
+@requires(Role.viewer)
 async def list_scripts(request: web.Request) -> web.Response:
     incident = await request.app[SERVICES].store.get_incident(request.match_info["id"])
     return web.json_response({"scripts": [v.model_dump(mode="json") for v in incident.scripts]})
 
 
 @routes.post("/api/incidents/{id}/scripts")
+@requires(Role.leader)
 async def new_script(request: web.Request) -> web.Response:
     """A new version of the wording from new parameters and/or the leader's own texts
     (`sms`, `email_subject`, `email_text`, `email_html`). Sent at once where the
@@ -156,7 +168,7 @@ async def new_script(request: web.Request) -> web.Response:
     texts: dict[str, str] = {k: body[k] for k in ("sms", "email_subject", "email_text", "email_html") if k in body}
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in [*params.values(), *texts.values()]):
         return error_response(400, "invalid_params", "'params' must map names to strings, and texts be strings")
-    by = actor(body)
+    by = actor(request, body)
     incident_id = request.match_info["id"]
     version = await services.frontline.draft(incident_id, ScriptKind.script, params, by, texts or None)
     incident = await services.store.get_incident(incident_id)
@@ -171,6 +183,7 @@ async def new_script(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/incidents/{id}/scripts/{version}/approve")
+@requires(Role.leader)
 async def approve_script(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     body = await json_body(request)
@@ -179,11 +192,12 @@ async def approve_script(request: web.Request) -> web.Response:
     except ValueError:
         return error_response(400, "bad_request", "the version must be a number")
     sent = await services.frontline.approve(request.match_info["id"], version,
-                                            actor(body))
+                                            actor(request, body))
     return web.json_response({"version": version, "deliveries": sent})
 
 
 @routes.get("/api/incidents/{id}/deliveries")
+@requires(Role.viewer)
 async def deliveries(request: web.Request) -> web.Response:
     """Progress of the fan-out: counts per version, channel and status, acks per
     version, and who has not acknowledged the wording in force."""

@@ -1,0 +1,313 @@
+"""The OpenAPI 3.1 document of the JSON API, served at GET /api/openapi.json.
+
+Written by hand beside the routes, with the stored records' schemas generated from
+their pydantic models. tests/test_openapi.py keeps it true: every API route must appear
+here with its method and the role it declares (`x-required-role`), the document must
+validate, and real answers must match the schemas documented for them. A new route
+needs an entry in PATHS.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..models import Channel, Incident, ScriptVersion, TimelineEvent
+from ..users import Role
+from .auth import COOKIE_NAME, CSRF_HEADER, public
+
+routes = web.RouteTableDef()
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Schema], required: tuple[str, ...] = (), extra: bool = False) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": extra}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+TIME: Schema = {"type": "string", "format": "date-time"}
+NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
+BY: Schema = {"type": "string", "description": "the acting person; read only with the admin token "
+                                                "(otherwise the signed-in user or the token's owner acts)"}
+
+_ERROR = _obj({
+    "error": _obj({
+        "code": {"type": "string", "examples": ["not_found", "forbidden", "invalid_params"]},
+        "message": STR,
+        "details": {"type": "array", "items": {}},
+    }, ("code", "message", "details")),
+}, ("error",), extra=True)
+
+_REJECTION = _obj({"line": INT, "id": {"type": ["string", "null"]}, "field": {"type": ["string", "null"]},
+                   "reason": STR}, ("line", "reason"))
+_INTAKE_COUNTS = {"accepted": INT, "duplicate": INT, "rejected": INT, "repeats": INT,
+                  "errors": {"type": "array", "items": ref("Rejection")}}
+
+_COMPLAINT = _obj({
+    "id": {"type": "string", "minLength": 1, "maxLength": 128},
+    "received_at": {"type": "string", "format": "date-time", "description": "ISO-8601 with a UTC offset"},
+    "channel": {"enum": [c.value for c in Channel]},
+    "category": {"type": "string", "description": "a built-in category or one from categories.yaml"},
+    "region": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
+    "subscriber": {"type": "string", "description": "stored only as a keyed hash"},
+    "text": {"type": "string", "maxLength": 2000},
+}, ("id", "received_at", "channel", "category", "region"), extra=True)
+
+_ROLE_VIEW = _obj({
+    "role": STR, "title": STR, "holder": {"type": ["string", "null"]}, "level": INT,
+    "chain": {"type": "array", "items": STR}, "deadline": NULLABLE_TIME, "acked": BOOL,
+    "acked_by": {"type": ["string", "null"]}, "acked_at": NULLABLE_TIME, "unfilled": BOOL,
+    "gaps": {"type": "array", "items": STR},
+}, ("role", "title", "holder", "level", "acked"))
+
+_STREAM = _obj({
+    "stream": STR, "bucket_minutes": INT, "current_count": INT, "last_count": INT, "baseline": {"type": "number"},
+    "score": {"type": "number"}, "surge": {"oneOf": [ref("Surge"), {"type": "null"}]},
+    "complaints_24h": INT, "repeats_24h": INT, "repeat_share": {"type": "number"},
+}, ("stream", "current_count", "baseline", "score", "surge"))
+
+_BOARD = _obj({
+    "counts": {"type": "object", "description": "version -> channel -> status -> count",
+               "additionalProperties": {"type": "object", "additionalProperties": {
+                   "type": "object", "additionalProperties": INT}}},
+    "acks": {"type": "object", "description": "version -> people who acknowledged it",
+             "additionalProperties": INT},
+    "current_version": {"type": ["integer", "null"]},
+    "not_acknowledged": {"type": "array", "items": STR},
+}, ("counts", "acks", "current_version", "not_acknowledged"))
+
+
+@cache
+def _model_schemas() -> dict[str, Schema]:
+    """Incident, ScriptVersion, TimelineEvent and what they contain, from the models."""
+    out: dict[str, Schema] = {}
+    for model in (Incident, ScriptVersion, TimelineEvent):
+        schema = model.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    # The API shows an incident without its playbook snapshot, and roles as role views.
+    incident = dict(out.pop("Incident"))
+    properties = {k: v for k, v in incident["properties"].items() if k != "playbook_snapshot"}
+    properties["roles"] = {"type": "array", "items": ref("RoleView")}
+    properties["timeline"] = {"type": "array", "items": ref("TimelineEvent"),
+                              "description": "oldest first; in the detail and the trigger's answer"}
+    properties["existing"] = {"type": "boolean", "description": "in the trigger's answer: already open on that key"}
+    out["IncidentView"] = incident | {"properties": properties, "title": "IncidentView"}
+    drafted = dict(out["ScriptVersion"])
+    drafted["properties"] = drafted["properties"] | {
+        "deliveries": {"type": "integer", "description": "deliveries queued (0 while it awaits approval)"}}
+    out["DraftedScriptVersion"] = drafted | {"title": "DraftedScriptVersion",
+                                             "required": [*drafted.get("required", []), "deliveries"]}
+    return out
+
+
+def _json(schema: Schema, description: str = "OK") -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: Schema, required: bool = True) -> Schema:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+    413: "TooLarge", 503: "Unavailable",
+}
+
+
+def op(summary: str, role: Role | None, ok: dict[int, Schema], *, body: Schema | None = None,
+       errors: tuple[int, ...] = (), parameters: list[Schema] | None = None, description: str = "") -> Schema:
+    """One operation. `role` None: open to anyone (security: [])."""
+    responses: dict[str, Schema] = {str(status): answer for status, answer in ok.items()}
+    codes = set(errors) | ({401, 403} if role is not None else set())
+    if role is not None or body is not None:
+        codes.add(400)
+    for status in sorted(codes):
+        responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status]}"}
+    operation: Schema = {"summary": summary, "responses": responses}
+    if description:
+        operation["description"] = description
+    if role is None:
+        operation["security"] = []
+    else:
+        operation["security"] = [{"bearer": []}, {"cookie": []}]
+        operation["x-required-role"] = role.value
+    if body is not None:
+        operation["requestBody"] = body
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _path_param(name: str, schema: Schema = STR, description: str = "") -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def _query_flag(name: str, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}}
+
+
+ID = _path_param("id", description="incident id, e.g. INC-20261125-7fb888")
+VERSION = _path_param("version", INT, "script version")
+
+
+def _paths() -> dict[str, dict[str, Schema]]:
+    incident = ref("IncidentView")
+    return {
+        "/healthz": {"get": op("Liveness and store reachability", None, {
+            200: _json(_obj({"status": {"const": "ok"}, "store": STR, "playbooks": INT}, ("status", "store"))),
+            503: _json(_obj({"status": {"const": "unavailable"}, "store": STR}, ("status", "store")),
+                       "the store is unreachable")})},
+        "/api/openapi.json": {"get": op("This document", None, {200: _json({"type": "object"})})},
+        "/api/complaints": {"post": op(
+            "Complaint intake", Role.intake,
+            {200: _json(_obj(_INTAKE_COUNTS, ("accepted", "duplicate", "rejected", "errors")),
+                        "at least one complaint accepted or already known; refused ones under `errors`")},
+            body={"required": True, "content": {
+                "application/json": {"schema": {"oneOf": [ref("Complaint"),
+                                                          {"type": "array", "items": ref("Complaint")}]}},
+                "application/x-ndjson": {"schema": {"type": "string", "description": "one Complaint per line"}},
+            }},
+            errors=(413,),
+            description="Authorised by the intake token (or the admin token). When every item is refused "
+                        "the answer is 400 in the error shape with the counts beside it "
+                        "(`invalid_complaints`); a body that cannot be read is 400 or 413.")},
+        "/api/streams": {"get": op("Every stream's counts, baseline, score and open surge", Role.viewer, {
+            200: _json(_obj({"streams": {"type": "array", "items": ref("Stream")}}, ("streams",)))})},
+        "/api/incidents": {
+            "post": op("Open an incident by hand (manual trigger)", Role.leader, {
+                201: _json(incident, "opened"),
+                200: _json(incident, "one is already open on that key (`existing`: true)")},
+                body=_body(_obj({
+                    "playbook": STR, "region": STR, "params": {"type": "object", "additionalProperties": STR},
+                    "drill": BOOL, "severity": {"enum": ["minor", "major", "critical"]}, "by": BY,
+                }, ("playbook", "region"))), errors=(404,)),
+            "get": op("Incidents, newest first", Role.viewer, {
+                200: _json(_obj({"incidents": {"type": "array", "items": incident}}, ("incidents",)))},
+                parameters=[_query_flag("open", "only open ones"), _query_flag("drill", "drills or real ones"),
+                            {"name": "playbook", "in": "query", "required": False, "schema": STR}]),
+        },
+        "/api/incidents/{id}": {"get": op("One incident with roles and timeline", Role.viewer,
+                                          {200: _json(incident)}, parameters=[ID], errors=(404,))},
+        "/api/incidents/{id}/ack": {"post": op(
+            "Acknowledge, on behalf of a role holder, the role(s) they hold", Role.leader, {200: _json(incident)},
+            body=_body(_obj({"person": STR, "role": STR, "via": STR}, ("person",))),
+            parameters=[ID], errors=(404, 409))},
+        "/api/incidents/{id}/resolve": {"post": op(
+            "Resolve (sends the stand-down)", Role.leader, {200: _json(incident)},
+            body=_body(_obj({"note": STR, "by": BY}), required=False), parameters=[ID], errors=(404, 409))},
+        "/api/incidents/{id}/severity": {"post": op(
+            "Change the severity", Role.leader, {200: _json(incident)},
+            body=_body(_obj({"severity": {"enum": ["minor", "major", "critical"]}, "reason": STR, "by": BY},
+                            ("severity",))), parameters=[ID], errors=(404, 409))},
+        "/api/incidents/{id}/notes": {"post": op(
+            "Add a note to the timeline", Role.leader,
+            {201: _json(_obj({"ok": {"const": True}}, ("ok",)), "recorded")},
+            body=_body(_obj({"text": STR, "by": BY}, ("text",))), parameters=[ID], errors=(404, 409))},
+        "/api/incidents/{id}/scripts": {
+            "get": op("Every version of the official script", Role.viewer, {
+                200: _json(_obj({"scripts": {"type": "array", "items": ref("ScriptVersion")}}, ("scripts",)))},
+                parameters=[ID], errors=(404,)),
+            "post": op("Draft a new version (sent at once when the playbook approves automatically)", Role.leader, {
+                201: _json(ref("DraftedScriptVersion"), "the new version and how many deliveries it queued")},
+                body=_body(_obj({
+                    "params": {"type": "object", "additionalProperties": STR}, "sms": STR, "email_subject": STR,
+                    "email_text": STR, "email_html": STR, "by": BY}), required=False),
+                parameters=[ID], errors=(404, 409)),
+        },
+        "/api/incidents/{id}/scripts/{version}/approve": {"post": op(
+            "Approve a version and send it", Role.leader,
+            {200: _json(_obj({"version": INT, "deliveries": INT}, ("version", "deliveries")))},
+            body=_body(_obj({"by": BY}), required=False), parameters=[ID, VERSION], errors=(404, 409))},
+        "/api/incidents/{id}/deliveries": {"get": op(
+            "Fan-out progress and who has not acknowledged", Role.viewer, {200: _json(ref("DeliveryBoard"))},
+            parameters=[ID], errors=(404,))},
+        # Provider webhooks and the signed ack links: no session or token; each checks
+        # its own signature.
+        "/hooks/twilio/status": {"post": _signed_op("Twilio status callback", {204: {"description": "recorded"}})},
+        "/hooks/twilio/inbound": {"post": _signed_op("Twilio inbound SMS (replies: 1/确认, STOP, START)", {
+            200: {"description": "empty TwiML", "content": {"text/xml": {"schema": STR}}}})},
+        "/ack/{token}": {
+            "get": _signed_op("The page of an email ack link (acknowledges nothing)", _HTML, token=True),
+            "post": _signed_op("Acknowledge through an email ack link", _HTML, token=True),
+        },
+    }
+
+
+_HTML = {200: {"description": "a page", "content": {"text/html": {"schema": STR}}},
+         403: {"description": "the link is invalid or expired", "content": {"text/html": {"schema": STR}}}}
+
+
+def _signed_op(summary: str, ok: dict[int, Schema], token: bool = False) -> Schema:
+    operation = op(summary, None, ok)
+    operation["tags"] = ["signed"]
+    if not token:
+        operation["parameters"] = [{"name": "X-Twilio-Signature", "in": "header", "required": True, "schema": STR}]
+        operation["responses"]["403"] = {"$ref": "#/components/responses/Forbidden"}
+    else:
+        operation["parameters"] = [_path_param("token", description="the signed token from the email")]
+    return operation
+
+
+@cache
+def document() -> dict[str, Any]:
+    schemas: dict[str, Schema] = {
+        "Error": _ERROR, "Complaint": _COMPLAINT, "Rejection": _REJECTION, "RoleView": _ROLE_VIEW,
+        "Stream": _STREAM, "DeliveryBoard": _BOARD,
+        **_model_schemas(),
+    }
+    responses = {
+        name: {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
+        for name, description in (
+            ("BadRequest", "the request is malformed or a field is invalid"),
+            ("Unauthorized", "no credentials, or a bearer token that is not valid"),
+            ("Forbidden", "the caller's role does not allow this, or the CSRF token is missing or wrong"),
+            ("NotFound", "no such incident, playbook or version"),
+            ("Conflict", "not possible in the incident's current state"),
+            ("TooLarge", "the body is too large or has too many items"),
+            ("Unavailable", "the store is unavailable; retry later"),
+        )
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Coordinator API",
+            "version": __version__,
+            "description": "Emergency incident-response coordinator. Every error is "
+                           '`{"error": {"code", "message", "details"}}`. Roles nest: leader > trainer > viewer; '
+                           "`intake` is held only by the intake token; the admin token holds every role.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas,
+            "responses": responses,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "a user's API token (`coordinator user token NAME`), the intake token "
+                                          "(COORDINATOR_INTAKE_TOKEN) or the admin token (COORDINATOR_ADMIN_TOKEN)"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": COOKIE_NAME,
+                           "description": f"the session of the login page; unsafe methods must also send the "
+                                          f"session's CSRF token in `{CSRF_HEADER}`"},
+            },
+        },
+    }
+
+
+@routes.get("/api/openapi.json")
+@public
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document())
