@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol, Sequence
 
-from ..models import Ack, Complaint, DrillRun, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
+from ..models import DELIVERY_RANK, Ack, Complaint, DrillRun, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
 
 
 class Store(Protocol):
@@ -118,10 +118,14 @@ class Store(Protocol):
         """`add_delivery` for many at once (one transaction or round trip); returns how
         many were new."""
 
-    async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
+    async def claim_deliveries(
+        self, owner: str, now: datetime, lease_seconds: float, limit: int, medium: str | None = None
+    ) -> list[Delivery]:
         """Up to `limit` outbox deliveries due by `now`, oldest first, each leased to
         `owner` until now + lease: no one else gets it meanwhile, and if the owner dies
-        the lease lapses and it is due again."""
+        the lease lapses and it is due again. `medium` ("sms", "email") claims only
+        deliveries on that medium (`DeliveryKey.medium`), so each channel has its own
+        queue and moves at its own pace."""
 
     async def finish_delivery(self, key: DeliveryKey) -> None:
         """Take a delivery out of the outbox for good (sent, or failed for good)."""
@@ -147,6 +151,13 @@ class Store(Protocol):
     ) -> Delivery:
         """Move a delivery forward to `status`. A status at or below the current one's rank
         (a repeated or late callback) changes nothing. Returns the stored delivery."""
+
+    async def update_deliveries(self, updates: Sequence[StatusUpdate]) -> list[Moved]:
+        """Many status updates in one transaction (SQLite) or one script call (Redis),
+        applied in order, each as `update_delivery` does: a status only moves forward.
+        A provider id is recorded even when the status does not move (a callback may
+        have moved it first), and an update with `finish` also takes the delivery out of
+        the outbox. One answer per update; `Moved(None, False)` for an unknown delivery."""
 
     async def deliveries(self, incident_id: str) -> list[Delivery]: ...
 
@@ -190,6 +201,51 @@ class Store(Protocol):
         already `owner`'s (a renewal); False while someone else holds it."""
 
 CountKind = Literal["all", "repeat", "regulator"]
+
+
+# The delivery media (`DeliveryKey.medium`); each has its own outbox queue.
+MEDIA = ("sms", "email")
+
+
+def medium_of(delivery_id: str) -> str:
+    """The medium of a delivery id (`DeliveryKey.as_id`): its channel up to any "-"."""
+    return delivery_id.rsplit(":", 1)[-1].split("-", 1)[0]
+
+
+class StatusUpdate(NamedTuple):
+    """A delivery's new status: from the send's own result, or a provider's callback."""
+
+    key: DeliveryKey | None
+    """None: the delivery is found by `provider_id` (a callback without our id)."""
+    status: DeliveryStatus
+    at: datetime
+    provider_id: str | None = None
+    error: str | None = None
+    finish: bool = False
+    """The provider accepted it: out of the outbox for good."""
+
+
+class Moved(NamedTuple):
+    delivery: Delivery | None
+    """As stored after the update; None when there is no such delivery."""
+    moved: bool
+    """The status went forward."""
+
+
+def apply_update(current: Delivery, update: StatusUpdate) -> tuple[Delivery, bool]:
+    """`current` after `update` and whether its status moved; the rule both stores keep
+    (Redis in its Lua script): the status only moves forward, with its time and error;
+    a provider id is taken when moving, or when none is known yet."""
+    if DELIVERY_RANK[update.status] > DELIVERY_RANK[current.status]:
+        return current.model_copy(update={
+            "status": update.status,
+            "updated_at": update.at,
+            "provider_id": update.provider_id or current.provider_id,
+            "error": update.error if update.error is not None else current.error,
+        }), True
+    if update.provider_id and current.provider_id is None:
+        return current.model_copy(update={"provider_id": update.provider_id}), False
+    return current, False
 
 
 class Added(NamedTuple):

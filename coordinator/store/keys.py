@@ -65,9 +65,14 @@ class RedisKeys:
     def deliveries(self, incident_id: str) -> str:
         return f"{self.prefix}deliveries:{incident_id}"
 
-    def outbox(self) -> str:
-        """Sorted set of delivery ids waiting to be sent, by when they are due (a claim
-        moves its score to the lease's end)."""
+    def outbox(self, medium: str) -> str:
+        """Sorted set of the delivery ids of one medium ("sms", "email") waiting to be
+        sent, by when they are due (a claim moves its score to the lease's end)."""
+        return f"{self.prefix}outbox:{medium}"
+
+    def shared_outbox(self) -> str:
+        """The one outbox of every medium before there was one per medium; emptied into
+        those when a store opens."""
         return f"{self.prefix}outbox"
 
     def provider(self, provider_id: str) -> str:

@@ -27,7 +27,7 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import Added, CountKind, ack_id
+from .base import MEDIA, Added, CountKind, Moved, StatusUpdate, ack_id, medium_of
 from .drill_runs import RedisDrillRuns
 from .keys import RedisKeys
 
@@ -138,22 +138,81 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 return 1
 """
 
-# KEYS: outbox. ARGV: now, lease end, limit. The claimed ids, their score moved to the
-# lease's end so that no one else takes them before it lapses.
+# KEYS: the outboxes to claim from. ARGV: now, lease end, limit. The oldest due ids
+# across them, their score moved to the lease's end so that no one else takes them
+# before it lapses.
 _CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+local limit = tonumber(ARGV[3])
+local due = {}
+for k, key in ipairs(KEYS) do
+  local found = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #found, 2 do due[#due+1] = {tonumber(found[i+1]), found[i], k} end
+end
+if #KEYS > 1 then table.sort(due, function(a, b) return a[1] < b[1] end) end
+local ids = {}
+for i = 1, math.min(limit, #due) do
+  redis.call('ZADD', KEYS[due[i][3]], ARGV[2], due[i][2])
+  ids[#ids+1] = due[i][2]
+end
 return ids
 """
 
-# KEYS: delivery hash. ARGV: new rank, new json. -1 unknown, 0 not forward, 1 moved.
-_MOVE_DELIVERY = """
-local rank = redis.call('HGET', KEYS[1], 'rank')
-if not rank then return -1 end
-if tonumber(rank) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'rank', ARGV[1], 'doc', ARGV[2])
-return 1
+# ARGV: 10 per update: delivery hash key, its outbox, provider key ('' for none),
+# delivery id, rank, status, at, provider id, error, finish ('1'/'0'). The rule of
+# base.apply_update: the status only moves forward; a provider id is taken when moving
+# or when none is known. Returns per update the stored doc ('' if unknown) and 1 if moved.
+_UPDATE_DELIVERIES = """
+local out = {}
+for i = 1, #ARGV, 10 do
+  local doc = redis.call('HGET', ARGV[i], 'doc')
+  local moved = 0
+  if doc then
+    local d = cjson.decode(doc)
+    local changed = false
+    if tonumber(ARGV[i+4]) > tonumber(redis.call('HGET', ARGV[i], 'rank')) then
+      d['status'] = ARGV[i+5]
+      d['updated_at'] = ARGV[i+6]
+      if ARGV[i+7] ~= '' then d['provider_id'] = ARGV[i+7] end
+      if ARGV[i+8] ~= '' then d['error'] = ARGV[i+8] end
+      redis.call('HSET', ARGV[i], 'rank', ARGV[i+4])
+      moved, changed = 1, true
+    elseif ARGV[i+7] ~= '' and d['provider_id'] == cjson.null then
+      d['provider_id'] = ARGV[i+7]
+      changed = true
+    end
+    if changed then
+      doc = cjson.encode(d)
+      redis.call('HSET', ARGV[i], 'doc', doc)
+      if ARGV[i+7] ~= '' and d['provider_id'] == ARGV[i+7] then redis.call('SET', ARGV[i+2], ARGV[i+3]) end
+    end
+    if ARGV[i+9] == '1' then redis.call('ZREM', ARGV[i+1], ARGV[i+3]) end
+  else
+    doc = ''
+  end
+  out[#out+1] = doc
+  out[#out+1] = moved
+end
+return out
 """
+
+# KEYS: the shared outbox of old. ARGV: the outbox key of each medium, as
+# "medium=key". Moves every id, with its score, to its medium's outbox.
+_SPLIT_OUTBOX = """
+local target = {}
+for _, pair in ipairs(ARGV) do
+  local eq = string.find(pair, '=', 1, true)
+  target[string.sub(pair, 1, eq - 1)] = string.sub(pair, eq + 1)
+end
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #all, 2 do
+  local channel = string.match(all[i], '[^:]*$')
+  local medium = string.match(channel, '^[^-]*')
+  redis.call('ZADD', target[medium] or target['sms'], all[i+1], all[i])
+end
+redis.call('DEL', KEYS[1])
+return #all / 2
+"""
+
 
 
 @asynccontextmanager
@@ -181,7 +240,8 @@ class RedisStore(RedisDrillRuns):
         self._claim_step = client.register_script(_CLAIM_STEP)
         self._save_state = client.register_script(_SAVE_STATE)
         self._finish_step = client.register_script(_FINISH_STEP)
-        self._move_delivery = client.register_script(_MOVE_DELIVERY)
+        self._update_deliveries = client.register_script(_UPDATE_DELIVERIES)
+        self._split_outbox = client.register_script(_SPLIT_OUTBOX)
         self._drill_scripts()
 
     @classmethod
@@ -189,6 +249,9 @@ class RedisStore(RedisDrillRuns):
         client = aioredis.from_url(url, decode_responses=True)
         store = cls(client, bucket_seconds, prefix)
         await store.ping()
+        async with _reachable():
+            await store._split_outbox(keys=[store.keys.shared_outbox()],
+                                      args=[f"{m}={store.keys.outbox(m)}" for m in MEDIA])
         return store
 
     async def close(self) -> None:
@@ -404,7 +467,8 @@ class RedisStore(RedisDrillRuns):
         did = delivery.key.as_id()
         async with _reachable():
             added = await self._add_delivery(
-                keys=[self.keys.delivery(did), self.keys.deliveries(delivery.key.incident_id), self.keys.outbox()],
+                keys=[self.keys.delivery(did), self.keys.deliveries(delivery.key.incident_id),
+                      self.keys.outbox(delivery.key.medium)],
                 args=[DELIVERY_RANK[delivery.status], delivery.model_dump_json(), did,
                       (due or delivery.updated_at).timestamp()],
             )
@@ -416,16 +480,20 @@ class RedisStore(RedisDrillRuns):
                 for d in deliveries:
                     did = d.key.as_id()
                     await self._add_delivery(
-                        keys=[self.keys.delivery(did), self.keys.deliveries(d.key.incident_id), self.keys.outbox()],
+                        keys=[self.keys.delivery(did), self.keys.deliveries(d.key.incident_id),
+                              self.keys.outbox(d.key.medium)],
                         args=[DELIVERY_RANK[d.status], d.model_dump_json(), did, d.updated_at.timestamp()],
                         client=pipe,
                     )
                 results = await pipe.execute()
         return sum(int(r) for r in results)
 
-    async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
+    async def claim_deliveries(
+        self, owner: str, now: datetime, lease_seconds: float, limit: int, medium: str | None = None
+    ) -> list[Delivery]:
+        outboxes = [self.keys.outbox(m) for m in (MEDIA if medium is None else (medium,))]
         async with _reachable():
-            ids = await self._claim(keys=[self.keys.outbox()], args=[now.timestamp(), now.timestamp() + lease_seconds, limit])
+            ids = await self._claim(keys=outboxes, args=[now.timestamp(), now.timestamp() + lease_seconds, limit])
             if not ids:
                 return []
             async with self._r.pipeline(transaction=False) as pipe:
@@ -436,7 +504,7 @@ class RedisStore(RedisDrillRuns):
 
     async def finish_delivery(self, key: DeliveryKey) -> None:
         async with _reachable():
-            await self._r.zrem(self.keys.outbox(), key.as_id())
+            await self._r.zrem(self.keys.outbox(key.medium), key.as_id())
 
     async def retry_delivery(self, key: DeliveryKey, due: datetime, *, attempts: int, error: str) -> None:
         current = await self.get_delivery(key)
@@ -446,7 +514,7 @@ class RedisStore(RedisDrillRuns):
         async with _reachable():
             async with self._r.pipeline(transaction=True) as pipe:
                 pipe.hset(self.keys.delivery(key.as_id()), "doc", doc)
-                pipe.zadd(self.keys.outbox(), {key.as_id(): due.timestamp()})
+                pipe.zadd(self.keys.outbox(key.medium), {key.as_id(): due.timestamp()})
                 await pipe.execute()
 
     async def delivery_by_provider(self, provider_id: str) -> Delivery | None:
@@ -457,7 +525,10 @@ class RedisStore(RedisDrillRuns):
 
     async def outbox_size(self) -> int:
         async with _reachable():
-            return int(await self._r.zcard(self.keys.outbox()))
+            async with self._r.pipeline(transaction=False) as pipe:
+                for medium in MEDIA:
+                    pipe.zcard(self.keys.outbox(medium))
+                return sum(int(n) for n in await pipe.execute())
 
     async def get_delivery(self, key: DeliveryKey) -> Delivery | None:
         async with _reachable():
@@ -473,29 +544,39 @@ class RedisStore(RedisDrillRuns):
         provider_id: str | None = None,
         error: str | None = None,
     ) -> Delivery:
-        current = await self.get_delivery(key)
-        if current is None:
+        [(found, _)] = await self.update_deliveries([StatusUpdate(key, status, at, provider_id, error)])
+        if found is None:
             raise StoreError(f"no delivery {key.as_id()}")
-        if DELIVERY_RANK[status] <= DELIVERY_RANK[current.status]:
-            return current
-        updated = current.model_copy(
-            update={
-                "status": status,
-                "updated_at": at,
-                "provider_id": provider_id or current.provider_id,
-                "error": error if error is not None else current.error,
-            }
-        )
+        return found
+
+    async def update_deliveries(self, updates: Sequence[StatusUpdate]) -> list[Moved]:
+        if not updates:
+            return []
         async with _reachable():
-            moved = await self._move_delivery(
-                keys=[self.keys.delivery(key.as_id())], args=[DELIVERY_RANK[status], updated.model_dump_json()]
-            )
-            if moved == 1 and updated.provider_id and updated.provider_id != current.provider_id:
-                await self._r.set(self.keys.provider(updated.provider_id), key.as_id())
-        if moved == 1:
-            return updated
-        # Another instance moved it further meanwhile: theirs stands.
-        return await self.get_delivery(key) or current
+            by_sid = [u.provider_id for u in updates if u.key is None and u.provider_id]
+            # Provider ids given in this batch with their delivery count as known too.
+            owners = {u.provider_id: u.key.as_id() for u in updates if u.key is not None and u.provider_id}
+            if by_sid:
+                found = await self._r.mget([self.keys.provider(s) for s in by_sid])
+                owners |= {sid: did for sid, did in zip(by_sid, found) if did}
+            args: list[Any] = []
+            known: list[bool] = []
+            for u in updates:
+                did = u.key.as_id() if u.key is not None else owners.get(u.provider_id or "")
+                known.append(did is not None)
+                if did is None:
+                    continue
+                medium = u.key.medium if u.key is not None else medium_of(did)
+                args += [self.keys.delivery(did), self.keys.outbox(medium),
+                         self.keys.provider(u.provider_id) if u.provider_id else "", did,
+                         DELIVERY_RANK[u.status], u.status.value, u.at.isoformat(), u.provider_id or "",
+                         u.error or "", "1" if u.finish else "0"]
+            answers = iter(await self._update_deliveries(keys=[], args=args) if args else [])
+        out: list[Moved] = []
+        for found in known:
+            doc, moved = (next(answers), next(answers)) if found else ("", 0)
+            out.append(Moved(Delivery.model_validate_json(doc) if doc else None, bool(moved)))
+        return out
 
     async def deliveries(self, incident_id: str) -> list[Delivery]:
         async with _reachable():

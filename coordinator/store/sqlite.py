@@ -29,7 +29,7 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import Added, CountKind, ack_id
+from .base import Added, CountKind, Moved, StatusUpdate, ack_id, apply_update, medium_of
 from .drill_runs import DRILL_SCHEMA, SqliteDrillRuns
 
 SCHEMA = """
@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS surges (
 CREATE INDEX IF NOT EXISTS surges_key ON surges (key, detected_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, rank INTEGER NOT NULL, provider_id TEXT,
-    pending INTEGER NOT NULL, due REAL NOT NULL, owner TEXT, doc TEXT NOT NULL
+    pending INTEGER NOT NULL, due REAL NOT NULL, owner TEXT, doc TEXT NOT NULL, medium TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries (incident_id);
 CREATE INDEX IF NOT EXISTS deliveries_outbox ON deliveries (due) WHERE pending = 1;
@@ -79,6 +79,29 @@ CREATE TABLE IF NOT EXISTS acks (
 """
 
 _IN_CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
+
+_ADD_DELIVERY = (
+    "INSERT OR IGNORE INTO deliveries (id, incident_id, rank, provider_id, pending, due, owner, doc, medium)"
+    " VALUES (?, ?, ?, ?, 1, ?, NULL, ?, ?)"
+)
+
+
+async def _migrate_deliveries(db: aiosqlite.Connection) -> None:
+    """Files from before the per-medium outbox get the `medium` column, filled in."""
+    async with db.execute("PRAGMA table_info(deliveries)") as cur:
+        columns = {row[1] for row in await cur.fetchall()}
+    if "medium" not in columns:
+        await db.execute("ALTER TABLE deliveries ADD COLUMN medium TEXT NOT NULL DEFAULT ''")
+        async with db.execute("SELECT id FROM deliveries") as cur:
+            ids = [row[0] for row in await cur.fetchall()]
+        await db.executemany("UPDATE deliveries SET medium = ? WHERE id = ?",
+                             [(medium_of(i), i) for i in ids])
+    await db.execute("CREATE INDEX IF NOT EXISTS deliveries_outbox_medium ON deliveries (medium, due) WHERE pending = 1")
+
+
+def _row(d: Delivery, due: datetime) -> tuple[Any, ...]:
+    return (d.key.as_id(), d.key.incident_id, DELIVERY_RANK[d.status], d.provider_id, due.timestamp(),
+            d.model_dump_json(), d.key.medium)
 
 
 class SqliteStore(SqliteDrillRuns):
@@ -98,6 +121,7 @@ class SqliteStore(SqliteDrillRuns):
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
             await db.executescript(SCHEMA + DRILL_SCHEMA)
+            await _migrate_deliveries(db)
             await db.commit()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
@@ -368,38 +392,30 @@ class SqliteStore(SqliteDrillRuns):
 
     async def add_delivery(self, delivery: Delivery, due: datetime | None = None) -> bool:
         async with self._write:
-            cur = await self._db.execute(
-                "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?, 1, ?, NULL, ?)",
-                (
-                    delivery.key.as_id(),
-                    delivery.key.incident_id,
-                    DELIVERY_RANK[delivery.status],
-                    delivery.provider_id,
-                    (due or delivery.updated_at).timestamp(),
-                    delivery.model_dump_json(),
-                ),
-            )
+            cur = await self._db.execute(_ADD_DELIVERY, _row(delivery, due or delivery.updated_at))
             await self._db.commit()
         return cur.rowcount == 1
 
     async def add_deliveries(self, deliveries: Sequence[Delivery]) -> int:
-        rows = [
-            (d.key.as_id(), d.key.incident_id, DELIVERY_RANK[d.status], d.provider_id, d.updated_at.timestamp(),
-             d.model_dump_json())
-            for d in deliveries
-        ]
+        rows = [_row(d, d.updated_at) for d in deliveries]
         async with self._write:
             before = self._db.total_changes
-            await self._db.executemany("INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, ?, 1, ?, NULL, ?)", rows)
+            await self._db.executemany(_ADD_DELIVERY, rows)
             await self._db.commit()
             return self._db.total_changes - before
 
-    async def claim_deliveries(self, owner: str, now: datetime, lease_seconds: float, limit: int) -> list[Delivery]:
+    async def claim_deliveries(
+        self, owner: str, now: datetime, lease_seconds: float, limit: int, medium: str | None = None
+    ) -> list[Delivery]:
+        which = "" if medium is None else " AND medium = ?"
+        params: list[Any] = [owner, now.timestamp() + lease_seconds, now.timestamp()]
+        params += [medium, limit] if medium is not None else [limit]
         async with self._write:
             rows = await self._all(
                 "UPDATE deliveries SET owner = ?, due = ? WHERE id IN"
-                " (SELECT id FROM deliveries WHERE pending = 1 AND due <= ? ORDER BY due LIMIT ?) RETURNING doc",
-                (owner, now.timestamp() + lease_seconds, now.timestamp(), limit),
+                f" (SELECT id FROM deliveries WHERE pending = 1 AND due <= ?{which} ORDER BY due LIMIT ?)"
+                " RETURNING doc",
+                params,
             )
             await self._db.commit()
         return [Delivery.model_validate_json(r[0]) for r in rows]
@@ -442,26 +458,43 @@ class SqliteStore(SqliteDrillRuns):
         provider_id: str | None = None,
         error: str | None = None,
     ) -> Delivery:
+        [(found, _)] = await self.update_deliveries([StatusUpdate(key, status, at, provider_id, error)])
+        if found is None:
+            raise StoreError(f"no delivery {key.as_id()}")
+        return found
+
+    async def update_deliveries(self, updates: Sequence[StatusUpdate]) -> list[Moved]:
         async with self._write:
-            current = await self.get_delivery(key)
-            if current is None:
-                raise StoreError(f"no delivery {key.as_id()}")
-            if DELIVERY_RANK[status] <= DELIVERY_RANK[current.status]:
-                return current
-            updated = current.model_copy(
-                update={
-                    "status": status,
-                    "updated_at": at,
-                    "provider_id": provider_id or current.provider_id,
-                    "error": error if error is not None else current.error,
-                }
-            )
-            await self._db.execute(
+            by_sid = [u.provider_id for u in updates if u.key is None and u.provider_id]
+            owner = {u.provider_id: u.key.as_id() for u in updates if u.key is not None and u.provider_id}
+            owner |= dict(await self._all_in("SELECT provider_id, id FROM deliveries WHERE provider_id IN ({})", by_sid))
+            ids = [u.key.as_id() if u.key is not None else owner.get(u.provider_id or "") for u in updates]
+            wanted = sorted({i for i in ids if i is not None})
+            stored = {i: Delivery.model_validate_json(doc)
+                      for i, doc in await self._all_in("SELECT id, doc FROM deliveries WHERE id IN ({})", wanted)}
+            changed: set[str] = set()
+            finished: set[str] = set()
+            answers: list[Moved] = []
+            for did, update in zip(ids, updates):
+                current = stored.get(did) if did is not None else None
+                if current is None or did is None:
+                    answers.append(Moved(None, False))
+                    continue
+                after, moved = apply_update(current, update)
+                if after is not current:
+                    stored[did] = after
+                    changed.add(did)
+                if update.finish:
+                    finished.add(did)
+                answers.append(Moved(after, moved))
+            await self._db.executemany(
                 "UPDATE deliveries SET rank = ?, provider_id = ?, doc = ? WHERE id = ?",
-                (DELIVERY_RANK[status], updated.provider_id, updated.model_dump_json(), key.as_id()),
-            )
+                [(DELIVERY_RANK[stored[i].status], stored[i].provider_id, stored[i].model_dump_json(), i)
+                 for i in sorted(changed)])
+            await self._db.executemany("UPDATE deliveries SET pending = 0, owner = NULL WHERE id = ?",
+                                       [(i,) for i in sorted(finished)])
             await self._db.commit()
-            return updated
+        return answers
 
     async def deliveries(self, incident_id: str) -> list[Delivery]:
         rows = await self._all("SELECT doc FROM deliveries WHERE incident_id = ? ORDER BY id", (incident_id,))
