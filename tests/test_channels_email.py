@@ -4,6 +4,8 @@ aiosmtpd relay whose answers each test chooses."""
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import socket
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
@@ -13,7 +15,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from coordinator.channels import EmailChannel, SendError, SmtpConfig, SmtpEmail
-from coordinator.channels.email import compose_email, message_id, with_html_footer
+from coordinator.channels.email import compose_email, message_id, render_email, with_html_footer
 from coordinator.clock import ManualClock
 from coordinator.sandbox import SmtpInbox
 
@@ -299,6 +301,35 @@ def test_a_line_break_in_the_subject_is_folded_away(clock: ManualClock) -> None:
     config = config_for(("127.0.0.1", 25))
     message = compose_email(config, DELIVERY, STAFF, "口径 v2\n（重大）\n", "t", "<p>h</p>", None, clock.now())
     assert message["Subject"] == "口径 v2 （重大）"
+
+
+@pytest.mark.parametrize(
+    ("delivery_id", "to", "ack_url", "text"),
+    [
+        (DELIVERY, STAFF, ACK_URL, SCRIPT_TEXT),
+        (DELIVERY, STAFF, None, SCRIPT_TEXT + "\r\nCRLF\r\n"),
+        ("INC-1:2:陈立:email", STAFF, ACK_URL, SCRIPT_TEXT),  # non-ASCII id: the email package's way
+        (DELIVERY, "Chen Li <chen.li@example.com>", ACK_URL, SCRIPT_TEXT),
+        ("INC-20261124-3f9a2c:12:" + "x" * 60 + ":email", STAFF, ACK_URL, SCRIPT_TEXT),  # too long to write as is
+    ],
+)
+def test_the_fast_rendering_reads_back_as_the_email_packages(
+    clock: ManualClock, delivery_id: str, to: str, ack_url: str | None, text: str
+) -> None:
+    config = config_for(("127.0.0.1", 25))
+    args = (config, delivery_id, to, SUBJECT + "\n第二行", text, SCRIPT_HTML, ack_url, clock.now())
+    fast = email.message_from_bytes(render_email(*args), policy=email.policy.default)
+    slow = email.message_from_bytes(compose_email(*args).as_bytes(policy=email.policy.SMTP),
+                                    policy=email.policy.default)
+
+    def read(message: Any) -> list[Any]:
+        parts = [(p.get_content_type(), p["Content-Transfer-Encoding"], p.get_content())
+                 for p in message.iter_parts()]
+        headers = [(k, str(v)) for k, v in message.items() if k != "Content-Type"]
+        return [headers, message.get_content_type(), parts]
+
+    assert read(fast) == read(slow)
+    assert max(len(line) for line in render_email(*args).split(b"\r\n")) <= 998  # SMTP's line limit
 
 
 def test_html_without_a_body_tag_gets_the_button_at_the_end() -> None:

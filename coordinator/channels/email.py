@@ -4,10 +4,13 @@ sends: a fan-out to hundreds of staff should not log in hundreds of times."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.policy
+import functools
 import html as html_lib
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -22,6 +25,9 @@ from coordinator.clock import Clock, SystemClock
 # Relays drop idle sessions after a while (RFC 5321 suggests 5 minutes, some do it
 # sooner); reusing only recently used ones avoids a send waiting on a dead connection.
 MAX_IDLE = timedelta(seconds=30)
+# A connection used this recently is taken as it is, without a NOOP round trip first:
+# in a fan-out that round trip would be a quarter of every send.
+FRESH = timedelta(seconds=1)
 
 _UNSAFE_ID_CHAR = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -116,6 +122,68 @@ def compose_email(
     return message
 
 
+# What the fast path writes verbatim: short ASCII header values, plain addresses.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+")
+_MAX_HEADER = 78
+
+
+@functools.lru_cache(maxsize=32)
+def _fixed_headers(from_name: str, from_address: str, subject: str) -> bytes:
+    """Subject and From as the email package encodes and folds them: the same for every
+    recipient of a script version, so done once per version."""
+    message = EmailMessage()
+    message["Subject"] = " ".join(subject.splitlines())
+    message["From"] = Address(display_name=from_name, addr_spec=from_address)
+    return message.as_bytes(policy=email.policy.SMTP).removesuffix(b"\r\n")
+
+
+def _base64_part(subtype: str, content: str) -> bytes:
+    # As the email package's set_content: line breaks normalised to "\n", one at the end.
+    data = b"\n".join(content.encode("utf-8").splitlines()) + b"\n"
+    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'.encode()
+            + base64.encodebytes(data).replace(b"\n", b"\r\n"))
+
+
+def render_email(
+    config: SmtpConfig,
+    delivery_id: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    ack_url: str | None,
+    now: datetime,
+) -> bytes:
+    """The bytes `compose_email` would give (the same headers and parts, read back
+    alike), written directly: the email package takes ~1.7 ms per message, which a
+    fan-out to thousands cannot afford. Subject and From are encoded once per version;
+    anything unusual (a non-ASCII or long recipient or id) takes the email package."""
+    mid = message_id(delivery_id, config.message_id_domain)
+    headers = (("To", to), ("Date", format_datetime(now)), ("Message-ID", mid),
+               ("Auto-Submitted", "auto-generated"), ("X-Auto-Response-Suppress", "All"),
+               ("X-Coordinator-Delivery", delivery_id))
+    if not _PLAIN_ADDRESS.fullmatch(to) or any(
+        len(name) + 2 + len(value) > _MAX_HEADER or not _PLAIN_VALUE.fullmatch(value.replace(" ", "!"))
+        for name, value in headers
+    ):
+        message = compose_email(config, delivery_id, to, subject, text, html, ack_url, now)
+        return message.as_bytes(policy=email.policy.SMTP)
+    if ack_url is not None:
+        text, html = with_text_footer(text, ack_url), with_html_footer(html, ack_url)
+    boundary = f"==============={secrets.randbits(63):019d}=="
+    return b"".join((
+        _fixed_headers(config.from_name, config.from_address, subject),
+        "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii"),
+        f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\n".encode("ascii"),
+        _base64_part("plain", text),
+        f"\r\n--{boundary}\r\n".encode("ascii"),
+        _base64_part("html", html),
+        f"\r\n--{boundary}--\r\n".encode("ascii"),
+    ))
+
+
 class SmtpEmail:
     """The EmailChannel on an SMTP relay."""
 
@@ -128,8 +196,7 @@ class SmtpEmail:
     async def send_email(
         self, delivery_id: str, to: str, subject: str, text: str, html: str, *, ack_url: str | None
     ) -> Accepted:
-        message = compose_email(self._config, delivery_id, to, subject, text, html, ack_url, self._clock.now())
-        raw = message.as_bytes(policy=email.policy.SMTP)
+        raw = render_email(self._config, delivery_id, to, subject, text, html, ack_url, self._clock.now())
         try:
             async with asyncio.timeout(self._config.timeout_seconds):
                 smtp = await self._checkout()
@@ -158,7 +225,7 @@ class SmtpEmail:
         except aiosmtplib.SMTPException as exc:
             # Something the server lacks (AUTH, STARTTLS): the configuration is wrong.
             raise SendError(delivery_id, "smtp-unsupported", f"{self._where}: {exc.message}", retryable=False) from exc
-        return Accepted(provider_id=str(message["Message-ID"]), status="sent")
+        return Accepted(provider_id=message_id(delivery_id, self._config.message_id_domain), status="sent")
 
     async def close(self) -> None:
         self._closed = True
@@ -178,6 +245,8 @@ class SmtpEmail:
         while self._idle:
             smtp, since = self._idle.pop()
             if smtp.is_connected and now - since <= MAX_IDLE:
+                if now - since <= FRESH:
+                    return smtp
                 try:
                     await smtp.noop()
                     return smtp
