@@ -1,7 +1,8 @@
 """Fan-out: the outbox worker. Deliveries are created (deduplicated on incident, version,
-person, channel) before anything is sent; a worker claims due ones with a lease, sends
-each through its channel within per-channel concurrency and rate limits, and records
-the result only after the provider accepted it. A retryable failure is retried with
+person, channel) before anything is sent; a worker claims due ones with a lease, each
+medium (SMS, email) in its own loop, sends each through its channel within per-channel
+concurrency and rate limits, and records the result only after the provider accepted
+it (in group commits shared with the providers' status callbacks). A retryable failure is retried with
 backoff; a permanent one (invalid number, opted out) ends the delivery and is handed
 back, so that an SMS can fall back to email. A crashed worker's claims lapse and
 another worker takes them over."""
@@ -13,13 +14,14 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Awaitable, Callable, Generic, TypeVar
 
 from .channels.base import Accepted, EmailChannel, SendError, SmsChannel
 from .clock import Clock
 from .models import Delivery, DeliveryStatus
 from .store import Store
+from .store.base import MEDIA, Moved, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,12 @@ class Content:
 
 @dataclass(frozen=True)
 class OutboxLimits:
-    sms_concurrency: int = 32
-    email_concurrency: int = 8
+    # Sends in flight per channel. A provider answers in ~0.1-0.3 s over a real network,
+    # so throughput per channel is about concurrency / round trip: 100 SMS in flight
+    # keeps ~500-1000 SMS/s moving (Twilio queues per sender anyway); 32 SMTP sessions,
+    # each one message at a time, stay under a relay's usual per-client limit (~50).
+    sms_concurrency: int = 100
+    email_concurrency: int = 32
     # Per second; SMS in segments (providers bill and throttle per segment). 0: no limit.
     sms_rate: float = 0.0
     email_rate: float = 0.0
@@ -48,6 +54,17 @@ class OutboxLimits:
     max_attempts: int = 8
     backoff_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
+
+    def ahead(self, medium: str) -> int:
+        """How many deliveries of a medium a worker holds claimed at once: enough to keep
+        every send slot busy between claims, and under a rate limit no more than a
+        tenth of the lease's worth, so none waits out its lease in the queue."""
+        concurrency, rate = ((self.sms_concurrency, self.sms_rate) if medium == "sms"
+                             else (self.email_concurrency, self.email_rate))
+        ahead = concurrency + self.batch
+        if rate > 0:
+            ahead = min(ahead, max(1, int(rate * self.lease_seconds / 10)))
+        return ahead
 
 
 class RateLimiter:
@@ -79,6 +96,62 @@ class RateLimiter:
                 await self.sleep((min(units, self.capacity) - self.tokens) / self.rate)
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GroupCommit(Generic[T, R]):
+    """Writes submitted items in batches: whatever is submitted while one write runs goes
+    into the next one, so a busy store sees a few large transactions instead of one per
+    item, and an idle one still writes at once. `submit` returns its own item's result
+    once the batch holding it is written."""
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[list[R]]], max_batch: int = 2000) -> None:
+        self._write = write
+        self._max = max_batch
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._max], self._pending[self._max :]
+            try:
+                results = await self._write([item for item, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            except BaseException:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            for (_, future), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+
+class Wake:
+    """Wakes the claim loop of each medium: new deliveries are waiting."""
+
+    def __init__(self) -> None:
+        self._events = {medium: asyncio.Event() for medium in MEDIA}
+
+    def set(self) -> None:
+        for event in self._events.values():
+            event.set()
+
+    def of(self, medium: str) -> asyncio.Event:
+        return self._events[medium]
+
+
 ContentFor = Callable[[Delivery], Awaitable[Content]]
 PermanentFailure = Callable[[Delivery, SendError], Awaitable[None]]
 
@@ -95,6 +168,7 @@ class Outbox:
         on_permanent: PermanentFailure,
         worker: str,
         limits: OutboxLimits = OutboxLimits(),
+        resume: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -104,34 +178,36 @@ class Outbox:
         self.on_permanent = on_permanent
         self.worker = worker
         self.limits = limits
+        self.resume = resume
         self._slots = {"sms": asyncio.Semaphore(limits.sms_concurrency),
                        "email": asyncio.Semaphore(limits.email_concurrency)}
         self._rates = {"sms": RateLimiter(limits.sms_rate), "email": RateLimiter(limits.email_rate)}
-        self.wake = asyncio.Event()
+        self._statuses: GroupCommit[StatusUpdate, Moved] = GroupCommit(store.update_deliveries)
+        self.wake = Wake()
+
+    async def record(self, update: StatusUpdate) -> Moved:
+        """Apply a status update (a send's result, a provider's callback) together with
+        whatever else is being recorded meanwhile: one store write per batch."""
+        return await self._statuses.submit(update)
 
     async def run_once(self) -> int:
-        """Claim what is due and send it; returns how many deliveries were handled."""
-        claimed = await self.store.claim_deliveries(
-            self.worker, self.clock.now(), self.limits.lease_seconds, self.limits.batch
-        )
-        if claimed:
-            await asyncio.gather(*(self._deliver(d) for d in claimed))
+        """Claim what is due on each medium and send it; returns how many were handled."""
+        now = self.clock.now()
+        claimed = [d for medium in MEDIA for d in await self.store.claim_deliveries(
+            self.worker, now, self.limits.lease_seconds, self.limits.batch, medium=medium)]
+        await asyncio.gather(*(self._deliver(d, now) for d in claimed))
         return len(claimed)
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
-        """Work until `stop` is set; sleeps when idle unless woken by new deliveries."""
-        while not stop.is_set():
+        """Work until `stop` is set: one claim loop per medium, so that SMS never waits
+        for email (or the other way round); sleeps when idle unless woken. First,
+        `resume` finishes what a stopped service left half-published."""
+        if self.resume is not None:
             try:
-                handled = await self.run_once()
-            except Exception:  # a worker must outlive one bad batch; the lease brings it back
-                log.exception("outbox batch failed")
-                handled = 0
-            if not handled:
-                self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), idle_seconds)
-                except asyncio.TimeoutError:
-                    pass
+                await self.resume()
+            except Exception:  # the rest of the outbox still has to go out
+                log.exception("outbox: resuming half-written publications failed")
+        await asyncio.gather(*(self._serve(medium, stop, idle_seconds) for medium in MEDIA))
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Send until nothing is due (tests, the demo, a drill)."""
@@ -140,21 +216,70 @@ class Outbox:
             if time.monotonic() > deadline:
                 raise TimeoutError("outbox did not drain in time")
 
-    async def _deliver(self, delivery: Delivery) -> None:
-        channel = delivery.key.medium
+    async def _serve(self, medium: str, stop: asyncio.Event, idle_seconds: float) -> None:
+        """Keep up to `limits.ahead(medium)` deliveries claimed and being sent, claiming
+        more whenever a chunk's worth has finished, so the send slots never run dry
+        waiting for the slowest send of a batch."""
+        wake = self.wake.of(medium)
+        ahead = self.limits.ahead(medium)
+        chunk = min(self.limits.batch, max(1, ahead // 2))
+        sending: set[asyncio.Task[None]] = set()
+        room = asyncio.Event()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            sending.discard(task)
+            if len(sending) <= ahead - chunk:
+                room.set()
+
+        while not stop.is_set():
+            if len(sending) > ahead - chunk:
+                room.clear()
+                await room.wait()
+                continue
+            wake.clear()  # before claiming: a wake during the claim is not lost
+            now = self.clock.now()
+            try:
+                claimed = await self.store.claim_deliveries(
+                    self.worker, now, self.limits.lease_seconds, ahead - len(sending), medium=medium)
+            except Exception:  # a worker must outlive a store hiccup; the leases bring work back
+                log.exception("outbox: claiming %s deliveries failed", medium)
+                claimed = []
+            for delivery in claimed:
+                task = asyncio.create_task(self._deliver(delivery, now))
+                sending.add(task)
+                task.add_done_callback(finished)
+            if not claimed:
+                try:
+                    await asyncio.wait_for(wake.wait(), idle_seconds)
+                except asyncio.TimeoutError:
+                    pass
+        if sending:
+            await asyncio.gather(*sending)
+
+    async def _deliver(self, delivery: Delivery, claimed_at: datetime) -> None:
+        try:
+            await self._attempt(delivery, claimed_at)
+        except Exception:  # the lease brings it back; nothing was recorded as sent
+            log.exception("delivery %s: not handled", delivery.key.as_id())
+
+    async def _attempt(self, delivery: Delivery, claimed_at: datetime) -> None:
+        medium = delivery.key.medium
         key = delivery.key
         try:
             content = await self.content(delivery)
-            async with self._slots[channel]:
-                await self._rates[channel].acquire(content.sms_segments if channel == "sms" else 1)
+            async with self._slots[medium]:
+                await self._rates[medium].acquire(content.sms_segments if medium == "sms" else 1)
+                if self.clock.now() - claimed_at > timedelta(seconds=self.limits.lease_seconds / 2):
+                    # Waited so long that the lease could lapse mid-send and another
+                    # worker send it too: leave it to whoever claims it next.
+                    log.warning("delivery %s: claimed too long ago, left for the next claim", key.as_id())
+                    return
                 accepted = await self._send(delivery, content)
         except SendError as exc:
             await self._failed(delivery, exc)
             return
-        status = DeliveryStatus.sent if accepted.status not in ("delivered",) else DeliveryStatus.delivered
-        await self.store.update_delivery(key, status, at=self.clock.now(), provider_id=accepted.provider_id)
-        await self.store.finish_delivery(key)
-
+        status = DeliveryStatus.delivered if accepted.status == "delivered" else DeliveryStatus.sent
+        await self.record(StatusUpdate(key, status, self.clock.now(), provider_id=accepted.provider_id, finish=True))
     async def _send(self, delivery: Delivery, content: Content) -> Accepted:
         did = delivery.key.as_id()
         if delivery.key.medium == "sms":
@@ -178,7 +303,6 @@ class Outbox:
             await self.store.retry_delivery(key, due, attempts=attempts, error=error.code)
             log.info("delivery %s: %s, retry %d at %s", key.as_id(), error.code, attempts, due)
             return
-        await self.store.update_delivery(key, DeliveryStatus.failed, at=self.clock.now(), error=error.code)
-        await self.store.finish_delivery(key)
+        await self.record(StatusUpdate(key, DeliveryStatus.failed, self.clock.now(), error=error.code, finish=True))
         log.warning("delivery %s failed: %s", key.as_id(), error)
         await self.on_permanent(delivery, error)

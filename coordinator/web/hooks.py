@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
@@ -15,6 +14,7 @@ from ..acklinks import AckTokenInvalid, read_token
 from ..channels.base import SendError
 from ..channels.sms import map_twilio_status
 from ..models import DeliveryKey, DeliveryStatus
+from ..store.base import StatusUpdate
 from .auth import signed
 from .state import SERVICES, Services
 
@@ -42,34 +42,25 @@ async def _signed_form(request: web.Request) -> dict[str, str]:
 async def twilio_status(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     form = await _signed_form(request)
-    delivery = await _delivery_of(services, request.query.get("delivery"), form.get("MessageSid", ""))
-    if delivery is None:
-        return web.Response(status=204)  # not ours, or from before a reset: nothing to do
     try:
         status = DeliveryStatus(map_twilio_status(form.get("MessageStatus", "")))
     except ValueError:
         return web.Response(status=204)
+    # By the id in the callback URL (a callback may beat the SID being recorded), else by
+    # the SID. Recorded with the other callbacks and sends of the moment, in one write.
+    key = DeliveryKey.parse(request.query.get("delivery", ""))
+    sid = form.get("MessageSid") or None
+    if key is None and sid is None:
+        return web.Response(status=204)
     error = form.get("ErrorCode") or None
-    before = delivery.status
-    updated = await services.store.update_delivery(delivery.key, status, at=services.clock.now(), error=error,
-                                                   provider_id=form.get("MessageSid") or None)
-    if updated.status != before and status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
+    updated, moved = await services.outbox.record(
+        StatusUpdate(key, status, services.clock.now(), provider_id=sid, error=error))
+    # Unknown (not ours, or from before a reset) or not news: nothing more to do.
+    if updated is not None and moved and status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
         await services.frontline.fallback(
-            updated, SendError(delivery.key.as_id(), error or status.value, "not delivered", retryable=False,
+            updated, SendError(updated.key.as_id(), error or status.value, "not delivered", retryable=False,
                                permanent=True))
     return web.Response(status=204)
-
-
-async def _delivery_of(services: Services, delivery_id: str | None, sid: str) -> Any:
-    """By the id in the callback URL (a callback may beat the SID being recorded), else
-    by the SID."""
-    if delivery_id:
-        key = DeliveryKey.parse(delivery_id)
-        if key is not None:
-            found = await services.store.get_delivery(key)
-            if found is not None:
-                return found
-    return await services.store.delivery_by_provider(sid) if sid else None
 
 
 @routes.post("/hooks/twilio/inbound")
