@@ -174,6 +174,7 @@ async def build_services(
     frontline.ack_role = ack_role
     outbox = Outbox(
         store, clock=clock, content=frontline.content, sms=sms, email=email, on_permanent=frontline.fallback,
+        resume=frontline.resume_publishing,
         worker=pipeline.worker,
         limits=OutboxLimits(sms_concurrency=settings.sms_concurrency, email_concurrency=settings.email_concurrency,
                             sms_rate=settings.sms_rate, email_rate=settings.email_rate),

@@ -32,7 +32,9 @@ from .wording import compose, needs_approval
 
 log = logging.getLogger(__name__)
 
-# Deliveries written per transaction when a version is published.
+# Deliveries written per transaction when a version is published; the first chunk is
+# small so that the first messages leave while the rest are still being written.
+FIRST_CHUNK = 50
 PUBLISH_CHUNK = 500
 
 ACK_WORDS = frozenset({"1", "确认", "收到", "确认收到", "ok"})
@@ -147,7 +149,9 @@ class Frontline:
 
     async def publish(self, incident: Incident, version: int) -> int:
         """One delivery per person in the playbook's audience and channel (the
-        do-not-contact list applied per channel)."""
+        do-not-contact list applied per channel), written in chunks, the outbox woken
+        after each. The `script_sent` timeline event, written last, marks the version
+        as published: until it is there, `resume_publishing` finishes the job."""
         script = incident.script(version)
         assert script is not None and script.approved
         catalog = self.catalog()
@@ -157,7 +161,9 @@ class Frontline:
         recipients, left_out = audience(playbook, catalog.contacts, incident.region, today,
                                         teams=incident.audience_teams, regions=incident.audience_regions)
         stopped = await self.store.opted_out()
+        created = 0
         batch: list[Delivery] = []
+        chunk = FIRST_CHUNK
         for recipient in recipients:
             for channel in recipient.channels:
                 if channel == "sms" and recipient.person.phone in stopped:
@@ -166,14 +172,35 @@ class Frontline:
                                                       person_id=recipient.person.id, channel=channel),
                                       address=address_of(recipient.person, channel),
                                       content_hash=script.content_hash, updated_at=now))
-        created = 0
-        for i in range(0, len(batch), PUBLISH_CHUNK):
-            created += await self.store.add_deliveries(batch[i:i + PUBLISH_CHUNK])
-            self.wake()  # the first messages leave while the rest are still being written
+            if len(batch) >= chunk:
+                created += await self.store.add_deliveries(batch)
+                self.wake()
+                batch, chunk = [], PUBLISH_CHUNK
+        if batch:
+            created += await self.store.add_deliveries(batch)
         await self.store.append_timeline(incident.id, TimelineEvent(at=now, kind="script_sent", data={
             "version": version, "kind": script.kind.value, "deliveries": created, "recipients": len(recipients),
             "do_not_contact": left_out, "hash": script.content_hash}))
         self.wake()
+        return created
+
+    async def resume_publishing(self) -> int:
+        """Finish publishing what a stopped service left half-written: the newest
+        approved version of each incident not closed yet, when no `script_sent` event
+        marks it published (an older one is superseded: sending it now would be
+        wrong). Deliveries already written are deduplicated. Returns the deliveries
+        created."""
+        created = 0
+        for incident in await self.store.list_incidents():
+            approved = [v for v in incident.scripts if v.approved]
+            if incident.status == IncidentStatus.closed or not approved:
+                continue
+            newest = approved[-1].version
+            published = {e.data.get("version") for e in await self.store.timeline(incident.id)
+                         if e.kind == "script_sent"}
+            if newest not in published:
+                log.info("incident %s: finishing the publication of version %d", incident.id, newest)
+                created += await self.publish(incident, newest)
         return created
 
     async def content(self, delivery: Delivery) -> Content:

@@ -12,7 +12,9 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from coordinator import frontline as frontline_module
 from coordinator.app import create_app
+from coordinator.errors import StoreError
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.models import DeliveryStatus
@@ -226,6 +228,43 @@ async def test_a_dead_workers_claims_are_taken_over(env: Env) -> None:
     deliveries = await store.deliveries(body["id"])
     assert all(d.status != DeliveryStatus.queued for d in deliveries)
     for d in deliveries:
+        if d.key.channel == "sms":
+            assert len(env.sandbox.received_by(d.address)) == 1
+
+
+async def test_a_half_written_publication_is_finished_on_restart(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = env.services.store
+    monkeypatch.setattr(frontline_module, "FIRST_CHUNK", 3)
+    monkeypatch.setattr(frontline_module, "PUBLISH_CHUNK", 3)
+    writes = 0
+    add_deliveries = store.add_deliveries
+
+    async def stops_after_two_chunks(deliveries: Any) -> int:
+        nonlocal writes
+        writes += 1
+        if writes > 2:
+            raise StoreError("the service stopped")
+        return await add_deliveries(deliveries)
+
+    monkeypatch.setattr(store, "add_deliveries", stops_after_two_chunks)
+    resp = await env.client.post("/api/incidents", json={"playbook": "broadband-outage", "region": "ningbo",
+                                                         "by": "chen-li"})
+    assert resp.status >= 500
+    [incident] = await store.list_incidents()
+    written = len([d for d in await store.deliveries(incident.id) if d.key.version == 1])
+    assert written > 0
+    monkeypatch.setattr(store, "add_deliveries", add_deliveries)
+
+    created = await env.services.frontline.resume_publishing()
+    v1 = [d for d in await store.deliveries(incident.id) if d.key.version == 1]
+    assert created == len(v1) - written > 0
+    sent = [e for e in await store.timeline(incident.id) if e.kind == "script_sent"]
+    assert [e.data["version"] for e in sent] == [1]
+    assert await env.services.frontline.resume_publishing() == 0  # published now: nothing to finish
+    await env.settle()
+    for d in v1:
         if d.key.channel == "sms":
             assert len(env.sandbox.received_by(d.address)) == 1
 
