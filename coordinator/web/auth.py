@@ -10,7 +10,9 @@
 
 The `authorize` middleware enforces it. A route that declares nothing is refused (403
 `undeclared_route`, logged as an error), and tests/test_auth.py fails on it: access is
-never open by omission. Static files under /static/ are the one exemption.
+never open by omission. Static files under /static/ are the one exemption. `/metrics`,
+when it comes, is `@public`: Prometheus scrapes without credentials, and it carries
+counts, nothing personal. A new API route also needs its entry in web/openapi.py.
 
 Credentials, in this order:
 - `Authorization: Bearer TOKEN`: the admin token (every role; may name the acting
