@@ -32,6 +32,7 @@ from .outbox import Outbox, OutboxLimits
 from .pipeline import Pipeline
 from .streams import StreamMonitor, detector_config, trigger_minimums
 from .web import api, auth, hooks, incidents, login, openapi
+from .web import reports
 from .web.errors import json_errors
 from .web.state import SERVICES, Services
 
@@ -94,6 +95,7 @@ def create_app(
     app.router.add_static("/static/", STATIC_DIR, name="static")
     app.add_routes(api.routes)
     app.add_routes(incidents.routes)
+    app.add_routes(reports.routes)
     app.add_routes(hooks.routes)
     app.add_routes(login.routes)
     app.add_routes(openapi.routes)

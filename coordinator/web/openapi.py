@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..models import Channel, Incident, ScriptVersion, TimelineEvent
+from ..report import IncidentReport
 from ..users import Role
 from .auth import COOKIE_NAME, CSRF_HEADER, public
 
@@ -92,9 +93,9 @@ _BOARD = _obj({
 
 @cache
 def _model_schemas() -> dict[str, Schema]:
-    """Incident, ScriptVersion, TimelineEvent and what they contain, from the models."""
+    """Incident, ScriptVersion, TimelineEvent, the incident report and what they contain, from the models."""
     out: dict[str, Schema] = {}
-    for model in (Incident, ScriptVersion, TimelineEvent):
+    for model in (Incident, ScriptVersion, TimelineEvent, IncidentReport):
         schema = model.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -236,6 +237,12 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/incidents/{id}/deliveries": {"get": op(
             "Fan-out progress and who has not acknowledged", Role.viewer, {200: _json(ref("DeliveryBoard"))},
             parameters=[ID], errors=(404,))},
+        "/api/incidents/{id}/report": {"get": op(
+            "The incident's evaluation report (coordinator/report.py)", Role.viewer,
+            {200: {"description": "the report; a printable page with ?format=html or Accept: text/html",
+                   "content": {"application/json": {"schema": ref("IncidentReport")}, "text/html": {"schema": STR}}}},
+            parameters=[ID, {"name": "format", "in": "query", "required": False,
+                             "schema": {"type": "string", "enum": ["json", "html"]}}], errors=(404,))},
         # Provider webhooks and the signed ack links: no session or token; each checks
         # its own signature.
         "/hooks/twilio/status": {"post": _signed_op("Twilio status callback", {204: {"description": "recorded"}})},

@@ -1,0 +1,460 @@
+"""The evaluation of one incident, as an emergency plan asks for it: how fast it was
+detected, opened, scripted and resolved; whether the official script reached the
+frontline and was acknowledged, by whom and how fast; which roles answered and which
+escalated; and whether the same trouble came back (surges on the key in the 30 days
+before). Drills end in the same report.
+
+Pure: `build_report` takes what the store recorded and the contacts, and `now` (the
+moment the report describes); it reads nothing and writes nothing. Durations are
+seconds (float); None where a figure does not apply or has not happened yet.
+
+What "reached" means throughout: a delivery whose status is `sent` (accepted by the
+provider) or `delivered` (the carrier's receipt). The store keeps one moment per
+delivery, that of its latest status (`updated_at`), so the moment a message reached
+someone is its acceptance for email and for SMS without a receipt yet, and the
+receipt for a delivered SMS (a few seconds after acceptance).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import datetime, timedelta
+from typing import Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from .catalog import Contacts
+from .models import Ack, Delivery, DeliveryStatus, Incident, RoleAssignment, ScriptKind, Surge, TimelineEvent
+
+SCRIPT_CHANNELS = ("sms", "email")
+RECURRENCE_WINDOW = timedelta(days=30)
+REACHED = frozenset({DeliveryStatus.sent, DeliveryStatus.delivered})
+UNKNOWN = "-"  # team / region of someone no longer in the contacts
+# Surge keys of drills carry this prefix (their streams are separate from real ones).
+_DRILL_PREFIX = "drill:"
+
+ChaseKind = Literal["audience_reminder", "audience_supervisor", "remind_roles"]
+Purpose = Literal["reminder", "supervisor", "role_assigned", "role_reminder", "role_escalation"]
+
+
+class Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Timeliness(Part):
+    """The incident's clock. Every `*_seconds` is measured from `opened_at` except
+    `to_detect_seconds` (onset → detected) and `to_open_seconds` (onset or trigger →
+    opened)."""
+
+    trigger: Literal["surge", "manual"]
+    # The surge that opened the incident (not a later, larger one that attached).
+    onset: datetime | None
+    detected_at: datetime | None
+    opened_at: datetime
+    acknowledged_at: datetime | None  # the leader's (first role's) acknowledgement
+    scripted_at: datetime | None  # the first version of the wording approved
+    first_script_at: datetime | None  # the first message of the wording reached someone
+    resolved_at: datetime | None
+    # Detector delay: the surge's estimated onset → the moment the detector saw it. None
+    # for a manual trigger (nothing was detected).
+    to_detect_seconds: float | None
+    # Onset → opened for a surge; for a manual trigger the trigger is the opening, so 0.
+    to_open_seconds: float
+    to_acknowledge_seconds: float | None
+    to_approve_seconds: float | None
+    # Opened → the earliest moment a message of any version of the official wording
+    # reached someone (see the module docstring for "reached").
+    to_first_script_seconds: float | None
+    to_resolve_seconds: float | None
+
+
+class ChannelDelivery(Part):
+    """Messages of the official wording (every `script` version; status updates and the
+    stand-down are not counted) on one channel, by their status now."""
+
+    channel: str
+    messages: int  # deliveries created
+    recipients: int  # distinct people among them
+    queued: int  # not yet handed to the provider (queued, or being sent)
+    sent: int  # accepted by the provider, no receipt (email never has one)
+    delivered: int  # the carrier's receipt (SMS)
+    failed: int  # failed or undelivered, for good
+    # sms: failed SMS that went out again by email; email: emails that were such a fallback.
+    fell_back: int
+    delivery_rate: float | None  # (sent + delivered) / messages; None without messages
+
+
+class AckStats(Part):
+    """Acknowledgements of the wording in force among a set of people in scope."""
+
+    in_scope: int  # people a message of the version was created for
+    acked: int  # of them, those who acknowledged that version
+    ack_rate: float | None  # acked / in_scope; None when no one is in scope
+    # Those acked whose first message of the version had reached them (the base of the
+    # times below); an ack before any recorded "reached" moment counts as 0 s.
+    timed: int
+    # Time to ack: from the moment their first message of the version reached them to
+    # their acknowledgement. Median: the middle value (mean of the two middle ones);
+    # p90: nearest rank, the smallest time within which at least 90% of them acked.
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+class GroupAcks(Part):
+    id: str  # team or region id
+    name: str
+    stats: AckStats
+
+
+class Unacknowledged(Part):
+    """Someone in scope who has not acknowledged the wording in force."""
+
+    person_id: str
+    name: str
+    teams: list[str]
+    region: str
+    reached: bool  # False: no message of the version reached them (do not blame them)
+
+
+class Acknowledgements(Part):
+    """Measured against the audience of the latest approved version of the wording (the
+    one the frontline must be saying now): an ack of a superseded version does not
+    confirm the current one, and someone added to the audience later is in scope. A
+    person in several teams counts in each. None/empty before any version is approved."""
+
+    version: int | None
+    overall: AckStats
+    by_team: list[GroupAcks]
+    by_region: list[GroupAcks]
+    never_acked: list[Unacknowledged]
+
+
+class Escalation(Part):
+    at: datetime
+    role: str
+    from_holder: str | None
+    to_holder: str | None
+    level: int
+
+
+class RoleReport(Part):
+    role: str
+    title: str
+    first_holder: str | None  # chain[0], assigned at opening
+    holder: str | None  # who holds it now (after escalations)
+    level: int  # escalation level reached; 0: never escalated
+    acked_by: str | None
+    acked_by_name: str | None
+    acked_at: datetime | None
+    time_to_ack_seconds: float | None  # assigned → acknowledged, escalations included
+    escalations: int  # escalations that fired for this role
+    exhausted: bool  # no one in its whole chain acknowledged in time
+    unfilled: bool  # no one could hold it at all
+
+
+class Chase(Part):
+    """One round of chasing on the timeline: a reminder to the frontline who had not
+    acknowledged, a notice to their supervisors, or a reminder to role holders."""
+
+    at: datetime
+    kind: ChaseKind
+    version: int | None
+    waiting: int  # people (or roles) not acknowledged at that moment
+    messages: int | None  # messages queued (not recorded for role reminders)
+
+
+class NoticeCount(Part):
+    """Chasing messages by purpose, counted from the deliveries."""
+
+    purpose: Purpose
+    messages: int
+    reached: int
+
+
+class PastSurge(Part):
+    onset: datetime
+    detected_at: datetime
+    observed: int
+    expected: float
+    ratio: float
+
+
+class Recurrence(Part):
+    """Real surges on the incident's key detected in [opened − 30 days, opened), the
+    incident's own opening surge excluded. Drill surges never count."""
+
+    key: str
+    since: datetime
+    until: datetime
+    count: int
+    surges: list[PastSurge]
+
+
+class IncidentReport(Part):
+    incident_id: str
+    title: str
+    playbook: str
+    category: str
+    region: str
+    severity: str
+    status: str
+    # Carried so that callers keep drills out of real-incident statistics.
+    drill: bool
+    opened_by: str
+    generated_at: datetime  # the `now` the figures describe
+    timeliness: Timeliness
+    delivery: list[ChannelDelivery]
+    acks: Acknowledgements
+    roles: list[RoleReport]
+    escalations: list[Escalation]
+    chases: list[Chase]
+    notices: list[NoticeCount]
+    recurrence: Recurrence
+
+
+def build_report(
+    incident: Incident,
+    *,
+    timeline: Sequence[TimelineEvent],
+    deliveries: Sequence[Delivery],
+    acks: Sequence[Ack],
+    contacts: Contacts,
+    surges: Sequence[Surge],
+    now: datetime,
+) -> IncidentReport:
+    """The report of `incident` as of `now`, from its timeline, deliveries and acks,
+    the contacts (names, teams, regions of the people) and the recorded surges (any
+    superset of those on its key in the window: they are filtered here)."""
+    wording = {v.version for v in incident.scripts if v.kind == ScriptKind.script}
+    script_msgs = [d for d in deliveries if d.key.channel in SCRIPT_CHANNELS and d.key.version in wording]
+    opening = opening_surge(incident, timeline)
+    return IncidentReport(
+        incident_id=incident.id, title=incident.title, playbook=incident.playbook, category=incident.category,
+        region=incident.region, severity=incident.severity, status=incident.status.value, drill=incident.drill,
+        opened_by=incident.opened_by, generated_at=now,
+        timeliness=timeliness(incident, opening, script_msgs),
+        delivery=[channel_delivery(channel, script_msgs) for channel in SCRIPT_CHANNELS],
+        acks=acknowledgements(incident, script_msgs, acks, contacts),
+        roles=[role_report(r, timeline, contacts) for r in incident.roles],
+        escalations=escalations(timeline),
+        chases=chases(timeline),
+        notices=notices(deliveries),
+        recurrence=recurrence(incident, opening, surges),
+    )
+
+
+# --- timeliness --------------------------------------------------------------------
+
+
+def opening_surge(incident: Incident, timeline: Sequence[TimelineEvent]) -> Surge | None:
+    """The surge that opened the incident, as recorded on its `opened` event
+    (`incident.surge` is the largest one attached since, not the first)."""
+    opened = next((e for e in timeline if e.kind == "opened"), None)
+    if opened is None:
+        return incident.surge
+    data = opened.data.get("surge_data")
+    return Surge.model_validate(data) if data else None
+
+
+def timeliness(incident: Incident, opening: Surge | None, script_msgs: Sequence[Delivery]) -> Timeliness:
+    opened = incident.opened_at
+    first = min((d.updated_at for d in script_msgs if d.status in REACHED), default=None)
+    return Timeliness(
+        trigger="surge" if opening else "manual",
+        onset=opening.onset if opening else None,
+        detected_at=opening.detected_at if opening else None,
+        opened_at=opened,
+        acknowledged_at=incident.acknowledged_at,
+        scripted_at=incident.scripted_at,
+        first_script_at=first,
+        resolved_at=incident.resolved_at,
+        to_detect_seconds=_seconds(opening.onset, opening.detected_at) if opening else None,
+        to_open_seconds=(opened - opening.onset).total_seconds() if opening else 0.0,
+        to_acknowledge_seconds=_seconds(opened, incident.acknowledged_at),
+        to_approve_seconds=_seconds(opened, incident.scripted_at),
+        to_first_script_seconds=_seconds(opened, first),
+        to_resolve_seconds=_seconds(opened, incident.resolved_at),
+    )
+
+
+# --- delivery ----------------------------------------------------------------------
+
+
+def channel_delivery(channel: str, script_msgs: Sequence[Delivery]) -> ChannelDelivery:
+    mine = [d for d in script_msgs if d.key.channel == channel]
+    by_status = {s: sum(1 for d in mine if d.status == s) for s in DeliveryStatus}
+    if channel == "email":
+        fell_back = sum(1 for d in mine if d.fell_back)
+    else:
+        emailed = {(d.key.version, d.key.person_id) for d in script_msgs if d.key.channel == "email" and d.fell_back}
+        fell_back = sum(1 for d in mine if (d.key.version, d.key.person_id) in emailed)
+    reached = by_status[DeliveryStatus.sent] + by_status[DeliveryStatus.delivered]
+    return ChannelDelivery(
+        channel=channel, messages=len(mine), recipients=len({d.key.person_id for d in mine}),
+        queued=by_status[DeliveryStatus.queued] + by_status[DeliveryStatus.sending],
+        sent=by_status[DeliveryStatus.sent], delivered=by_status[DeliveryStatus.delivered],
+        failed=by_status[DeliveryStatus.failed] + by_status[DeliveryStatus.undelivered],
+        fell_back=fell_back, delivery_rate=_ratio(reached, len(mine)),
+    )
+
+
+# --- acknowledgements --------------------------------------------------------------
+
+
+def acknowledgements(
+    incident: Incident, script_msgs: Sequence[Delivery], acks: Sequence[Ack], contacts: Contacts
+) -> Acknowledgements:
+    current = incident.current_script
+    version = current.version if current else None
+    mine = [d for d in script_msgs if d.key.version == version]
+    scope = sorted({d.key.person_id for d in mine})
+    reached_at: dict[str, datetime] = {}
+    for d in mine:
+        if d.status in REACHED:
+            reached_at[d.key.person_id] = min(d.updated_at, reached_at.get(d.key.person_id, d.updated_at))
+    acked_at: dict[str, datetime] = {}
+    for a in acks:
+        if a.version == version and a.person_id in scope:
+            acked_at[a.person_id] = min(a.at, acked_at.get(a.person_id, a.at))
+    # Per person: acked or not, and the time to ack when it can be measured.
+    times: dict[str, float | None] = {
+        p: max(0.0, (at - reached_at[p]).total_seconds()) if p in reached_at else None for p, at in acked_at.items()
+    }
+
+    def stats(people: Sequence[str]) -> AckStats:
+        acked = [p for p in people if p in acked_at]
+        timed = sorted(t for p in acked if (t := times[p]) is not None)
+        return AckStats(in_scope=len(people), acked=len(acked), ack_rate=_ratio(len(acked), len(people)),
+                        timed=len(timed), median_seconds=median(timed), p90_seconds=percentile(timed, 90))
+
+    teams: dict[str, list[str]] = {}
+    regions: dict[str, list[str]] = {}
+    for p in scope:
+        person = contacts.people.get(p)
+        for team in person.teams if person else [UNKNOWN]:
+            teams.setdefault(team, []).append(p)
+        regions.setdefault(person.region if person else UNKNOWN, []).append(p)
+    return Acknowledgements(
+        version=version,
+        overall=stats(scope),
+        by_team=[GroupAcks(id=t, name=contacts.teams[t].name if t in contacts.teams else t, stats=stats(people))
+                 for t, people in sorted(teams.items())],
+        by_region=[GroupAcks(id=r, name=contacts.regions[r].name if r in contacts.regions else r, stats=stats(people))
+                   for r, people in sorted(regions.items())],
+        never_acked=[_unacknowledged(p, contacts, p in reached_at) for p in scope if p not in acked_at],
+    )
+
+
+def _unacknowledged(person_id: str, contacts: Contacts, reached: bool) -> Unacknowledged:
+    person = contacts.people.get(person_id)
+    if person is None:
+        return Unacknowledged(person_id=person_id, name=person_id, teams=[UNKNOWN], region=UNKNOWN, reached=reached)
+    return Unacknowledged(person_id=person_id, name=person.name, teams=list(person.teams), region=person.region,
+                          reached=reached)
+
+
+def median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest rank: the smallest value with at least `pct`% of the values at or below
+    it. Always one of the values, so "90% acked within X" holds as stated."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1])
+
+
+# --- roles, escalations, chasing ---------------------------------------------------
+
+
+def role_report(role: RoleAssignment, timeline: Sequence[TimelineEvent], contacts: Contacts) -> RoleReport:
+    fired = [e for e in timeline if e.kind == "escalated" and e.data.get("role") == role.role]
+    exhausted = any(e.kind == "alert" and e.data.get("role") == role.role for e in timeline)
+    acker = contacts.people.get(role.acked_by) if role.acked_by else None
+    return RoleReport(
+        role=role.role, title=role.title, first_holder=role.chain[0] if role.chain else None, holder=role.holder,
+        level=role.level, acked_by=role.acked_by, acked_by_name=acker.name if acker else role.acked_by,
+        acked_at=role.acked_at, time_to_ack_seconds=_seconds(role.assigned_at, role.acked_at),
+        escalations=len(fired), exhausted=exhausted, unfilled=role.unfilled,
+    )
+
+
+def escalations(timeline: Sequence[TimelineEvent]) -> list[Escalation]:
+    """Every escalation that fired, in order (the `escalated` events)."""
+    return [Escalation(at=e.at, role=str(e.data.get("role")), from_holder=e.data.get("from"),
+                       to_holder=e.data.get("to"), level=int(e.data.get("level", 0)))
+            for e in timeline if e.kind == "escalated"]
+
+
+def chases(timeline: Sequence[TimelineEvent]) -> list[Chase]:
+    out: list[Chase] = []
+    for e in timeline:
+        if e.kind == "audience_reminder" or e.kind == "audience_supervisor":
+            kind: ChaseKind = "audience_reminder" if e.kind == "audience_reminder" else "audience_supervisor"
+            out.append(Chase(at=e.at, kind=kind, version=e.data.get("version"),
+                             waiting=len(e.data.get("not_acknowledged", [])), messages=e.data.get("messages")))
+        elif e.kind == "remind_roles":
+            out.append(Chase(at=e.at, kind="remind_roles", version=None,
+                             waiting=len(e.data.get("unacknowledged", {})), messages=None))
+    return out
+
+
+def notices(deliveries: Sequence[Delivery]) -> list[NoticeCount]:
+    """Messages that are not a version of the wording, by purpose. Their channel is
+    "<medium>-<purpose>": "reminder[-step]", "supervisor", "role-<role>-assigned",
+    "role-<role>-reminder", "role-<role>-level<N>" (see frontline)."""
+    counted: dict[Purpose, list[Delivery]] = {}
+    for d in deliveries:
+        purpose = notice_purpose(d.key.channel)
+        if purpose is not None:
+            counted.setdefault(purpose, []).append(d)
+    order: tuple[Purpose, ...] = ("role_assigned", "role_reminder", "role_escalation", "reminder", "supervisor")
+    return [NoticeCount(purpose=p, messages=len(counted[p]), reached=sum(1 for d in counted[p] if d.status in REACHED))
+            for p in order if p in counted]
+
+
+def notice_purpose(channel: str) -> Purpose | None:
+    _, _, purpose = channel.partition("-")
+    if not purpose:
+        return None  # a message of a script version
+    if purpose.startswith("role-"):
+        last = purpose.rsplit("-", 1)[-1]
+        if last == "assigned":
+            return "role_assigned"
+        return "role_reminder" if last == "reminder" else "role_escalation" if last.startswith("level") else None
+    head = purpose.split("-", 1)[0]
+    return "reminder" if head == "reminder" else "supervisor" if head == "supervisor" else None
+
+
+# --- recurrence --------------------------------------------------------------------
+
+
+def recurrence_key(incident: Incident) -> str:
+    """The stream key whose past surges count as the same trouble coming back."""
+    key = incident.surge_key or f"{incident.category}/{incident.region}"
+    return key.removeprefix(_DRILL_PREFIX)
+
+
+def recurrence(incident: Incident, opening: Surge | None, surges: Sequence[Surge]) -> Recurrence:
+    key = recurrence_key(incident)
+    since, until = incident.opened_at - RECURRENCE_WINDOW, incident.opened_at
+    past = [
+        s for s in surges
+        if s.key == key and not s.drill and since <= s.detected_at < until
+        and not (opening is not None and (s.onset, s.detected_at) == (opening.onset, opening.detected_at))
+    ]
+    past.sort(key=lambda s: s.detected_at)
+    return Recurrence(key=key, since=since, until=until, count=len(past), surges=[
+        PastSurge(onset=s.onset, detected_at=s.detected_at, observed=s.observed, expected=s.expected, ratio=s.ratio)
+        for s in past])
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start is not None and end is not None else None
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
