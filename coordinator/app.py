@@ -29,6 +29,7 @@ from .users import UsersFileError, read_users
 from .store import Store, open_store
 from .frontline import Frontline
 from .outbox import Outbox, OutboxLimits
+from .drills import Drills, channels_are_sandbox, cron
 from .pipeline import Pipeline
 from .streams import StreamMonitor, detector_config, trigger_minimums
 from .web import api, auth, hooks, incidents, login, openapi
@@ -69,7 +70,7 @@ def create_app(
             built = await build_services(settings, store=the_store, catalog=the_catalog, clock=the_clock,
                                          sms=the_sms, email=the_email)
             app[SERVICES] = built
-            scheduler = _start_ticks(built.pipeline, settings.tick_seconds)
+            scheduler = _start_ticks(built, settings.tick_seconds)
             stop = asyncio.Event()
             worker = asyncio.create_task(built.outbox.run(stop)) if settings.outbox_worker else None
             try:
@@ -182,23 +183,38 @@ async def build_services(
                             sms_rate=settings.sms_rate, email_rate=settings.email_rate),
     )
     frontline.wake = outbox.wake.set
-    return Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret)
+    drills = Drills(store=store, catalog=lambda: catalog, clock=clock, pipeline=pipeline, monitor=monitor,
+                    sandbox_channels=channels_are_sandbox(settings),
+                    misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))
+    pipeline.drill_setup = drills.setup_for
+    return Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills)
 
 
-def _start_ticks(pipeline: Pipeline, every_seconds: float) -> AsyncIOScheduler | None:
-    """APScheduler drives the tick; what is due comes from the store, not from here,
-    so a missed or doubled tick changes nothing. 0 turns it off (tests tick by hand)."""
+def _start_ticks(services: Services, every_seconds: float) -> AsyncIOScheduler | None:
+    """APScheduler drives the tick, and fires each drill on its cron schedule; what is
+    due comes from the store, not from here, so a missed or doubled call changes
+    nothing. 0 turns it off (tests tick by hand)."""
     if every_seconds <= 0:
         return None
     scheduler = AsyncIOScheduler()
 
     async def tick() -> None:
         try:
-            await pipeline.tick()
+            await services.pipeline.tick()
+            await services.drills.tick()
         except StoreError as exc:
             log.warning("tick skipped: %s", exc)
 
+    async def fire_drills() -> None:
+        try:
+            await services.drills.tick()
+        except StoreError as exc:
+            log.warning("drill firing skipped: %s", exc)
+
     scheduler.add_job(tick, "interval", seconds=every_seconds, id="tick", max_instances=1, coalesce=True)
+    for drill in services.catalog.drills.values():
+        scheduler.add_job(fire_drills, cron(drill), id=f"drill:{drill.id}", max_instances=1, coalesce=True,
+                          misfire_grace_time=int(services.drills.misfire_grace.total_seconds()))
     scheduler.start()
     return scheduler
 

@@ -100,6 +100,19 @@ class Rendered:
         return digest.hexdigest()
 
 
+    def marked_as_drill(self) -> "Rendered":
+        """Every text starts with the drill marker, whatever the template did: a drill
+        message must never be mistaken for a real one."""
+        def mark(text: str) -> str:
+            return text if text.lstrip().startswith(DRILL_MARK) else DRILL_MARK + text
+
+        html = self.email_html if DRILL_MARK in self.email_html[:400] else f"<p><strong>{DRILL_MARK}</strong></p>\n{self.email_html}"
+        return Rendered(mark(self.sms), mark(self.email_subject), mark(self.email_text), html)
+
+
+DRILL_MARK = "【演练】"
+
+
 def placeholder(label: str) -> str:
     """What stands in the text for a parameter nobody has given yet."""
     return f"〔待补充：{label}〕"

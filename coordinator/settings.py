@@ -50,6 +50,8 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     # How often due steps (escalations, reminders, follow-ups) are looked for; 0: never.
     tick_seconds: float = 5.0
+    # A drill firing missed while no instance ran starts at start-up if at most this late.
+    drill_misfire_grace_seconds: float = 600.0
     # Where providers and staff reach this service (callbacks, ack links); default
     # http://HOST:PORT.
     public_url: str | None = None
@@ -73,8 +75,9 @@ class Settings:
     # Fan-out limits: SMS in segments per second, email in messages per second; 0: none.
     sms_rate: float = 0.0
     email_rate: float = 0.0
-    sms_concurrency: int = 32
-    email_concurrency: int = 8
+    # Sends in flight per channel (why these numbers: OutboxLimits in outbox.py).
+    sms_concurrency: int = 100
+    email_concurrency: int = 32
     # Run the outbox worker inside `serve` (off for tests that drain it by hand).
     outbox_worker: bool = True
     # Access (coordinator/web/auth.py). The admin token holds every right; the intake
@@ -104,6 +107,7 @@ class Settings:
             "COORDINATOR_MAX_FUTURE_SECONDS": ("max_future_seconds", int),
             "COORDINATOR_TIMEZONE": ("timezone", str),
             "COORDINATOR_TICK_SECONDS": ("tick_seconds", float),
+            "COORDINATOR_DRILL_MISFIRE_GRACE_SECONDS": ("drill_misfire_grace_seconds", float),
             "COORDINATOR_PUBLIC_URL": ("public_url", str),
             "COORDINATOR_ACK_SECRET": ("ack_secret", str),
             "TWILIO_ACCOUNT_SID": ("twilio_account_sid", str),

@@ -101,6 +101,22 @@ class StreamMonitor:
             found += await self.check(stream, [])
         return found
 
+    async def seed(self, stream: str, source: str) -> bool:
+        """Give `stream` (a drill's) the detector state of `source` (the real stream it
+        stands in for), so a drill surge is judged against the real baseline; any surge
+        left open on `stream` is closed. False when `source` has learned nothing yet."""
+        state, _ = await self.store.load_stream_state(source)
+        if state is None:
+            return False
+        for _ in range(self.attempts):
+            _, version = await self.store.load_stream_state(stream)
+            if await self.store.save_stream_state(stream, state, version + 1):
+                break
+        self._cache.pop(stream, None)
+        self._surge_open.pop(stream, None)
+        await self.store.close_stream_surge(stream)
+        return True
+
     async def check(self, stream: str, samples: list[str]) -> list[Found]:
         now = self.clock.now()
         detector, committed = await self._advance(stream, now)

@@ -65,6 +65,8 @@ def compose(
         ScriptKind.stand_down: playbook.stand_down.templates,
     }[kind]
     rendered = render(env, templates, context)
+    if incident.drill:
+        rendered = rendered.marked_as_drill()
     encoding, segments, _ = sms_segments(rendered.sms)
     return ScriptVersion(
         version=version,

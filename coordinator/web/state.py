@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..catalog import Catalog
 from ..clock import Clock
+from ..drills import Drills
 from ..frontline import Frontline
 from ..intake import Intake
 from ..outbox import Outbox
@@ -29,6 +30,7 @@ class Services:
     frontline: Frontline
     outbox: Outbox
     ack_secret: str
+    drills: Drills
 
 
 SERVICES = web.AppKey("services", Services)
