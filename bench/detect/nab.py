@@ -134,6 +134,42 @@ def score(all_series: list[Series], all_scores: list[list[float]],
     )
 
 
+def reference_total(all_series: list[Series], all_scores: list[list[float]], threshold: float,
+                    profile: dict[str, float] = STANDARD) -> float:
+    """The raw score at one threshold, row by row as NAB's sweep computes it
+    (entering and leaving windows by timestamp, probationary rows skipped,
+    each window's best detection kept): an independent check of `score`."""
+    best_tp = _scaled_sigmoid(-1.0)
+    total = 0.0
+    for series, scores in zip(all_series, all_scores):
+        index = {t: i for i, t in enumerate(series.timestamps)}
+        pending = list(series.windows)
+        probation = min(math.floor(0.15 * len(scores)), 750)
+        current: tuple[str, str] | None = None
+        right = width = 0.0
+        previous: tuple[float, float] | None = None  # right edge, width
+        found: dict[str, float] = {}
+        for i, (t, value) in enumerate(zip(series.timestamps, scores)):
+            if pending and t == pending[0][0]:
+                current = pending.pop(0)
+                right, width = index[current[1]], index[current[1]] - index[current[0]] + 1
+            if current is not None:
+                worth = profile["tp"] * _scaled_sigmoid(-(right - i + 1) / width) / best_tp
+            elif previous is None:
+                worth = -profile["fp"]
+            else:
+                worth = profile["fp"] * _scaled_sigmoid(abs(previous[0] - i) / (previous[1] - 1))
+            if i >= probation and value >= threshold:
+                if current is None:
+                    total += worth
+                else:
+                    found[current[0]] = max(found.get(current[0], -math.inf), worth)
+            if current is not None and t == current[1]:
+                previous, current = (right, width), None
+        total += sum(found.values()) - profile["fn"] * (len(series.windows) - len(found))
+    return total
+
+
 def detect_file(path: Path) -> tuple[list[float], list[float]]:
     """The anomaly_score and alarm columns of `coordinator detect` on a file."""
     out = io.StringIO()
