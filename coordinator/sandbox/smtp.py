@@ -1,5 +1,5 @@
-"""An SMTP inbox on loopback: accepts mail like a relay would and keeps each message,
-parsed, in the mailbox of every recipient. No STARTTLS: loopback only."""
+"""An SMTP inbox on loopback: accepts mail like a relay would and keeps each message
+in the mailbox of every recipient. No STARTTLS: loopback only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import email
 import email.policy
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from email.message import EmailMessage
 from types import TracebackType
@@ -20,30 +21,42 @@ from coordinator.clock import Clock, SystemClock
 
 @dataclass(frozen=True)
 class ReceivedEmail:
+    """One email as received. Parsed on first look, not on arrival: a fan-out sends
+    thousands, most never read, and parsing each took most of the inbox's time."""
+
     mail_from: str
     rcpt_tos: tuple[str, ...]
-    subject: str  # decoded (RFC 2047), so Chinese subjects read as sent
-    text: str | None  # the text/plain body, if any
-    html: str | None  # the text/html body, if any
-    message_id: str | None
+    raw: bytes
     received_at: datetime
-    message: EmailMessage  # for any other header, e.g. message["Auto-Submitted"]
 
+    @cached_property
+    def message(self) -> EmailMessage:
+        """The parsed message, for any other header, e.g. message["Auto-Submitted"]."""
+        return cast(EmailMessage, email.message_from_bytes(self.raw, policy=email.policy.default))
 
-def parse_email(raw: bytes, mail_from: str, rcpt_tos: tuple[str, ...], received_at: datetime) -> ReceivedEmail:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    text = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
-    return ReceivedEmail(
-        mail_from=mail_from,
-        rcpt_tos=rcpt_tos,
-        subject=str(message.get("Subject", "")),
-        text=cast(EmailMessage, text).get_content() if text is not None else None,
-        html=cast(EmailMessage, html).get_content() if html is not None else None,
-        message_id=message.get("Message-ID"),
-        received_at=received_at,
-        message=message,
-    )
+    @property
+    def subject(self) -> str:
+        """Decoded (RFC 2047), so Chinese subjects read as sent."""
+        return str(self.message.get("Subject", ""))
+
+    @property
+    def text(self) -> str | None:
+        """The text/plain body, if any."""
+        return self._body("plain")
+
+    @property
+    def html(self) -> str | None:
+        """The text/html body, if any."""
+        return self._body("html")
+
+    @property
+    def message_id(self) -> str | None:
+        found = self.message.get("Message-ID")
+        return None if found is None else str(found)
+
+    def _body(self, subtype: str) -> str | None:
+        part = self.message.get_body(preferencelist=(subtype,))
+        return cast(EmailMessage, part).get_content() if part is not None else None
 
 
 class SmtpInbox:
@@ -126,7 +139,7 @@ class SmtpInbox:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         rcpt_tos = tuple(envelope.rcpt_tos)
-        received = parse_email(raw, envelope.mail_from or "", rcpt_tos, self._clock.now())
+        received = ReceivedEmail(envelope.mail_from or "", rcpt_tos, raw, self._clock.now())
         for address in rcpt_tos:
             self._mailboxes.setdefault(address.lower(), []).append(received)
         return "250 Message accepted for delivery"
