@@ -42,10 +42,11 @@ class Content:
 class OutboxLimits:
     # Sends in flight per channel. A provider answers in ~0.1-0.3 s over a real network,
     # so throughput per channel is about concurrency / round trip: 100 SMS in flight
-    # keeps ~500-1000 SMS/s moving (Twilio queues per sender anyway); 32 SMTP sessions,
-    # each one message at a time, stay under a relay's usual per-client limit (~50).
+    # keeps ~300-1000 SMS/s moving (Twilio queues per sender anyway). An SMTP session
+    # carries one message at a time in four round trips, so email needs more sessions
+    # for the same pace; 50 is a relay's usual per-client connection limit (Postfix).
     sms_concurrency: int = 100
-    email_concurrency: int = 32
+    email_concurrency: int = 50
     # Per second; SMS in segments (providers bill and throttle per segment). 0: no limit.
     sms_rate: float = 0.0
     email_rate: float = 0.0

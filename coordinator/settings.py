@@ -77,7 +77,7 @@ class Settings:
     email_rate: float = 0.0
     # Sends in flight per channel (why these numbers: OutboxLimits in outbox.py).
     sms_concurrency: int = 100
-    email_concurrency: int = 32
+    email_concurrency: int = 50
     # Run the outbox worker inside `serve` (off for tests that drain it by hand).
     outbox_worker: bool = True
     # Access (coordinator/web/auth.py). The admin token holds every right; the intake
