@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from .config import write_config
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
@@ -314,14 +316,17 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         work = Path(tmp)
+        config = work / "config"
+        config.mkdir()
+        write_config(config, args.people)
         if "service" not in skip:
             results["service"] = run_part("service", [
-                "--people", str(args.people), "--naive", str(args.naive), "--rates", args.rates,
+                "--config", str(config), "--people", str(args.people), "--naive", str(args.naive), "--rates", args.rates,
                 "--window", str(args.window), "--api-latency", str(args.api_latency),
                 "--latency-rounds", str(args.latency_rounds), "--days", str(args.days),
                 *(["--profile"] if args.profile else [])], work)
         if args.inproc and "inproc" not in skip:
-            results["inproc"] = run_part("inproc", ["--people", str(args.people)], work)
+            results["inproc"] = run_part("inproc", ["--config", str(config), "--people", str(args.people)], work)
         if "latency" not in skip:
             results["latency"] = run_part("latency", ["--rounds", str(args.rounds), "--days", str(args.days)], work)
     seconds = time.perf_counter() - started

@@ -22,21 +22,29 @@ from pathlib import Path
 from typing import Any
 
 from . import fanout, latency
-from .config import make_config
+from coordinator.catalog import load_catalog
+
+from .config import make_config, write_config
 from .providers import vm_kb
 
 
-def _load(work: Path, people: int) -> tuple[Any, dict[str, Any]]:
+def _load(work: Path, people: int, config: Path | None) -> tuple[Any, dict[str, Any]]:
+    """The catalog: from `config` (written by the parent process, see write_config),
+    else generated here."""
     target = work / "config"
-    target.mkdir()
+    if config is None:
+        target.mkdir()
+        write_config(target, people)
+    else:
+        target = config
     started = time.perf_counter()
-    catalog = make_config(target, people)
+    catalog = load_catalog(target)
     return catalog, {"people_generated": people, "people": len(catalog.contacts.people),
                      "load_catalog_s": time.perf_counter() - started, "rss_after_catalog_kb": vm_kb("VmRSS")}
 
 
 async def service_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    catalog, out = _load(work, args.people)
+    catalog, out = _load(work, args.people, args.config)
     out["fanout"] = await fanout.fan_out(catalog, work, naive=args.naive)
     out["windows"] = []
     for rate in args.rates:
@@ -58,13 +66,13 @@ async def service_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 async def inproc_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    catalog, out = _load(work, args.people)
+    catalog, out = _load(work, args.people, args.config)
     out["fanout"] = await fanout.fan_out(catalog, work, in_process=True, naive=0)
     return out
 
 
 async def latency_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    catalog, out = _load(work, 0)
+    catalog, out = _load(work, 0, None)
     out["latency"] = await latency.run(catalog, work, rounds=args.rounds, days=args.days)
     return out
 
@@ -74,6 +82,7 @@ def main() -> None:
     parser.add_argument("part", choices=["service", "inproc", "latency"])
     parser.add_argument("--json", required=True, type=Path)
     parser.add_argument("--people", type=int, default=10_000)
+    parser.add_argument("--config", type=Path, help="a config written by write_config (else generated here)")
     parser.add_argument("--naive", type=int, default=300)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",") if x], default=[200.0, 500.0, 1000.0])
