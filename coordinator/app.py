@@ -33,6 +33,7 @@ from .drills import Drills, channels_are_sandbox, cron
 from .pipeline import Pipeline
 from .streams import StreamMonitor, detector_config, trigger_minimums
 from .web import api, auth, hooks, incidents, login, openapi
+from .web import drills as drills_api
 from .web import reports
 from .web.errors import json_errors
 from .web.state import SERVICES, Services
@@ -97,6 +98,7 @@ def create_app(
     app.add_routes(api.routes)
     app.add_routes(incidents.routes)
     app.add_routes(reports.routes)
+    app.add_routes(drills_api.routes)
     app.add_routes(hooks.routes)
     app.add_routes(login.routes)
     app.add_routes(openapi.routes)

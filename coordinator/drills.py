@@ -223,14 +223,15 @@ class Drills:
 
     # --- a run ---------------------------------------------------------------------
 
-    async def start(self, drill_id: str, *, how: str = "manual", scheduled_for: datetime | None = None) -> DrillRun | None:
+    async def start(self, drill_id: str, *, how: str = "manual", scheduled_for: datetime | None = None,
+                    by: str = "scheduler") -> DrillRun | None:
         """Start a run now. None when this firing already has its run (another instance).
         Raises DrillNotFound, or DrillRefused for sandbox channels on a real service (a
         scheduled one is recorded as failed instead)."""
         drill = self.drill(drill_id)
         now = self.clock.now()
         run_id = _run_id(drill, scheduled_for) if scheduled_for else f"{_run_id(drill, now)}-{secrets.token_hex(2)}"
-        run = DrillRun(id=run_id, drill_id=drill.id, title=drill.title, how=how, scheduled_for=scheduled_for,
+        run = DrillRun(id=run_id, drill_id=drill.id, title=drill.title, how=how, by=by, scheduled_for=scheduled_for,
                        started_at=now, channels=drill.channels)
         if drill.channels == "sandbox" and not self.sandbox_channels:
             reason = (f"drill {drill.id} asks for sandbox channels, but this service sends through real "

@@ -308,6 +308,7 @@ class DrillRun(Record):
     drill_id: str
     title: str
     how: str  # "schedule" | "catch-up" | "manual"
+    by: str = "scheduler"  # who started a manual run
     scheduled_for: datetime | None = None
     started_at: datetime
     status: DrillRunStatus = DrillRunStatus.running

@@ -25,6 +25,8 @@ from typing import Literal, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from .catalog import Contacts
+from .clock import Clock
+from .store import Store
 from .models import Ack, Delivery, DeliveryStatus, Incident, RoleAssignment, ScriptKind, Surge, TimelineEvent
 
 SCRIPT_CHANNELS = ("sms", "email")
@@ -458,3 +460,15 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+async def incident_report(store: Store, contacts: Contacts, incident_id: str, clock: Clock) -> IncidentReport:
+    """The edge: read what `build_report` needs from the store and build the report as
+    of now (raises IncidentNotFound). Drills build theirs the same way."""
+    incident = await store.get_incident(incident_id)
+    timeline = await store.timeline(incident_id)
+    surges = await store.surges(key=recurrence_key(incident), since=incident.opened_at - RECURRENCE_WINDOW)
+    return build_report(
+        incident, timeline=timeline, deliveries=await store.deliveries(incident_id), acks=await store.acks(incident_id),
+        contacts=contacts, surges=surges, now=clock.now(),
+    )

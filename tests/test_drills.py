@@ -280,3 +280,48 @@ async def test_cold_stream_triggers_directly_and_says_so(store: Store, catalog: 
     assert any("no learned baseline" in n for n in run.notes)
 
 
+
+
+# --- over HTTP ------------------------------------------------------------------------------
+
+
+async def test_drills_api(aiohttp_client: Any, store: Store, catalog: Catalog) -> None:
+    from coordinator.app import create_app
+
+    from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
+
+    clock = ManualClock(T0)
+    settings = Settings(subscriber_key="k", tick_seconds=0, admin_token=ADMIN_TOKEN, outbox_worker=False)
+    client = await aiohttp_client(create_app(settings, clock=clock, store=store, catalog=catalog), headers=ADMIN_HEADERS)
+    listed = (await (await client.get("/api/drills")).json())["drills"]
+    weekly = next(d for d in listed if d["id"] == "weekly-broadband")
+    assert weekly["next_runs"][0] == WED_10.isoformat().replace("+00:00", "+08:00") or \
+        datetime.fromisoformat(weekly["next_runs"][0]) == WED_10
+    assert weekly["last_run"] is None and weekly["scenario"] == "surge"
+    resp = await client.post("/api/drills/monthly-billing/run", json={"by": "wang-fang"})
+    assert resp.status == 201, await resp.text()
+    run = (await resp.json())["run"]
+    assert run["drill_id"] == "monthly-billing" and run["how"] == "manual" and run["by"] == "wang-fang"
+    assert run["incident_id"].startswith("DRL-")
+    assert (await client.post("/api/drills/nope/run")).status == 404
+    reports = await (await client.get("/api/drills/monthly-billing/reports")).json()
+    assert [r["run"]["id"] for r in reports["reports"]] == [run["id"]]
+    assert reports["reports"][0]["incident"]["drill"] is True
+    assert (await client.get("/api/drills/nope/reports")).status == 404
+    page = await client.get("/api/drills/monthly-billing/reports", headers={"Accept": "text/html"})
+    assert page.status == 200 and "演练报告" in await page.text()
+
+
+async def test_drill_api_refuses_sandbox_drills_on_a_real_service(aiohttp_client: Any, store: Store,
+                                                                  catalog: Catalog) -> None:
+    from coordinator.app import create_app
+
+    from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
+
+    settings = Settings(subscriber_key="k", tick_seconds=0, admin_token=ADMIN_TOKEN, outbox_worker=False,
+                        twilio_account_sid="AC" + "1" * 32, twilio_auth_token="t", twilio_from="+15005550006")
+    client = await aiohttp_client(create_app(settings, clock=ManualClock(T0), store=store, catalog=catalog),
+                                  headers=ADMIN_HEADERS)
+    resp = await client.post("/api/drills/weekly-broadband/run")
+    assert resp.status == 409
+    assert (await resp.json())["error"]["code"] == "drill_refused"

@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..models import Channel, Incident, ScriptVersion, TimelineEvent
+from ..drill_report import DrillReport
+from ..models import Channel, DrillRun, Incident, ScriptVersion, TimelineEvent
 from ..report import IncidentReport
 from ..users import Role
 from .auth import COOKIE_NAME, CSRF_HEADER, public
@@ -80,6 +81,16 @@ _STREAM = _obj({
     "complaints_24h": INT, "repeats_24h": INT, "repeat_share": {"type": "number"},
 }, ("stream", "current_count", "baseline", "score", "surge"))
 
+_DRILL = _obj({
+    "id": STR, "title": STR, "schedule": {"type": "string", "description": "cron, in `timezone`"},
+    "timezone": STR, "scenario": {"enum": ["surge", "trigger"]}, "playbook": STR, "region": STR,
+    "channels": {"enum": ["sandbox", "real"]}, "max_duration": {"type": "number", "description": "seconds"},
+    "success": _obj({"ack_within": {"type": "number"}, "min_ack_rate": {"type": "number"}}),
+    "audience": {"type": ["object", "null"]},
+    "next_runs": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+    "last_run": {"oneOf": [ref("DrillRun"), {"type": "null"}]},
+}, ("id", "title", "schedule", "timezone", "scenario", "next_runs"))
+
 _BOARD = _obj({
     "counts": {"type": "object", "description": "version -> channel -> status -> count",
                "additionalProperties": {"type": "object", "additionalProperties": {
@@ -95,7 +106,7 @@ _BOARD = _obj({
 def _model_schemas() -> dict[str, Schema]:
     """Incident, ScriptVersion, TimelineEvent, the incident report and what they contain, from the models."""
     out: dict[str, Schema] = {}
-    for model in (Incident, ScriptVersion, TimelineEvent, IncidentReport):
+    for model in (Incident, ScriptVersion, TimelineEvent, IncidentReport, DrillRun, DrillReport):
         schema = model.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
@@ -163,6 +174,7 @@ def _query_flag(name: str, description: str) -> Schema:
 
 
 ID = _path_param("id", description="incident id, e.g. INC-20261125-7fb888")
+DRILL_ID = _path_param("id", description="drill id, e.g. weekly-broadband")
 VERSION = _path_param("version", INT, "script version")
 
 
@@ -243,6 +255,23 @@ def _paths() -> dict[str, dict[str, Schema]]:
                    "content": {"application/json": {"schema": ref("IncidentReport")}, "text/html": {"schema": STR}}}},
             parameters=[ID, {"name": "format", "in": "query", "required": False,
                              "schema": {"type": "string", "enum": ["json", "html"]}}], errors=(404,))},
+        "/api/drills": {"get": op("Every drill with its schedule, next runs and last run", Role.viewer, {
+            200: _json(_obj({"drills": {"type": "array", "items": _DRILL}}, ("drills",)))})},
+        "/api/drills/{id}/run": {"post": op(
+            "Run a drill now", Role.trainer, {201: _json(_obj({"run": ref("DrillRun")}, ("run",)), "started")},
+            body=_body(_obj({"by": BY}), required=False), parameters=[DRILL_ID], errors=(404, 409),
+            description="409 `drill_refused` when a drill in sandbox channels is asked of a service that sends "
+                        "through real providers.")},
+        "/api/drills/{id}/reports": {"get": op(
+            "The reports of a drill's last runs (newest first) with their trend; every run incl. missed ones",
+            Role.viewer,
+            {200: {"description": "reports; a printable page with ?format=html or Accept: text/html",
+                   "content": {"application/json": {"schema": _obj({
+                       "drill": _DRILL, "runs": {"type": "array", "items": ref("DrillRun")},
+                       "reports": {"type": "array", "items": ref("DrillReport")}}, ("drill", "runs", "reports"))},
+                       "text/html": {"schema": STR}}}},
+            parameters=[DRILL_ID, {"name": "format", "in": "query", "required": False,
+                                   "schema": {"type": "string", "enum": ["json", "html"]}}], errors=(404,))},
         # Provider webhooks and the signed ack links: no session or token; each checks
         # its own signature.
         "/hooks/twilio/status": {"post": _signed_op("Twilio status callback", {204: {"description": "recorded"}})},

@@ -11,26 +11,12 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..catalog import Contacts
-from ..clock import Clock
-from ..report import RECURRENCE_WINDOW, IncidentReport, build_report, recurrence_key
-from ..store import Store
+from ..report import IncidentReport, incident_report
 from ..users import Role
 from .auth import requires
 from .state import SERVICES
 
 routes = web.RouteTableDef()
-
-
-async def incident_report(store: Store, contacts: Contacts, incident_id: str, clock: Clock) -> IncidentReport:
-    """Read what the report needs from the store and build it as of now (raises
-    IncidentNotFound). Drills build theirs the same way."""
-    incident = await store.get_incident(incident_id)
-    timeline = await store.timeline(incident_id)
-    surges = await store.surges(key=recurrence_key(incident), since=incident.opened_at - RECURRENCE_WINDOW)
-    return build_report(
-        incident, timeline=timeline, deliveries=await store.deliveries(incident_id), acks=await store.acks(incident_id),
-        contacts=contacts, surges=surges, now=clock.now(),
-    )
 
 
 def wants_html(request: web.Request) -> bool:
