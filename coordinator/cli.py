@@ -1,4 +1,4 @@
-"""Command line: `coordinator demo | serve | check | trigger | replay | detect | user`."""
+"""Command line: `coordinator demo | serve | check | trigger | replay | detect | drill | user`."""
 
 from __future__ import annotations
 
@@ -151,6 +151,47 @@ async def _replay_into(args: argparse.Namespace, items: list[dict[str, Any]]) ->
                                 speed=args.speed, live=args.live, batch_size=args.batch, progress=bar.update)
 
 
+def _drill_list(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from .catalog import load_catalog
+    from .drills import next_firings
+    from .errors import ConfigError
+
+    try:
+        catalog = load_catalog(Path(args.config))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    now = datetime.now(timezone.utc)
+    for drill in sorted(catalog.drills.values(), key=lambda d: d.id):
+        tz = ZoneInfo(drill.timezone)
+        upcoming = ", ".join(f"{t.astimezone(tz):%Y-%m-%d %H:%M}" for t in next_firings(drill, now, 3))
+        print(f"{drill.id}  {drill.title}")
+        print(f"    {drill.scenario.kind} scenario on playbook {drill.scenario.playbook}, {drill.channels} channels, "
+              f"at most {drill.max_duration}")
+        print(f"    schedule \"{drill.schedule}\" ({drill.timezone}); next: {upcoming}")
+    return 0
+
+
+def _drill_run(args: argparse.Namespace) -> int:
+    if args.url:
+        body: dict[str, object] = {"by": args.by} if args.by else {}
+        status, answer = _post_json(f"{args.url.rstrip('/')}/api/drills/{args.drill}/run", body, args.token)
+        if status >= 400:
+            print(f"error: {answer.get('error', {}).get('message', answer)}", file=sys.stderr)
+            return 1
+        run = answer["run"]
+        print(f"run {run['id']} started on {args.url} (incident: {run.get('incident_id') or 'not yet'}); report: "
+              f"{args.url.rstrip('/')}/api/drills/{args.drill}/reports?format=html")
+        return 0
+    from .rehearsal import Players, main as rehearse
+
+    return rehearse(Path(args.config), args.drill, Players(answer_share=args.answer_share, seed=args.seed))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
@@ -248,6 +289,24 @@ def build_parser() -> argparse.ArgumentParser:
     remove = user_sub.add_parser("remove", help="remove a user and their tokens")
     remove.add_argument("name")
 
+    drill = sub.add_parser("drill", help="drills: list them, or run one now")
+    drill_sub = drill.add_subparsers(dest="drill_command", required=True)
+    listing = drill_sub.add_parser("list", help="every drill with its schedule and next runs")
+    listing.add_argument("--config", default=os.environ.get("COORDINATOR_CONFIG", "."), help="config directory")
+    listing.set_defaults(func=_drill_list)
+    run = drill_sub.add_parser(
+        "run", help="run a drill now: in this process against the sandbox (staff played), or on a service with --url")
+    run.add_argument("drill", help="drill id")
+    run.add_argument("--config", default=os.environ.get("COORDINATOR_CONFIG", "."), help="config directory")
+    run.add_argument("--answer-share", type=float, default=0.9,
+                     help="in the sandbox: share of the frontline that answers (default 0.9)")
+    run.add_argument("--seed", type=int, default=2026, help="in the sandbox: seed of who answers when")
+    run.add_argument("--url", help="start it on this running service instead (POST /api/drills/ID/run)")
+    run.add_argument("--token", default=os.environ.get("COORDINATOR_TOKEN"),
+                     help="with --url: a trainer's or leader's API token, or the admin token (env COORDINATOR_TOKEN)")
+    run.add_argument("--by", default="", help="with --url and the admin token: who starts it")
+    run.set_defaults(func=_drill_run)
+
     detect = sub.add_parser("detect", help="run the surge detector over a timestamp,value CSV")
     detect.add_argument("input", help="CSV with header timestamp,value")
     detect.set_defaults(func=_detect)
@@ -256,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet = args.command in ("demo", "replay")  # their own output tells the story
+    quiet = args.command in ("demo", "replay", "drill")  # their own output tells the story
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -60,7 +60,7 @@ class DemoResult:
         self.lines.append(line)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -101,7 +101,7 @@ async def run_demo(config_dir: Path, store_path: Path, say: Callable[[str], None
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     clock = ManualClock(now)
     catalog = load_catalog(config_dir)
-    port = _free_port()
+    port = free_port()
     public = f"http://127.0.0.1:{port}"
     inbox = SmtpInbox(clock=clock)
     await inbox.start()
