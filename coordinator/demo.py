@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -21,18 +19,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
-from aiohttp import web
 
-from .app import create_app
 from .catalog import load_catalog
 from .clock import ManualClock
 from .sandbox import Delivery, SmtpInbox, TwilioSandbox
-from .settings import Settings
-from .web.state import SERVICES, Services
-
-ACCOUNT_SID = "AC" + "de" * 16
-AUTH_TOKEN = "demo-sandbox-token"
-SENDER = "+15005550006"
+from .sandboxed import SENDER, sandboxed_service
+from .web.state import Services
 REGION = "ningbo"
 CATEGORY = "broadband"
 
@@ -58,12 +50,6 @@ class DemoResult:
 
     def say(self, line: str) -> None:
         self.lines.append(line)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _history(start: datetime, days: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -101,39 +87,19 @@ async def run_demo(config_dir: Path, store_path: Path, say: Callable[[str], None
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     clock = ManualClock(now)
     catalog = load_catalog(config_dir)
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    inbox = SmtpInbox(clock=clock)
-    await inbox.start()
-    sandbox = TwilioSandbox(ACCOUNT_SID, AUTH_TOKEN, numbers=(SENDER,), inbound_url=f"{public}/hooks/twilio/inbound",
-                            clock=clock, seed=7, delivery=Delivery(step_delay=0.02, receipt_delay=0.05), inbox=inbox)
-    await sandbox.start()
-    host, smtp_port = inbox.address
-    settings = Settings(
-        port=port, public_url=public, config_dir=config_dir, store_url=f"sqlite:///{store_path}", tick_seconds=0,
-        twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from=SENDER,
-        twilio_base_url=sandbox.base_url, smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com",
-        admin_token=secrets.token_urlsafe(24),  # this run's only credential; the story calls the API with it
-    )
-    runner = web.AppRunner(create_app(settings, clock=clock, catalog=catalog), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    services: Services = runner.app[SERVICES]
-    try:
+    delivery = Delivery(step_delay=0.02, receipt_delay=0.05)
+    async with sandboxed_service(catalog, config_dir, store_path, clock, seed=7, delivery=delivery) as up:
+        services, sandbox, inbox, public = up.services, up.sandbox, up.inbox, up.public
         async with aiohttp.ClientSession(base_url=public,
-                                         headers={"Authorization": f"Bearer {settings.admin_token}"}) as http:
+                                         headers={"Authorization": f"Bearer {up.settings.admin_token}"}) as http:
             await _story(services, sandbox, inbox, http, clock, rng, result, say)
         say("")
         say(f"service:  {public}  (API: {public}/api/incidents, {public}/api/streams)")
         say(f"sandbox:  {sandbox.base_url}/sandbox/  (what every phone and mailbox received; reply as staff)")
         if keep_running > 0:
-            say(f"admin token for the API (this run only): {settings.admin_token}")
+            say(f"admin token for the API (this run only): {up.settings.admin_token}")
             say(f"keeping both up for {keep_running:.0f} s (Ctrl-C to stop)")
             await asyncio.sleep(keep_running)
-    finally:
-        await runner.cleanup()
-        await sandbox.stop()
-        await inbox.stop()
     return result
 
 

@@ -18,24 +18,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from aiohttp import web
-
-from .app import create_app
 from .catalog import Catalog, load_catalog
 from .clock import ManualClock
-from .demo import free_port, poisson
+from .demo import poisson
 from .drill_report import DrillReport, load_drill_reports
 from .drills import channels_are_sandbox, next_firings
 from .models import DrillRunStatus
-from .sandbox import Delivery, SmtpInbox, TwilioSandbox
+from .sandbox import Delivery, TwilioSandbox
 from .sandbox.staff import SimulatedStaff
+from .sandboxed import SENDER, sandboxed_service
 from .schemas import Drill, SurgeScenario
-from .settings import Settings
-from .web.state import SERVICES, Services
+from .web.state import Services
 
-ACCOUNT_SID = "AC" + "d1" * 16
-AUTH_TOKEN = "drill-sandbox-token"
-SENDER = "+15005550006"
 STEP = timedelta(seconds=30)
 
 
@@ -70,35 +64,10 @@ async def rehearse(config_dir: Path, drill_id: str, store_path: Path, *, players
         raise KeyError(f"no drill '{drill_id}' in {config_dir / 'drills'} (known: {', '.join(sorted(catalog.drills))})")
     # As if at its next scheduled time: the time of day decides the stream's usual rate.
     clock = ManualClock(next_firings(drill, datetime.now(timezone.utc), 1)[0].astimezone(timezone.utc))
-    inbox = SmtpInbox(clock=clock)
-    await inbox.start()
-    runner: web.AppRunner | None = None
-    sandbox: TwilioSandbox | None = None
-    try:
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        sandbox = TwilioSandbox(ACCOUNT_SID, AUTH_TOKEN, numbers=(SENDER,), inbound_url=f"{public}/hooks/twilio/inbound",
-                                clock=clock, seed=players.seed, delivery=Delivery(step_delay=0.01, receipt_delay=0.02),
-                                inbox=inbox)
-        await sandbox.start()
-        host, smtp_port = inbox.address
-        settings = Settings(
-            port=port, public_url=public, config_dir=config_dir, store_url=f"sqlite:///{store_path}", tick_seconds=0,
-            twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from=SENDER,
-            twilio_base_url=sandbox.base_url, smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com",
-        )
-        assert channels_are_sandbox(settings)
-        runner = web.AppRunner(create_app(settings, clock=clock, catalog=catalog), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        services: Services = runner.app[SERVICES]
-        return await _run(services, catalog, drill, sandbox, clock, players, say)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        if sandbox is not None:
-            await sandbox.stop()
-        await inbox.stop()
+    delivery = Delivery(step_delay=0.01, receipt_delay=0.02)
+    async with sandboxed_service(catalog, config_dir, store_path, clock, seed=players.seed, delivery=delivery) as up:
+        assert channels_are_sandbox(up.settings)
+        return await _run(up.services, catalog, drill, up.sandbox, clock, players, say)
 
 
 async def _run(services: Services, catalog: Catalog, drill: Drill, sandbox: TwilioSandbox, clock: ManualClock,

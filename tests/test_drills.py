@@ -15,6 +15,7 @@ import pytest
 from coordinator.app import build_services
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
+from coordinator.demo import poisson
 from coordinator.drills import DrillRefused, SCHEDULER_LEASE, due_firings, cron, next_firings, surge_plan
 from coordinator.models import DrillRun, DrillRunStatus, IncidentStatus
 from coordinator.settings import Settings
@@ -58,11 +59,7 @@ def history(days: int, region: str, per_bucket: float, seed: int = 3) -> list[tu
     items: list[tuple[int, dict[str, Any]]] = []
     start = T0 - timedelta(days=days)
     for b in range(days * 288):
-        n, p, limit = 0, rng.random(), pow(2.718281828, -per_bucket)
-        while p > limit:
-            n += 1
-            p *= rng.random()
-        for k in range(n):
+        for k in range(poisson(rng, per_bucket)):
             at = start + timedelta(minutes=5 * b, seconds=rng.randrange(300))
             items.append((len(items) + 1, {"id": f"h-{b}-{k}", "received_at": at.isoformat(), "channel": "hotline",
                                            "category": "broadband", "region": region, "text": "宽带断网"}))
