@@ -31,6 +31,7 @@ from .frontline import Frontline
 from .outbox import Outbox, OutboxLimits
 from .drills import Drills, channels_are_sandbox, cron
 from .pipeline import Pipeline
+from .sandbox.inprocess import start_sandbox
 from .streams import StreamMonitor, detector_config, trigger_minimums
 from .web import api, auth, hooks, incidents, login, openapi
 from .web import drills as drills_api
@@ -53,17 +54,26 @@ def create_app(
     email: EmailChannel | None = None,
 ) -> web.Application:
     """The service. Parts not given are built from `settings` when the app starts; a
-    store or channel given by the caller is the caller's to close."""
+    store or channel given by the caller is the caller's to close. With
+    `settings.sandbox` every message goes to a sandbox started here."""
+    base_settings = settings
     # Access: every route declares who may call it (web/auth.py); the middleware enforces it.
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[json_errors, auth.sessions, auth.authorize])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         own_store = store is None
-        the_store = store if store is not None else await open_store(settings.store_url, settings.bucket_seconds)
+        the_store = store if store is not None else await open_store(base_settings.store_url,
+                                                                      base_settings.bucket_seconds)
+        the_clock = clock or SystemClock()
+        sandbox = None
         try:
+            sandbox = await start_sandbox(base_settings, the_clock) if base_settings.sandbox else None
+            settings = sandbox.settings if sandbox is not None else base_settings
+            if sandbox is not None:
+                log.info("sandbox mode: SMS to %s (page %s/sandbox/), email to %s:%d; nothing reaches a real phone",
+                         sandbox.sms.base_url, sandbox.sms.base_url, *sandbox.inbox.address)
             the_catalog = catalog if catalog is not None else load_catalog(settings.config_dir)
-            the_clock = clock or SystemClock()
             own_sms = sms is None and settings.twilio_account_sid is not None
             own_email = email is None and settings.smtp_host is not None
             the_sms = sms if sms is not None else (sms_channel(settings, the_clock) if own_sms else None)
@@ -87,6 +97,8 @@ def create_app(
                     if owned and channel is not None:
                         await channel.close()
         finally:
+            if sandbox is not None:
+                await sandbox.stop()
             if own_store:
                 await the_store.close()
 

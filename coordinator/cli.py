@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             config_dir=Path(args.config) if args.config else None,
             store_url=args.store,
+            sandbox=True if args.sandbox else None,
         )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -228,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store", help="sqlite:///PATH or redis://HOST:PORT/DB (env COORDINATOR_STORE, default sqlite:///coordinator.db)"
     )
+    serve.add_argument("--sandbox", action="store_true",
+                       help="send every SMS and email to a sandbox started inside the service, never to a real "
+                            "phone or mailbox (a training instance; env COORDINATOR_SANDBOX=1)")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="the whole story once, on the embedded store, against the sandbox")

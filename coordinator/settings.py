@@ -78,6 +78,8 @@ class Settings:
     # Sends in flight per channel (why these numbers: OutboxLimits in outbox.py).
     sms_concurrency: int = 100
     email_concurrency: int = 50
+    # Send every message to a sandbox started inside the service (a training instance).
+    sandbox: bool = False
     # Run the outbox worker inside `serve` (off for tests that drain it by hand).
     outbox_worker: bool = True
     # Access (coordinator/web/auth.py). The admin token holds every right; the intake
@@ -121,6 +123,7 @@ class Settings:
             "SMTP_USER": ("smtp_user", str),
             "SMTP_PASSWORD": ("smtp_password", str),
             "SMTP_STARTTLS": ("smtp_starttls", _flag),
+            "COORDINATOR_SANDBOX": ("sandbox", _flag),
             "SMTP_FROM": ("smtp_from", str),
             "COORDINATOR_SMS_RATE": ("sms_rate", float),
             "COORDINATOR_EMAIL_RATE": ("email_rate", float),

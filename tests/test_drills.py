@@ -354,3 +354,34 @@ def test_cli_drill_run_in_the_sandbox_prints_its_report(capsys: Any) -> None:
     assert "time to detect:" in out and "NOT detected" not in out
     assert "success:" in out and "PASSED" in out
     assert main(["drill", "run", "nope", "--config", str(ROOT)]) == 2
+
+
+async def test_a_sandbox_service_runs_sandbox_drills_and_sends_only_to_the_sandbox(
+        aiohttp_client: Any, store: Store, catalog: Catalog) -> None:
+    import aiohttp
+
+    from coordinator.app import create_app
+    from coordinator.web.state import SERVICES
+
+    from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
+
+    settings = Settings(subscriber_key="k", tick_seconds=0, admin_token=ADMIN_TOKEN, outbox_worker=False, sandbox=True,
+                        twilio_account_sid="AC" + "1" * 32, twilio_auth_token="t", twilio_from="+15005550006",
+                        smtp_host="smtp.example.com")  # real-looking settings: the sandbox replaces them
+    client = await aiohttp_client(create_app(settings, clock=ManualClock(T0), store=store, catalog=catalog),
+                                  headers=ADMIN_HEADERS)
+    services = client.app[SERVICES]
+    assert services.settings.twilio_base_url.startswith("http://127.0.0.1:")
+    assert services.settings.smtp_host == "127.0.0.1"
+    resp = await client.post("/api/drills/monthly-billing/run")
+    assert resp.status == 201, await resp.text()
+    run = (await resp.json())["run"]
+    assert (await client.post(f"/api/incidents/{run['incident_id']}/scripts/1/approve", json={"by": "chen-li"})).status == 200
+    await services.outbox.drain()
+    sent = [d for d in await store.deliveries(run["incident_id"]) if d.key.channel in ("sms", "email")]
+    assert sent and all(d.status.value in ("sent", "delivered") for d in sent)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{services.settings.twilio_base_url}/sandbox/") as page:
+            text = await page.text()
+    phone = next(d.address for d in sent if d.key.channel == "sms")
+    assert phone in text
