@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, Protocol, Sequence
 
 from ..models import DELIVERY_RANK, Ack, Complaint, DrillRun, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
+from .stats import StatRow
 
 
 class Store(Protocol):
@@ -199,6 +200,14 @@ class Store(Protocol):
     async def acquire_lease(self, name: str, owner: str, now: datetime, seconds: float) -> bool:
         """Hold lease `name` for `owner` until now + seconds: True if it was free, lapsed, or
         already `owner`'s (a renewal); False while someone else holds it."""
+
+    # --- statistics (store/stats.py) ------------------------------------------------
+
+    async def complaint_stats(self, start: datetime, end: datetime) -> list[StatRow]:
+        """Counts and repeats of real (not drill) complaints per UTC hour, category,
+        region and channel, for the hours start <= hour < end, oldest first; kept by
+        `add_complaints` (complaints stored before these counts existed are not in them)."""
+
 
 CountKind = Literal["all", "repeat", "regulator"]
 

@@ -23,6 +23,11 @@ class RedisKeys:
         count, "<bucket start>:r" -> repeats, "<bucket start>:g" -> regulator channel."""
         return f"{self.prefix}buckets:{stream}:{day}"
 
+    def complaint_stats(self, day: int) -> str:
+        """Complaint statistics of one UTC day (store/stats.py). Hash fields:
+        "<hour>|<category>|<region>|<channel>" -> count, the same + "|r" -> repeats."""
+        return f"{self.prefix}complaint-stats:{day}"
+
     def subscriber(self, subscriber_hash: str) -> str:
         """When the subscriber last complained (epoch seconds), for repeat flags."""
         return f"{self.prefix}subscriber:{subscriber_hash}"

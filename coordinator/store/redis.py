@@ -29,18 +29,27 @@ from ..models import (
 )
 from .base import MEDIA, Added, CountKind, Moved, StatusUpdate, ack_id, medium_of
 from .drill_runs import RedisDrillRuns
+from .stats import RedisStats, redis_stat_args
 from .keys import RedisKeys
 
 _DAY = 86400
 
-# KEYS: streams set, complaint counter. ARGV[1]: repeat window (s); then 9 per complaint:
+# KEYS: streams set, complaint counter. ARGV[1]: repeat window (s); then 12 per complaint:
 # complaint key, json, bucket key 1, stream 1, bucket key 2, stream 2, bucket start,
-# subscriber key ('' for none), received at (epoch s), '1' if from the regulator channel.
+# subscriber key ('' for none), received at (epoch s), '1' if from the regulator channel,
+# statistics hash and field ('' for a drill; store/stats.py), summed over the batch
+# first: one HINCRBY per field instead of one per complaint.
 # Returns per complaint 0 known, 1 new, 2 new and a repeat.
 _ADD_COMPLAINTS = """
 local window = tonumber(ARGV[1])
 local out = {}
-for i = 2, #ARGV, 10 do
+local stats = {}
+local function tally(key, field)
+  local fields = stats[key]
+  if not fields then fields = {}; stats[key] = fields end
+  fields[field] = (fields[field] or 0) + 1
+end
+for i = 2, #ARGV, 12 do
   if redis.call('SET', ARGV[i], ARGV[i+1], 'NX') then
     local result = 1
     if ARGV[i+7] ~= '' then
@@ -61,12 +70,19 @@ for i = 2, #ARGV, 10 do
       redis.call('HINCRBY', ARGV[i+2], ARGV[i+6] .. ':g', 1)
       redis.call('HINCRBY', ARGV[i+4], ARGV[i+6] .. ':g', 1)
     end
+    if ARGV[i+10] ~= '' then
+      tally(ARGV[i+10], ARGV[i+11])
+      if result == 2 then tally(ARGV[i+10], ARGV[i+11] .. '|r') end
+    end
     redis.call('SADD', KEYS[1], ARGV[i+3], ARGV[i+5])
     redis.call('INCR', KEYS[2])
     out[#out+1] = result
   else
     out[#out+1] = 0
   end
+end
+for key, fields in pairs(stats) do
+  for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
 end
 return out
 """
@@ -223,7 +239,7 @@ async def _reachable() -> AsyncIterator[None]:
         raise StoreError(f"Redis store unavailable: {exc}") from exc
 
 
-class RedisStore(RedisDrillRuns):
+class RedisStore(RedisDrillRuns, RedisStats):
     # Several instances share it: anything may have changed since the last read.
     single_process = False
 
@@ -289,6 +305,7 @@ class RedisStore(RedisDrillRuns):
                 self.keys.subscriber(c.subscriber_hash) if c.subscriber_hash else "",
                 c.received_at.timestamp(),
                 "1" if c.channel == Channel.regulator else "0",
+                *redis_stat_args(self.keys.complaint_stats, c),
             ]
         async with _reachable():
             result = await self._add_complaints(

@@ -31,6 +31,7 @@ from ..models import (
 )
 from .base import Added, CountKind, Moved, StatusUpdate, ack_id, apply_update, medium_of
 from .drill_runs import DRILL_SCHEMA, SqliteDrillRuns
+from .stats import STATS_SCHEMA, STATS_UPSERT, SqliteStats, StatTally
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,7 +105,7 @@ def _row(d: Delivery, due: datetime) -> tuple[Any, ...]:
             d.model_dump_json(), d.key.medium)
 
 
-class SqliteStore(SqliteDrillRuns):
+class SqliteStore(SqliteDrillRuns, SqliteStats):
     # One process owns the file: what it wrote last is what is stored.
     single_process = True
 
@@ -120,7 +121,7 @@ class SqliteStore(SqliteDrillRuns):
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
-            await db.executescript(SCHEMA + DRILL_SCHEMA)
+            await db.executescript(SCHEMA + DRILL_SCHEMA + STATS_SCHEMA)
             await _migrate_deliveries(db)
             await db.commit()
         except sqlite3.Error as exc:
@@ -168,6 +169,7 @@ class SqliteStore(SqliteDrillRuns):
             counts: Counter[tuple[str, int]] = Counter()
             repeats: Counter[tuple[str, int]] = Counter()
             regulator: Counter[tuple[str, int]] = Counter()
+            tally = StatTally()
             window = repeat_window.total_seconds()
             for c in complaints:
                 if c.id in known:
@@ -181,6 +183,7 @@ class SqliteStore(SqliteDrillRuns):
                     repeat = previous is not None and abs(at - previous) <= window
                     last_seen[c.subscriber_hash] = max(at, previous or at)
                 out.append(Added(True, repeat))
+                tally.add(c, repeat)
                 rows_in.append((c.id, at, c.model_dump_json()))
                 bucket = bucket_start(c.received_at, self.bucket_seconds)
                 for stream in c.streams():
@@ -196,6 +199,7 @@ class SqliteStore(SqliteDrillRuns):
                         " regulator = regulator + excluded.regulator",
                         [(s, b, n, repeats[(s, b)], regulator[(s, b)]) for (s, b), n in counts.items()],
                     )
+                    await self._db.executemany(STATS_UPSERT, tally.rows())
                     await self._db.executemany(
                         "INSERT INTO subscribers VALUES (?, ?) ON CONFLICT (hash) DO UPDATE"
                         " SET last_at = max(last_at, excluded.last_at)",
