@@ -35,7 +35,7 @@ from .sandbox.inprocess import start_sandbox
 from .streams import StreamMonitor, detector_config, trigger_minimums
 from .web import api, auth, hooks, incidents, login, openapi
 from .web import drills as drills_api
-from .web import reports
+from .web import reports, stats
 from .web.errors import json_errors
 from .web.state import SERVICES, Services
 
@@ -114,6 +114,7 @@ def create_app(
     app.add_routes(hooks.routes)
     app.add_routes(login.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(stats.routes)
     return app
 
 

@@ -18,6 +18,7 @@ from .. import __version__
 from ..drill_report import DrillReport
 from ..models import Channel, DrillRun, Incident, ScriptVersion, TimelineEvent
 from ..report import IncidentReport
+from ..stats import Statistics
 from ..users import Role
 from .auth import COOKIE_NAME, CSRF_HEADER, public
 
@@ -178,6 +179,21 @@ DRILL_ID = _path_param("id", description="drill id, e.g. weekly-broadband")
 VERSION = _path_param("version", INT, "script version")
 
 
+_STATS_PARAMS = [
+    {"name": "from", "in": "query", "required": False, "schema": {"type": "string", "format": "date"},
+     "description": "first local day (default: the first of this month)"},
+    {"name": "to", "in": "query", "required": False, "schema": {"type": "string", "format": "date"},
+     "description": "last local day, included (default: today); at most 366 days from `from`"},
+    {"name": "by", "in": "query", "required": False, "schema": {"enum": ["day", "month"]}},
+]
+
+
+@cache
+def _stats_schemas() -> dict[str, Schema]:
+    schema = Statistics.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), "Statistics": schema}
+
+
 def _paths() -> dict[str, dict[str, Schema]]:
     incident = ref("IncidentView")
     return {
@@ -201,6 +217,12 @@ def _paths() -> dict[str, dict[str, Schema]]:
                         "(`invalid_complaints`); a body that cannot be read is 400 or 413.")},
         "/api/streams": {"get": op("Every stream's counts, baseline, score and open surge", Role.viewer, {
             200: _json(_obj({"streams": {"type": "array", "items": ref("Stream")}}, ("streams",)))})},
+        "/api/stats": {"get": op(
+            "Complaints per day or month by category, region and channel, repeat share, and incidents per "
+            "period with their median time figures (drills apart)", Role.viewer,
+            {200: _json(ref("Statistics"))}, parameters=_STATS_PARAMS,
+            description="Local days in COORDINATOR_TIMEZONE. The same figures as the page /stats and its CSV "
+                        "export /stats.csv?table=complaints|incidents.")},
         "/api/incidents": {
             "post": op("Open an incident by hand (manual trigger)", Role.leader, {
                 201: _json(incident, "opened"),
@@ -305,6 +327,7 @@ def document() -> dict[str, Any]:
         "Error": _ERROR, "Complaint": _COMPLAINT, "Rejection": _REJECTION, "RoleView": _ROLE_VIEW,
         "Stream": _STREAM, "DeliveryBoard": _BOARD,
         **_model_schemas(),
+        **_stats_schemas(),
     }
     responses = {
         name: {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
