@@ -33,7 +33,7 @@ from .drills import Drills, channels_are_sandbox, cron
 from .pipeline import Pipeline
 from .sandbox.inprocess import start_sandbox
 from .streams import StreamMonitor, detector_config, trigger_minimums
-from .web import api, auth, hooks, incidents, login, openapi
+from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
 from .web import reports, stats
 from .web.errors import json_errors
@@ -107,8 +107,10 @@ def create_app(
     # Pages: server-rendered, autoescaped; every asset is served from here (no CDN).
     aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("coordinator.web", "templates"), autoescape=True)
     app.router.add_static("/static/", STATIC_DIR, name="static")
+    console.setup(app)
     app.add_routes(api.routes)
     app.add_routes(incidents.routes)
+    app.add_routes(previews.routes)
     app.add_routes(reports.routes)
     app.add_routes(drills_api.routes)
     app.add_routes(hooks.routes)

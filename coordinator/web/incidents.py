@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..models import Incident, ScriptKind
+from ..models import Incident, ScriptKind, TimelineEvent
 from ..pipeline import role_view
 from ..schemas import Playbook
 from ..wording import needs_approval
@@ -194,6 +194,27 @@ async def approve_script(request: web.Request) -> web.Response:
     sent = await services.frontline.approve(request.match_info["id"], version,
                                             actor(request, body))
     return web.json_response({"version": version, "deliveries": sent})
+
+
+@routes.post("/api/incidents/{id}/remind")
+@requires(Role.leader)
+async def remind(request: web.Request) -> web.Response:
+    """Remind now everyone the wording in force reached who has not acknowledged it.
+    Each call is a reminder of its own (its own delivery key), on top of the
+    playbook's timed ones; who asked is on the timeline."""
+    services = request.app[SERVICES]
+    body = await json_body(request)
+    incident = await services.store.get_incident(request.match_info["id"])
+    current = incident.current_script
+    if not incident.is_open or current is None:
+        reason = f"incident {incident.id} is {incident.status.value}" if not incident.is_open else "no approved wording yet"
+        return error_response(409, "invalid_action", f"nothing to remind of: {reason}")
+    now = services.clock.now()
+    await services.store.append_timeline(incident.id, TimelineEvent(
+        at=now, kind="remind_requested", actor=actor(request, body), data={"version": current.version}))
+    queued = await services.frontline.chase(incident.id, current.version, supervisors=False,
+                                            purpose=f"reminder-manual{now.timestamp():.0f}")
+    return web.json_response({"version": current.version, "messages": queued})
 
 
 @routes.get("/api/incidents/{id}/deliveries")

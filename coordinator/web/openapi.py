@@ -177,6 +177,7 @@ def _query_flag(name: str, description: str) -> Schema:
 ID = _path_param("id", description="incident id, e.g. INC-20261125-7fb888")
 DRILL_ID = _path_param("id", description="drill id, e.g. weekly-broadband")
 VERSION = _path_param("version", INT, "script version")
+PLAYBOOK_ID = _path_param("id", description="playbook id, e.g. broadband-outage")
 
 
 _STATS_PARAMS = [
@@ -268,6 +269,25 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "Approve a version and send it", Role.leader,
             {200: _json(_obj({"version": INT, "deliveries": INT}, ("version", "deliveries")))},
             body=_body(_obj({"by": BY}), required=False), parameters=[ID, VERSION], errors=(404, 409))},
+        "/api/incidents/{id}/scripts/preview": {"post": op(
+            "The next version as a draft would render it, not saved (the console's editor)", Role.leader,
+            {200: _json(ref("ScriptVersion"), "the version as it would be drafted; nothing is stored")},
+            body=_body(_obj({"params": {"type": "object", "additionalProperties": STR}, "sms": STR,
+                             "email_subject": STR, "email_text": STR, "email_html": STR}), required=False),
+            parameters=[ID], errors=(404,))},
+        "/api/incidents/{id}/remind": {"post": op(
+            "Remind now everyone the wording in force reached who has not acknowledged it", Role.leader,
+            {200: _json(_obj({"version": INT, "messages": INT}, ("version", "messages")),
+                        "the version reminded of and the reminders queued")},
+            body=_body(_obj({"by": BY}), required=False), parameters=[ID], errors=(404, 409),
+            description="409 when the incident is not open or has no approved wording.")},
+        "/api/playbooks/{id}/preview": {"post": op(
+            "Version 1 of the script as the playbook would render it, not saved (the trigger page)", Role.leader,
+            {200: _json(ref("ScriptVersion"), "the version; missing required parameters show as placeholders "
+                                              "and are listed in `missing`")},
+            body=_body(_obj({"region": STR, "params": {"type": "object", "additionalProperties": STR},
+                             "drill": BOOL, "severity": {"enum": ["minor", "major", "critical"]}}, ("region",))),
+            parameters=[PLAYBOOK_ID], errors=(404,))},
         "/api/incidents/{id}/deliveries": {"get": op(
             "Fan-out progress and who has not acknowledged", Role.viewer, {200: _json(ref("DeliveryBoard"))},
             parameters=[ID], errors=(404,))},

@@ -1,0 +1,53 @@
+"""The console: server-rendered pages for the leadership and trainers, and the event
+stream that keeps them live.
+
+    /                  overview: streams against their baselines, open surges and incidents
+    /incidents/{id}    one incident: roles, the wording's versions, board, timeline
+    /trigger           open an incident by hand (leader), with a preview of the script
+    /drills            drills: schedule, next and last runs, run now (trainer)
+    /events            server-sent events: `?incident=ID` for one incident, else the overview
+
+Pages only read; their buttons call the JSON API (static/console.js), whose routes
+check the role again, so a page never holds a right the API would refuse."""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from ..users import Role
+from . import pages_drills, pages_incident, pages_overview, pages_trigger, sse
+from .auth import requires
+from .page import nav_context
+from .state import SERVICES
+
+routes = web.RouteTableDef()
+
+INCIDENT_POLL_SECONDS = 1.0  # acks should show within a second or two
+OVERVIEW_POLL_SECONDS = 2.0
+
+
+@routes.get("/events")
+@requires(Role.viewer)
+async def events(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    incident_id = request.query.get("incident")
+    summary: Callable[[], Awaitable[sse.Summary]]
+    if incident_id:
+        await services.store.get_incident(incident_id)  # 404 now, not an empty stream
+        summary, every = (lambda: sse.incident_summary(services, incident_id)), INCIDENT_POLL_SECONDS
+    else:
+        summary, every = (lambda: sse.overview_summary(services)), OVERVIEW_POLL_SECONDS
+    return await sse.stream(request, summary, every)
+
+
+def setup(app: web.Application) -> None:
+    """Call after aiohttp_jinja2.setup: the pages, the event stream, and the nav context
+    for every page (the console's and the others')."""
+    for table in (pages_overview.routes, pages_incident.routes, pages_trigger.routes, pages_drills.routes, routes):
+        app.add_routes(table)
+    sse.setup(app)
+    app[aiohttp_jinja2.APP_CONTEXT_PROCESSORS_KEY] = [nav_context]
+    app.middlewares.append(aiohttp_jinja2.context_processors_middleware)

@@ -1,0 +1,131 @@
+"""What every console page shares: who is looking and what they may do, the language,
+the nav bar's links, and times and names as people read them. Added to every page's
+template context (aiohttp-jinja2 context processor, set up by console.setup)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from aiohttp_jinja2 import REQUEST_CONTEXT_KEY
+from aiohttp_session import get_session
+
+from ..catalog import Catalog
+from ..drills import channels_are_sandbox
+from ..settings import Settings
+from ..users import Role
+from .auth import CSRF_FIELD, Principal, csrf_token, principal
+from .i18n import DEFAULT_LANG, HTML_LANG, JS_KEYS, LANGS, translator
+from .state import SERVICES
+
+LANG_KEY = "lang"
+# Requests that never render a page: no session work for them.
+NOT_PAGES = ("/static/", "/hooks/", "/events", "/ack/")
+
+
+@dataclass(frozen=True)
+class Nav:
+    who: Principal | None
+    lang: str
+    path: str
+    csrf: str
+    sandbox_url: str | None
+
+    @property
+    def role(self) -> str:
+        """The highest of the console's roles the viewer holds."""
+        for role in (Role.leader, Role.trainer, Role.viewer):
+            if self.who is not None and self.who.can(role):
+                return role.value
+        return "none"
+
+    @property
+    def can_lead(self) -> bool:
+        return self.who is not None and self.who.can(Role.leader)
+
+    @property
+    def can_train(self) -> bool:
+        return self.who is not None and self.who.can(Role.trainer)
+
+
+def sandbox_inbox(settings: Settings) -> str | None:
+    """The sandbox's own page, when this service sends through it (never a real provider)."""
+    if settings.twilio_base_url and channels_are_sandbox(settings):
+        return settings.twilio_base_url.rstrip("/") + "/sandbox/"
+    return None
+
+
+async def nav_context(request: web.Request) -> dict[str, Any]:
+    """`nav`, `t` (the translator) and `lang` for the layout. `?lang=en` (or zh) is kept
+    in the session from then on."""
+    if request.path.startswith(NOT_PAGES) or "text/html" not in request.headers.get("Accept", ""):
+        return {}
+    session = await get_session(request)
+    asked = request.query.get("lang")
+    if asked in LANGS:
+        session[LANG_KEY] = asked
+    lang = session.get(LANG_KEY)
+    lang = lang if lang in LANGS else DEFAULT_LANG
+    try:
+        who: Principal | None = principal(request)
+    except RuntimeError:
+        who = None  # an open page (the login page shows who is signed in itself)
+    services = request.app.get(SERVICES)
+    nav = Nav(who=who, lang=lang, path=request.path, csrf=await csrf_token(request),
+              sandbox_url=sandbox_inbox(services.settings) if services else None)
+    t = translator(lang)
+    return {"nav": nav, "t": t, "lang": HTML_LANG[lang], "csrf_field": CSRF_FIELD,
+            "js_text": {key: t(key) for key in JS_KEYS}}
+
+
+@dataclass(frozen=True)
+class Readable:
+    """Times in the operator's zone and the names behind ids, for templates."""
+
+    catalog: Catalog
+    tz: ZoneInfo
+    everywhere: str = "全部地区"  # how region "*" reads in the page's language
+
+    def when(self, at: datetime | None, fmt: str = "%m-%d %H:%M:%S") -> str:
+        return at.astimezone(self.tz).strftime(fmt) if at is not None else "—"
+
+    def person(self, person_id: str | None) -> str:
+        if person_id is None:
+            return "—"
+        found = self.catalog.contacts.people.get(person_id)
+        return found.name if found else person_id
+
+    def region(self, region_id: str) -> str:
+        if region_id == "*":
+            return self.everywhere
+        found = self.catalog.contacts.regions.get(region_id)
+        return found.name if found else region_id
+
+    def team(self, team_id: str) -> str:
+        found = self.catalog.contacts.teams.get(team_id)
+        return found.name if found else team_id
+
+    def category(self, category_id: str) -> str:
+        return self.catalog.categories.get(category_id, category_id)
+
+    def stream(self, stream: str) -> str:
+        """宽带故障 · 宁波 for broadband/ningbo; drills keep their marker."""
+        drill = stream.startswith("drill:")
+        category, _, region = stream.removeprefix("drill:").partition("/")
+        where = self.everywhere if region == "*" else self.region(region)
+        return ("【演练】" if drill else "") + f"{self.category(category)} · {where}"
+
+
+def readable(request: web.Request, t: Callable[[str], str]) -> Readable:
+    services = request.app[SERVICES]
+    return Readable(services.catalog, ZoneInfo(services.settings.timezone), t("all_regions"))
+
+
+
+def tr(request: web.Request) -> Callable[[str], str]:
+    """The page's translator, as nav_context chose it for this request."""
+    found = request.get(REQUEST_CONTEXT_KEY, {}).get("t")
+    return found if found is not None else translator(DEFAULT_LANG)

@@ -1,0 +1,67 @@
+"""The overview page: every stream's recent counts against its baseline, the open
+surges and incidents; live through /events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp_jinja2
+from aiohttp import web
+from markupsafe import Markup
+
+from ..models import DRILL_PREFIX, bucket_start, utc
+from ..streams import StreamStatus
+from ..users import Role
+from . import sse
+from .auth import requires
+from .charts import bar_chart
+from .page import readable, tr
+from .state import SERVICES
+
+routes = web.RouteTableDef()
+
+WINDOW_BUCKETS = 36  # three hours of 5-minute buckets
+RECENT_CLOSED = 10
+
+
+@dataclass(frozen=True)
+class StreamRow:
+    stream: str
+    label: str
+    status: StreamStatus
+    chart: Markup
+
+    @property
+    def drill(self) -> bool:
+        return self.stream.startswith(DRILL_PREFIX)
+
+
+@routes.get("/")
+@requires(Role.viewer)
+async def overview(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    t = tr(request)
+    rd = readable(request, t)
+    now = services.clock.now()
+    width = services.settings.bucket_seconds
+    first = bucket_start(now, width) - (WINDOW_BUCKETS - 1) * width
+    starts = [first + i * width for i in range(WINDOW_BUCKETS)]
+    labels = [rd.when(utc(s), "%H:%M") for s in starts]
+    rows: list[StreamRow] = []
+    for name in await services.store.stream_names():
+        status = await services.monitor.status(name)
+        counts = await services.store.bucket_counts(name, utc(first), utc(starts[-1] + width))
+        chart = bar_chart([counts.get(s, 0) for s in starts], labels=labels, baseline=status.expected,
+                          title=rd.stream(name), baseline_label=t("chart.baseline"), filling_last=True)
+        rows.append(StreamRow(name, rd.stream(name), status, chart))
+    # Surging streams first, then the closest to their alarm level.
+    rows.sort(key=lambda r: (r.drill, r.status.surge is None, -r.status.score, r.stream))
+    incidents = await services.store.list_incidents()
+    summary = await sse.overview_summary(services)
+    return aiohttp_jinja2.render_template("overview.html", request, {
+        "rd": rd, "streams": [r for r in rows if not r.drill], "drill_streams": [r for r in rows if r.drill],
+        "surges": [r for r in rows if r.status.surge is not None],
+        "open": [i for i in incidents if i.is_open], "recent": [i for i in incidents if not i.is_open][:RECENT_CLOSED],
+        "bucket_minutes": services.settings.bucket_minutes, "fingerprint": summary["fingerprint"],
+    })
+
