@@ -3,7 +3,7 @@ NAB realTweets with NAB's standard profile, and `coordinator detect` speed.
 Prints the results and writes them as the "## Detection" section of
 bench/RESULTS.md.
 
-    .venv/bin/python -m bench.detect [--streams 200] [--quick] [--no-write]
+    .venv/bin/python -m bench.detect [--streams 200] [--quick] [--no-write] [--misses]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ PUBLISHED = (
 MINUTES = synthetic.BUCKET // 60
 
 
-def run_synthetic(streams: int, seed: int) -> list[str]:
+def run_synthetic(streams: int, seed: int, misses: bool = False) -> list[str]:
     rng = np.random.default_rng(seed)
     results: dict[str, list[tuple[synthetic.Stream, synthetic.Outcome]]] = defaultdict(list)
     for _ in range(streams):
@@ -42,6 +42,8 @@ def run_synthetic(streams: int, seed: int) -> list[str]:
         ):
             results[name].append((stream, synthetic.outcome(flags, stream)))
 
+    if misses:
+        print_misses(results)
     days = (synthetic.N - synthetic.EVAL_START) / synthetic.PER_DAY
     lines = [
         f"{streams} streams x 8 weeks of 5-minute buckets, {4 * streams} surges "
@@ -125,6 +127,23 @@ def run_synthetic(streams: int, seed: int) -> list[str]:
     return lines
 
 
+def print_misses(results: dict[str, list[tuple[synthetic.Stream, synthetic.Outcome]]]) -> None:
+    """Every surge ours missed, with its class and what the oracle did with it."""
+    rows = []
+    for i, ((stream, o), (_, r)) in enumerate(zip(results["ours"], results["oracle"])):
+        for s, a, b in zip(stream.surges, o.delays, r.delays):
+            if a is None:
+                noise = "poisson" if stream.size is None else f"nb{stream.size:g}"
+                oracle = "missed" if b is None else f"{b * MINUTES} min"
+                rows.append((stream.level, i, s, noise, oracle))
+    both = sum(1 for *_, oracle in rows if oracle == "missed")
+    print(f"Missed by ours: {len(rows)} ({both} also by the oracle)")
+    print("stream  level  noise     ratio  shape  duration  oracle")
+    for level, i, s, noise, oracle in sorted(rows, key=lambda row: row[0]):
+        print(f"{i:6d} {level:6.2f}  {noise:8s} x{s.ratio:4.2f}  {s.shape:5s} "
+              f"{(s.end - s.onset) * MINUTES:5d} min  {oracle}")
+
+
 def _median(delays: list[int]) -> str:
     return f"{median(delays) * MINUTES:.0f} min" if delays else "-"
 
@@ -202,12 +221,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="40 streams, 200k rows")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--misses", action="store_true", help="list the surges ours missed")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.rows = 40, 200_000
 
     started = time.time()
-    synthetic_lines = run_synthetic(args.streams, args.seed)
+    synthetic_lines = run_synthetic(args.streams, args.seed, args.misses)
     nab_lines = run_nab()
     speed_lines = run_speed(args.rows)
     body = "\n".join([
