@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -52,16 +53,148 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def parse_yaml(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
     """Parse `text`; returns the document (None on a syntax error) and any problems
     (a syntax error, or keys repeated in one mapping, which plain YAML silently drops)."""
-    # One pass: the node tree gives the lines, and the data is built from the same tree.
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
+        try:
+            return _parse_events(text, path)
+        except _Unusual:
+            return _parse_tree(text, path)  # anchors, tags, complex keys: yaml's composer
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
         reason = getattr(exc, "problem", None) or str(exc)
         return None, [Problem(path, line, f"YAML syntax error: {reason}")]
+
+
+class _Unusual(Exception):
+    """Something the event reader leaves to yaml's own composer and constructor."""
+
+
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+
+
+def _parse_events(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
+    """Data and lines built straight from the parser's events, one pass, the same as
+    yaml's composer and safe constructor would give for plain documents (mappings with
+    scalar keys, sequences, scalars). Never holding the whole node tree (two marks per
+    node) keeps the peak low: for a roster of 10,000 people the tree took ~50 MB, which
+    the allocator then kept, fragmented, for the life of the service."""
+    loader = _Loader(text)
+    doc = YamlDoc(path, None)
+    problems: list[Problem] = []
+    try:
+        # Each open collection: [container, its path, pending key (mappings), keys seen].
+        stack: list[list[Any]] = []
+        started = ended = False
+        while True:
+            event = loader.get_event()
+            if isinstance(event, yaml.StreamEndEvent):
+                break
+            if isinstance(event, yaml.DocumentStartEvent):
+                if started:
+                    raise _Unusual()  # a second document: the composer's error
+                started = True
+                continue
+            if isinstance(event, (yaml.StreamStartEvent, yaml.DocumentEndEvent)):
+                continue
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                stack.pop()
+                continue
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise _Unusual()
+            # A node starts: where it goes.
+            line = event.start_mark.line + 1
+            here: PathKey
+            if not stack:
+                if ended:
+                    raise _Unusual()
+                here = ()
+                doc.lines[()] = line
+            else:
+                frame = stack[-1]
+                container = frame[0]
+                if isinstance(container, list):
+                    here = frame[1] + (len(container),)
+                    doc.lines[here] = line
+                elif frame[2] is _NO_KEY:  # a key
+                    if not isinstance(event, yaml.ScalarEvent):
+                        raise _Unusual()
+                    key = _scalar(loader, event)
+                    if _resolved(loader, event) == "tag:yaml.org,2002:merge":
+                        raise _Unusual()
+                    name = str(event.value)
+                    if name in frame[3]:
+                        problems.append(Problem(path, line, f"duplicate key '{name}'"))
+                    frame[3].add(name)
+                    doc.lines[frame[1] + (name,)] = line
+                    try:
+                        hash(key)
+                    except TypeError:
+                        raise _Unusual() from None
+                    frame[2] = (key, name)
+                    continue
+                else:
+                    here = frame[1] + (frame[2][1],)
+            value: Any
+            if isinstance(event, yaml.ScalarEvent):
+                value = _scalar(loader, event)
+            elif isinstance(event, yaml.MappingStartEvent):
+                if event.tag not in (None, "!", _MAP):
+                    raise _Unusual()
+                value = {}
+            elif isinstance(event, yaml.SequenceStartEvent):
+                if event.tag not in (None, "!", _SEQ):
+                    raise _Unusual()
+                value = []
+            else:
+                raise _Unusual()
+            if not stack:
+                doc.data = value
+                ended = True
+            else:
+                frame = stack[-1]
+                if isinstance(frame[0], list):
+                    frame[0].append(value)
+                else:
+                    frame[0][frame[2][0]] = value
+                    frame[2] = _NO_KEY
+            if isinstance(value, dict):
+                stack.append([value, here, _NO_KEY, set()])
+            elif isinstance(value, list) and not isinstance(event, yaml.ScalarEvent):
+                stack.append([value, here, None, None])
+    finally:
+        loader.dispose()
+    return doc, problems
+
+
+_NO_KEY: Any = object()
+
+
+def _resolved(loader: Any, event: Any) -> str:
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+    return str(tag)
+
+
+def _scalar(loader: Any, event: Any) -> Any:
+    """What the safe constructor makes of a scalar (str, int, float, bool, None, dates)."""
+    tag = _resolved(loader, event)
+    construct = loader.yaml_constructors.get(tag)
+    if construct is None:
+        raise _Unusual()
+    value = construct(loader, yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style))
+    if isinstance(value, types.GeneratorType):
+        raise _Unusual()
+    return value
+
+
+def _parse_tree(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
+    # One pass: the node tree gives the lines, and the data is built from the same tree.
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()
     doc = YamlDoc(path, data)
