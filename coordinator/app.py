@@ -23,6 +23,7 @@ from .channels.email import SmtpConfig, SmtpEmail
 from .channels.sms import TwilioConfig, TwilioSms
 from .clock import Clock, SystemClock
 from .errors import ConfigError, StoreError
+from .eventloop import loop_factory, loop_name
 from .intake import Intake, Limits, SubscriberHasher
 from .settings import Settings
 from .users import UsersFileError, read_users
@@ -252,12 +253,14 @@ def run_server(settings: Settings) -> int:
             print(problem, file=sys.stderr)
         print(f"refusing to start: {len(exc.problems)} problem(s) in {settings.users_path}", file=sys.stderr)
         return 1
+    loop = loop_factory()()  # uvloop when installed: coordinator/eventloop.py
     log.info(
-        "serving on http://%s:%d (store %s, %d playbooks)",
-        settings.host, settings.port, settings.store_url.split("?")[0], len(catalog.playbooks),
+        "serving on http://%s:%d (store %s, %d playbooks, %s)",
+        settings.host, settings.port, settings.store_url.split("?")[0], len(catalog.playbooks), loop_name(loop),
     )
     try:
-        web.run_app(create_app(settings, catalog=catalog), host=settings.host, port=settings.port, print=None)
+        web.run_app(create_app(settings, catalog=catalog), host=settings.host, port=settings.port, print=None,
+                    loop=loop)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
