@@ -9,6 +9,7 @@ remembers the delivery as in doubt so that a later retry looks again before post
 from __future__ import annotations
 
 import asyncio
+import logging
 import urllib.parse
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ CLOCK_SKEW = timedelta(seconds=60)
 # The lookup reads one page of the recipient's newest messages; a staff member gets a
 # handful per incident, so the attempt's message is on it.
 LOOKUP_LIMIT = 50
+QUIET_HTTP_LOG = logging.getLogger("coordinator.channels.twilio_http")
+QUIET_HTTP_LOG.setLevel(logging.WARNING)
 
 _TWILIO_STATUS: dict[str, DeliveryStatus] = {
     "scheduled": DeliveryStatus.queued,
@@ -167,7 +170,9 @@ class TwilioSms:
     def _twilio(self) -> Client:
         if self._client is None:
             # max_retries stays unset: the http client would re-POST a create after a 5xx.
-            self._http = AsyncTwilioHttpClient()
+            # Its own logger, quiet below WARNING: the client logs every request and answer
+            # at INFO (a dozen lines per SMS), which `serve` would print for each message.
+            self._http = AsyncTwilioHttpClient(logger=QUIET_HTTP_LOG)
             client = Client(self._config.account_sid, self._config.auth_token, http_client=self._http)
             # Only this config says where Twilio is: TWILIO_EDGE/TWILIO_REGION from the
             # environment would rewrite the host name.
