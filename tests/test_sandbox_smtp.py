@@ -120,3 +120,16 @@ async def test_inbox_without_credentials_offers_no_auth(make_inbox: MakeInbox) -
 def test_user_and_password_come_together() -> None:
     with pytest.raises(ValueError):
         SmtpInbox(user="coordinator")
+
+
+@pytest.mark.parametrize("arg", [
+    "<bench-00001@example.com> SIZE=1234 BODY=8BITMIME", "<a@b.c>", " <x.y+z@d-e.com>", "<a..b@c.d>",
+    '<"q r"@d.com>', "<>", "a@b.c", "<a@b.c", "<Chen Li <a@b.c>>",
+])
+async def test_envelope_addresses_read_as_aiosmtpd_reads_them(arg: str) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    from coordinator.sandbox.smtp import _Smtp
+
+    handler = object()
+    assert _Smtp(handler)._getaddr(arg) == SMTP(handler)._getaddr(arg)

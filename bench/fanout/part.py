@@ -23,6 +23,7 @@ from typing import Any
 
 from . import fanout, latency
 from coordinator.catalog import load_catalog
+from coordinator.eventloop import loop_factory, loop_name
 
 from .config import make_config, write_config
 from .providers import vm_kb
@@ -98,7 +99,9 @@ def main() -> None:
     run = {"service": service_part, "inproc": inproc_part, "latency": latency_part}[args.part]
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         started = time.perf_counter()
-        result = asyncio.run(run(args, Path(tmp)))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:  # the loop serve runs on
+            result = runner.run(run(args, Path(tmp)))
+            result["loop"] = loop_name(runner.get_loop())
         result["part_seconds"] = time.perf_counter() - started
     args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False), "utf-8")
 

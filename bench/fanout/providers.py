@@ -23,6 +23,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from coordinator.eventloop import loop_factory
 from coordinator.sandbox import Delivery, Faults, SmtpInbox, TwilioSandbox
 
 ACCOUNT_SID = "AC" + "be" * 16
@@ -158,6 +159,7 @@ def collect(sandbox: TwilioSandbox, inbox: SmtpInbox) -> dict[str, Any]:
         "emails": sum(len(box) for box in inbox.mailboxes().values()),
         "callbacks": len(sandbox.callbacks),
         "callback_answers": dict(answers),
+        "callback_errors": dict(Counter((c.error or "")[:60] for c in sandbox.callbacks if c.answer is None)),
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "hwm_kb": vm_kb("VmHWM"),
     }
@@ -193,7 +195,8 @@ def main() -> None:
     parser.add_argument("--receipt-delay", type=float, default=RECEIPT_DELAY)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--api-latency", type=float, default=0.0)
-    asyncio.run(serve(parser.parse_args()))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(serve(parser.parse_args()))
 
 
 if __name__ == "__main__":

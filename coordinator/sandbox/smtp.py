@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
 import email.policy
 import warnings
 from dataclasses import dataclass
@@ -57,6 +58,24 @@ class ReceivedEmail:
     def _body(self, subtype: str) -> str | None:
         part = self.message.get_body(preferencelist=(subtype,))
         return cast(EmailMessage, part).get_content() if part is not None else None
+
+# `<local@domain>` with a plain dot-atom on each side, and what follows it.
+_PLAIN_PATH = re.compile(r"\s*<([A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>\s*(.*)", re.S)
+
+
+class _Smtp(SMTP):
+    """aiosmtpd's server, reading a plain `<local@domain>` in MAIL FROM / RCPT TO with a
+    regular expression: its RFC 5322 header parser took a tenth of the provider process
+    in a fan-out. Anything else still goes through that parser."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_PATH.fullmatch(arg)
+        if plain is None:
+            return super()._getaddr(arg)
+        address, rest = plain.group(1), plain.group(2)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
 
 
 class SmtpInbox:
@@ -111,7 +130,7 @@ class SmtpInbox:
         with warnings.catch_warnings():
             # aiosmtpd warns that AUTH without TLS exposes passwords; not on loopback.
             warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
-            return SMTP(
+            return _Smtp(
                 self,
                 hostname="sandbox.localhost",
                 enable_SMTPUTF8=True,

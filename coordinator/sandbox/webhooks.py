@@ -82,7 +82,12 @@ class WebhookSender:
         self.log: list[CallbackAttempt] = []
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        # Twilio posts callbacks from many machines at once: not aiohttp's default of at
+        # most 100 connections, under which a fan-out's callbacks (three per SMS) queued
+        # here until they timed out. No cookies: webhooks carry none.
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout), connector=aiohttp.TCPConnector(limit=1000),
+            cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
         if self._session is not None:
