@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from coordinator.models import Incident, IncidentStatus, Surge, TimelineEvent
 from coordinator.settings import Settings
 from coordinator.stats import IncidentTimes, build_statistics, periods
 from coordinator.store.stats import StatRow
+from coordinator.web.i18n import MESSAGES
 from coordinator.web.state import SERVICES, Services
 from coordinator.web.stats import parse_period
 
@@ -298,6 +300,29 @@ async def test_the_page_shows_the_figures(client: TestClient) -> None:
     assert "<td>全期</td>" in by_day and "<td>2026-11-20</td>" in by_day
     assert "演练事件（不计入以上统计）" in page
     assert 'href="/stats.csv?from=2026-11-01&amp;to=2026-11-30&amp;by=month&amp;table=complaints"' in page
+
+
+async def test_the_page_in_english_and_the_language_link_keeps_the_period(client: TestClient) -> None:
+    await load(client)
+    query = "from=2026-11-01&to=2026-11-30&by=month"
+    page = await (await client.get(f"/stats?{query}&lang=en", headers={"Accept": "text/html"})).text()
+    assert '<html lang="en">' in page and "<h1>Complaints and incidents</h1>" in page
+    assert "<strong>4</strong> complaints, 2 of them repeats (50.0%" in page
+    assert "By region" in page and "mobile app" in page and "1 h 15 min" in page
+    assert "Drill incidents (not counted above)" in page
+    # only the names from the configuration stay Chinese, and the link back to Chinese
+    catalog = services(client).catalog
+    names = [*catalog.categories.values(), *(r.name for r in catalog.contacts.regions.values()), "中文"]
+    left = page
+    for name in sorted(names, key=len, reverse=True):
+        left = left.replace(name, "")
+    assert re.findall(r"[\u4e00-\u9fff]+", left) == []
+    assert not [zh for key, (zh, _) in MESSAGES.items() if key.startswith("stats.") and zh in page]
+    # the language link keeps the period: switching language does not lose it
+    assert f'href="?{query.replace("&", "&amp;")}&amp;lang=zh" class="lang">中文</a>' in page
+    chinese = await (await client.get(f"/stats?lang=zh&{query}", headers={"Accept": "text/html"})).text()
+    assert "<h1>投诉与事件统计</h1>" in chinese and "1小时15分" in chinese
+    assert f'href="?{query.replace("&", "&amp;")}&amp;lang=en" class="lang">English</a>' in chinese
 
 
 async def test_a_bad_period_is_a_json_400(client: TestClient) -> None:

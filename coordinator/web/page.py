@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -33,6 +34,7 @@ class Nav:
     path: str
     csrf: str
     sandbox_url: str | None
+    switch: str  # the language link: this page, its query kept, in the other language
 
     @property
     def role(self) -> str:
@@ -49,6 +51,12 @@ class Nav:
     @property
     def can_train(self) -> bool:
         return self.who is not None and self.who.can(Role.trainer)
+
+
+def lang_switch(query: Iterable[tuple[str, str]], lang: str) -> str:
+    """`?from=…&to=…&lang=en`: the page's own query with only the language changed."""
+    other = "en" if lang == "zh" else "zh"
+    return "?" + urlencode([(k, v) for k, v in query if k != LANG_KEY] + [(LANG_KEY, other)])
 
 
 def sandbox_inbox(settings: Settings) -> str | None:
@@ -75,7 +83,8 @@ async def nav_context(request: web.Request) -> dict[str, Any]:
         who = None  # an open page (the login page shows who is signed in itself)
     services = request.app.get(SERVICES)
     nav = Nav(who=who, lang=lang, path=request.path, csrf=await csrf_token(request),
-              sandbox_url=sandbox_inbox(services.settings) if services else None)
+              sandbox_url=sandbox_inbox(services.settings) if services else None,
+              switch=lang_switch(request.query.items(), lang))
     t = translator(lang)
     return {"nav": nav, "t": t, "lang": HTML_LANG[lang], "csrf_field": CSRF_FIELD,
             "js_text": {key: t(key) for key in JS_KEYS}}
@@ -129,3 +138,9 @@ def tr(request: web.Request) -> Callable[[str], str]:
     """The page's translator, as nav_context chose it for this request."""
     found = request.get(REQUEST_CONTEXT_KEY, {}).get("t")
     return found if found is not None else translator(DEFAULT_LANG)
+
+
+def page_lang(request: web.Request) -> str:
+    """The page's language (zh or en), as nav_context chose it for this request."""
+    nav = request.get(REQUEST_CONTEXT_KEY, {}).get("nav")
+    return nav.lang if isinstance(nav, Nav) else DEFAULT_LANG

@@ -60,13 +60,16 @@ def local_time(at: datetime | None, tz: ZoneInfo) -> str:
     return at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if at is not None else "—"
 
 
-def duration(seconds: float | None) -> str:
-    """12秒, 3分05秒, 2小时04分: what a reader of the printed page compares."""
+def duration(seconds: float | None, lang: str = "zh") -> str:
+    """12秒, 3分05秒, 2小时04分 (in English 12 s, 3 min 05 s, 2 h 04 min): what a reader
+    of the printed page compares."""
     if seconds is None:
         return "—"
     whole = round(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
+    if lang != "zh":
+        return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
     if hours:
         return f"{hours}小时{minutes:02d}分"
     if minutes:

@@ -9,7 +9,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,8 @@ from ..report import incident_report
 from ..stats import By, IncidentPeriod, IncidentTimes, Statistics, build_statistics, utc_span
 from ..users import Role
 from .auth import requires
+from .i18n import DEFAULT_LANG, translator
+from .page import page_lang, tr
 from .reports import duration, percent
 from .state import SERVICES, Services
 
@@ -28,11 +30,6 @@ routes = web.RouteTableDef()
 
 # A year and a day: a leap year's statistics by month, and no more in one request.
 MAX_DAYS = 366
-CHANNEL_NAMES: dict[str, str] = {
-    Channel.hotline: "客服热线", Channel.app: "手机营业厅", Channel.web: "网上营业厅", Channel.shop: "实体营业厅",
-    Channel.social: "社交媒体", Channel.regulator: "监管转办",
-}
-DIMENSION_TITLES = {"category": "投诉类别", "region": "地区", "channel": "渠道"}
 
 
 @dataclass(frozen=True)
@@ -107,18 +104,20 @@ async def get_stats(request: web.Request) -> web.Response:
 
 
 class Names:
-    """The Chinese names behind the ids, as the catalog and contacts give them."""
+    """The names behind the ids: categories and regions as the catalog and contacts give
+    them (Chinese), channels in `t`'s language (the CSV's are Chinese)."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, t: Callable[[str], str] = translator(DEFAULT_LANG)) -> None:
         self.categories = services.catalog.categories
         self.regions = {r.id: r.name for r in services.catalog.contacts.regions.values()}
+        self.t = t
 
     def of(self, dimension: str, key: str) -> str:
         if dimension == "category":
             return self.categories.get(key, key)
         if dimension == "region":
             return self.regions.get(key, key)
-        return CHANNEL_NAMES.get(key, key)
+        return self.t(f"stats.channel.{key}") if key in Channel.__members__ else key
 
 
 def seconds(value: float | None) -> str:
@@ -203,17 +202,18 @@ def bars(stats: Statistics) -> list[Bar]:
             for i, p in enumerate(stats.periods)]
 
 
-def presets(today: date) -> list[tuple[str, str]]:
+def presets(today: date, t: Callable[[str], str]) -> list[tuple[str, str]]:
     """Quick periods: this month and last by day, this year and the last 12 months by month."""
     month_start = today.replace(day=1)
     last_end = month_start - timedelta(days=1)
     year_ago = (month_start.replace(year=month_start.year - 1) + timedelta(days=31)).replace(day=1)
-    choices = [("本月", month_start, today, "day"), ("上月", last_end.replace(day=1), last_end, "day"),
-               ("上月汇总", last_end.replace(day=1), last_end, "month"),
-               ("今年按月", today.replace(month=1, day=1), today, "month"),
-               ("近12个月", year_ago, today, "month")]
-    return [(label, "?" + urlencode({"from": s.isoformat(), "to": e.isoformat(), "by": by}))
-            for label, s, e, by in choices]
+    choices = [("stats.this_month", month_start, today, "day"),
+               ("stats.last_month", last_end.replace(day=1), last_end, "day"),
+               ("stats.last_month_total", last_end.replace(day=1), last_end, "month"),
+               ("stats.this_year", today.replace(month=1, day=1), today, "month"),
+               ("stats.last_12_months", year_ago, today, "month")]
+    return [(t(key), "?" + urlencode({"from": s.isoformat(), "to": e.isoformat(), "by": by}))
+            for key, s, e, by in choices]
 
 
 def pivot(stats: Statistics) -> dict[str, dict[str, dict[str, Any]]]:
@@ -231,11 +231,12 @@ def pivot(stats: Statistics) -> dict[str, dict[str, dict[str, Any]]]:
 @requires(Role.viewer)
 async def stats_page(request: web.Request) -> web.Response:
     services, period, stats = await _asked(request)
-    names = Names(services)
+    t, lang = tr(request), page_lang(request)
     today = services.clock.now().astimezone(ZoneInfo(services.settings.timezone)).date()
     query = urlencode({"from": period.start.isoformat(), "to": period.end.isoformat(), "by": period.by})
+    # `t` here too: without `Accept: text/html` (a script with a token) there is no nav context.
     return aiohttp_jinja2.render_template("stats.html", request, {
         "s": stats, "bars": bars(stats), "chart_width": CHART_WIDTH, "chart_height": CHART_HEIGHT,
-        "grid": pivot(stats), "titles": DIMENSION_TITLES, "name": names.of, "took": duration, "pct": percent,
-        "presets": presets(today), "query": query,
+        "grid": pivot(stats), "name": Names(services, t).of, "took": lambda v: duration(v, lang), "pct": percent,
+        "presets": presets(today, t), "query": query, "t": t,
     })
