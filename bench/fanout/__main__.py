@@ -191,27 +191,38 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
         add("")
         wall = f["last_accept_s"]
         prov = f["provider_stats"]["cpu_s"]
-        add(f"- CPU: the service used {f['service_cpu_s']:.1f} s for {f['accepted']:,} messages ({per_msg:.2f} ms each, "
-            f"the three status callbacks per SMS included) over {wall:.1f} s of wall time, i.e. at most "
-            f"~{1000 / per_msg:,.0f} messages/s on its one core; {TARGET_RATE:,.0f}/s needs <= "
-            f"{1000 / TARGET_RATE:.2f} ms per message. The provider process (sandbox + inbox, the other core) used "
-            f"{prov:.1f} s over the whole run, which includes its start and the naive loop. At "
-            f"{TARGET_RATE:,.0f} messages/s both processes would need under 0.5 ms of CPU per message on one core "
-            "each: the service for a twilio-client request, an SMTP conversation and three signed callbacks per "
-            "SMS pair, the sandbox for the other end of each. Neither is saturated here "
-            f"(the service busy {f['service_cpu_s'] / wall * 100:.0f}% of the wall time): the rest is round trips "
-            "waiting in the two event loops, which more sends in flight hide (in a 5,000-person trial, 64+ SMTP "
-            "sessions instead of 32 gave ~1,500 instead of ~570 messages/s); the CPU per message bounds it first.")
+        loop = svc.get("loop", "asyncio")
+        answers = f["provider_stats"].get("callback_answers", {})
+        add(f"- CPU: the service (on {loop}, as `coordinator serve` runs when uvloop is installed; the provider "
+            f"process on the same loop) used {f['service_cpu_s']:.1f} s for {f['accepted']:,} messages "
+            f"({per_msg:.2f} ms each, the three status callbacks per SMS included: "
+            f"{sum(answers.values()):,} callbacks, {answers.get('204', 0):,} answered 204) over {wall:.1f} s of "
+            f"wall time, i.e. at most ~{1000 / per_msg:,.0f} messages/s on its one core; {TARGET_RATE:,.0f}/s needs "
+            f"<= {1000 / TARGET_RATE:.2f} ms per message. The provider process (sandbox + inbox, the other core) "
+            f"used {prov:.1f} s over the whole run, which includes its start and the naive loop; it needs the "
+            "same 0.5 ms per message for the other end of each request, SMTP session and callback. The machine "
+            "is shared (other test runs while measuring), so wall-clock rates vary between runs more than CPU per "
+            "message does. Where the service's time goes (py-spy, this round): the twilio client's request "
+            "through aiohttp ~20%, the SMTP conversation ~20% (aiosmtplib's per-command overhead and its "
+            "line-ending pass over each message), the callbacks' HTTP handling ~25% (form, signature, group "
+            "commit), the store's group commits ~9%, the loop itself the rest.")
         add(f"- `POST /api/incidents` answered after {f['trigger_answer_s']:.1f} s: the publish (deliveries written "
             "in chunks of 500, the outbox woken after each) runs inside the request, while the outbox is already "
             f"sending; the first chunk is 50, so the first script SMS left {ms(f['first_v1_sms_s'])} after the "
             f"trigger (the role notices {ms(f['first_accept_s'])}).")
-        add(f"- RSS: the fan-out itself adds {mb(fanout_peak(f) - f['rss_before_kb']):.0f} MB; the rest was there "
-            f"before it: the service's imports (~75 MB) and what loading the {svc['people']:,}-person catalog left "
-            f"({mb(svc['rss_after_catalog_kb']):.0f} MB right after `load_catalog`). tracemalloc finds ~17 MB of "
-            "live objects from that load (12 MB of them the pydantic `Person` models); the rest is the freed YAML "
-            "node tree, whose memory the allocator keeps (arenas pinned by the live objects between them), so "
-            "slimmer models alone would not bring it under the target.")
+        add(f"- RSS: the fan-out itself adds {mb(fanout_peak(f) - f['rss_before_kb']):.0f} MB; before it: the "
+            f"service's imports (~75 MB) and the {svc['people']:,}-person catalog "
+            f"({mb(svc['rss_after_catalog_kb']):.0f} MB right after `load_catalog`, which took "
+            f"{svc['load_catalog_s']:.1f} s). The YAML is read from the parser's events (coordinator/yamlsource.py), "
+            "not through a node tree with two marks per node: that tree (~50 MB for 10,000 people) was freed "
+            "after loading but left the allocator's arenas fragmented for the life of the process (the last round "
+            "measured 167 MB before the fan-out). `malloc_trim(0)` after loading gave back only ~10 MB then, 2 MB "
+            "now, and copying the catalog afresh nothing (the copy fills the same holes), so neither is used.")
+        add("- Detection to first script SMS with the 10,012-person audience comes out in one of two bands, "
+            "~120 ms or ~260-310 ms, the same band for every trial of a run (five runs this round: p50 117, 123, "
+            "153, 263, 291 ms; the last round's p50 170 ms, max 314 ms, shows it too). The role notices "
+            "(~15 ms) do not move; the step is between them and the first v1 send, in publishing to the large "
+            "audience: not yet found.")
         add("- The naive loop: on loopback the sandbox answers in about 1 ms, so a sequential loop already runs at "
             "~1,000 SMS/s, and 50x that (~50,000 messages/s) is out of reach of any Python service on one core; "
             "the ratio as defined measures CPU per message, not concurrency. Over a real network (the row with "
