@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import sys
@@ -253,6 +254,11 @@ def run_server(settings: Settings) -> int:
             print(problem, file=sys.stderr)
         print(f"refusing to start: {len(exc.problems)} problem(s) in {settings.users_path}", file=sys.stderr)
         return 1
+    # What is loaded now (the catalog: ~120,000 objects with 10,000 people) lives as long
+    # as the process: out of the collector's sight, a full collection during a fan-out
+    # takes well under a millisecond instead of ~70 ms or more, which otherwise lands
+    # now and then between a surge and its first script SMS.
+    gc.freeze()
     loop = loop_factory()()  # uvloop when installed: coordinator/eventloop.py
     log.info(
         "serving on http://%s:%d (store %s, %d playbooks, %s)",
