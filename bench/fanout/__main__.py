@@ -218,11 +218,12 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
             "after loading but left the allocator's arenas fragmented for the life of the process (the last round "
             "measured 167 MB before the fan-out). `malloc_trim(0)` after loading gave back only ~10 MB then, 2 MB "
             "now, and copying the catalog afresh nothing (the copy fills the same holes), so neither is used.")
-        add("- Detection to first script SMS with the 10,012-person audience comes out in one of two bands, "
-            "~120 ms or ~260-310 ms, the same band for every trial of a run (five runs this round: p50 117, 123, "
-            "153, 263, 291 ms; the last round's p50 170 ms, max 314 ms, shows it too). The role notices "
-            "(~15 ms) do not move; the step is between them and the first v1 send, in publishing to the large "
-            "audience: not yet found.")
+        add("- Detection to first script SMS with the 10,012-person audience came out in one of two bands, "
+            "~120 ms or ~260-310 ms (five runs before `gc.freeze`: p50 117, 123, 153, 263, 291 ms; the last "
+            "round's p50 170 ms, max 314 ms, shows it too). The step is a full garbage collection landing in the "
+            "publish to the large audience: 110-136 ms each while the collector walked the catalog; with the "
+            "catalog frozen after loading (as `serve` now does) they measured 25-77 ms, but this run still shows "
+            "p50 206 ms (max 231): collections of what the fan-out itself allocates remain; not yet met reliably.")
         add("- The naive loop: on loopback the sandbox answers in about 1 ms, so a sequential loop already runs at "
             "~1,000 SMS/s, and 50x that (~50,000 messages/s) is out of reach of any Python service on one core; "
             "the ratio as defined measures CPU per message, not concurrency. Over a real network (the row with "
