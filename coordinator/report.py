@@ -27,14 +27,12 @@ from pydantic import BaseModel, ConfigDict
 from .catalog import Contacts
 from .clock import Clock
 from .store import Store
-from .models import Ack, Delivery, DeliveryStatus, Incident, RoleAssignment, ScriptKind, Surge, TimelineEvent
+from .models import DRILL_PREFIX, Ack, Delivery, DeliveryStatus, Incident, RoleAssignment, ScriptKind, Surge, TimelineEvent
 
 SCRIPT_CHANNELS = ("sms", "email")
 RECURRENCE_WINDOW = timedelta(days=30)
 REACHED = frozenset({DeliveryStatus.sent, DeliveryStatus.delivered})
 UNKNOWN = "-"  # team / region of someone no longer in the contacts
-# Surge keys of drills carry this prefix (their streams are separate from real ones).
-_DRILL_PREFIX = "drill:"
 
 ChaseKind = Literal["audience_reminder", "audience_supervisor", "remind_roles"]
 Purpose = Literal["reminder", "supervisor", "role_assigned", "role_reminder", "role_escalation"]
@@ -437,7 +435,7 @@ def notice_purpose(channel: str) -> Purpose | None:
 def recurrence_key(incident: Incident) -> str:
     """The stream key whose past surges count as the same trouble coming back."""
     key = incident.surge_key or f"{incident.category}/{incident.region}"
-    return key.removeprefix(_DRILL_PREFIX)
+    return key.removeprefix(DRILL_PREFIX)
 
 
 def recurrence(incident: Incident, opening: Surge | None, surges: Sequence[Surge]) -> Recurrence:
