@@ -16,6 +16,7 @@ from aiohttp_session import get_session
 
 from ..catalog import Catalog
 from ..drills import channels_are_sandbox
+from ..models import DRILL_PREFIX
 from ..settings import Settings
 from ..users import Role
 from .auth import CSRF_FIELD, Principal, csrf_token, principal
@@ -122,8 +123,8 @@ class Readable:
 
     def stream(self, stream: str) -> str:
         """宽带故障 · 宁波 for broadband/ningbo; drills keep their marker."""
-        drill = stream.startswith("drill:")
-        category, _, region = stream.removeprefix("drill:").partition("/")
+        drill = stream.startswith(DRILL_PREFIX)
+        category, _, region = stream.removeprefix(DRILL_PREFIX).partition("/")
         where = self.everywhere if region == "*" else self.region(region)
         return ("【演练】" if drill else "") + f"{self.category(category)} · {where}"
 
