@@ -242,10 +242,12 @@ class Drills:
                 "status": DrillRunStatus.failed, "ended_at": now, "end_reason": reason}))
             log.error(reason)
             return None
+        scenario = drill.scenario
+        if isinstance(scenario, SurgeScenario):
+            run = run.model_copy(update={"base_rate": await self._base_rate(scenario)})
         if not await self.store.create_drill_run(run):
             return None
         log.info("drill %s: run %s started (%s)", drill.id, run.id, how)
-        scenario = drill.scenario
         if isinstance(scenario, SurgeScenario):
             seeded = await self._seed(scenario)
             if not seeded:
@@ -329,8 +331,8 @@ class Drills:
         return run
 
     async def _feed(self, run: DrillRun, scenario: SurgeScenario, now: datetime) -> DrillRun:
-        base = await self._base_rate(scenario)
-        plan = surge_plan(run, scenario, base, self.store.bucket_seconds)
+        assert run.base_rate is not None, "set when a surge run starts"
+        plan = surge_plan(run, scenario, run.base_rate, self.store.bucket_seconds)
         due = sum(1 for a in plan if a.at <= now)
         if due <= run.fed:
             return run
@@ -345,7 +347,7 @@ class Drills:
         return await self._link(updated)
 
     async def _base_rate(self, scenario: SurgeScenario) -> float:
-        """The real stream's usual complaints per bucket now (at least one in two buckets,
+        """The real stream's usual complaints per bucket at the start (at least one in two buckets,
         so a quiet stream's drill still has complaints to detect)."""
         status = await self.monitor.status(stream_key(scenario.category, scenario.region))
         return max(status.expected, 0.5)

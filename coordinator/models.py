@@ -315,6 +315,9 @@ class DrillRun(Record):
     channels: str = "sandbox"
     incident_id: str | None = None
     fed: int = 0  # synthetic complaints fed so far (surge scenarios)
+    # Surge scenarios: the real stream's usual complaints per bucket when the run started;
+    # fixed for the run, so its synthetic complaints are the same whoever computes them.
+    base_rate: float | None = None
     detected: bool | None = None  # None until known; False: the playbook was triggered directly
     notes: list[str] = Field(default_factory=list)
     ended_at: datetime | None = None
