@@ -3,6 +3,7 @@ emergency roles of a playbook filled from contacts. Pure: data and `at` in, valu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -91,6 +92,28 @@ def audience(
     """The frontline staff in scope of `playbook` for an incident in `region` (`*`: all),
     optionally narrowed (a drill's audience). Returns the recipients, each with the
     channels that reach them, and the ids of those left out by the do-not-contact list."""
+    recipients: list[Recipient] = []
+    left_out: list[str] = []
+    for recipient in in_scope(playbook, contacts, region, today, teams=teams, regions=regions):
+        if recipient.channels:
+            recipients.append(recipient)
+        else:
+            left_out.append(recipient.person.id)
+    return recipients, left_out
+
+
+def in_scope(
+    playbook: Playbook,
+    contacts: Contacts,
+    region: str,
+    today: date,
+    *,
+    teams: list[str] | None = None,
+    regions: list[str] | None = None,
+) -> Iterator[Recipient]:
+    """`audience` one person at a time, in id order, those the do-not-contact list leaves
+    out with no channels: a publish to thousands writes its first deliveries before the
+    last person is looked at."""
     scope = playbook.audience
     wanted_teams = set(teams if teams is not None else scope.teams)
     if regions is not None:
@@ -101,19 +124,12 @@ def audience(
         wanted_regions = {region}
     else:
         wanted_regions = set(scope.regions)
-    recipients: list[Recipient] = []
-    left_out: list[str] = []
     for person in sorted(contacts.people.values(), key=lambda p: p.id):
-        if not wanted_teams & set(person.teams):
+        if wanted_teams.isdisjoint(person.teams):
             continue
         if wanted_regions is not None and person.region not in wanted_regions:
             continue
-        reach = channels_of(person, contacts.do_not_contact, today)
-        if reach:
-            recipients.append(Recipient(person, tuple(reach)))
-        else:
-            left_out.append(person.id)
-    return recipients, left_out
+        yield Recipient(person, tuple(channels_of(person, contacts.do_not_contact, today)))
 
 
 def candidates(who: Assignee, contacts: Contacts, at: datetime) -> list[str]:
