@@ -202,6 +202,7 @@ async def build_services(
                             sms_rate=settings.sms_rate, email_rate=settings.email_rate),
     )
     frontline.wake = outbox.wake.set
+    frontline.taken = outbox.wake.taken
     drills = Drills(store=store, catalog=lambda: catalog, clock=clock, pipeline=pipeline, monitor=monitor,
                     sandbox_channels=channels_are_sandbox(settings),
                     misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))

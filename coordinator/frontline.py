@@ -25,7 +25,7 @@ from .clock import Clock
 from .errors import IncidentNotFound
 from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, ScriptKind, ScriptVersion, TimelineEvent
 from .outbox import Content
-from .roster import address_of, audience, channels_of
+from .roster import address_of, channels_of, in_scope
 from .schemas import Playbook
 from .store import Store
 from .wording import compose, needs_approval
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 # small so that the first messages leave while the rest are still being written.
 FIRST_CHUNK = 50
 PUBLISH_CHUNK = 500
+# How long a publication waits for this process's outbox to claim its first chunk.
+FIRST_CLAIM_WAIT = 0.1
 
 ACK_WORDS = frozenset({"1", "确认", "收到", "确认收到", "ok"})
 # The provider's own opt-out keywords (whole message, any case).
@@ -63,6 +65,7 @@ class Frontline:
         public_url: str,
         ack_ttl: timedelta = timedelta(days=3),
         wake: Callable[[], None] = lambda: None,
+        taken: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -73,6 +76,7 @@ class Frontline:
         self.public_url = public_url.rstrip("/")
         self.ack_ttl = ack_ttl
         self.wake = wake
+        self.taken = taken or _nothing_to_wait_for
         # Acknowledges a person's roles on an incident (set by build_services).
         self.ack_role: Callable[[str, str, str], Awaitable[Any]] | None = None
         self._content: dict[tuple[str, int], ScriptVersion] = {}
@@ -158,13 +162,17 @@ class Frontline:
         now = self.clock.now()
         playbook = Playbook.model_validate(incident.playbook_snapshot)
         today = now.astimezone(self.tz).date()
-        recipients, left_out = audience(playbook, catalog.contacts, incident.region, today,
-                                        teams=incident.audience_teams, regions=incident.audience_regions)
         stopped = await self.store.opted_out()
-        created = 0
+        created = recipients = 0
+        left_out: list[str] = []
         batch: list[Delivery] = []
         chunk = FIRST_CHUNK
-        for recipient in recipients:
+        for recipient in in_scope(playbook, catalog.contacts, incident.region, today,
+                                  teams=incident.audience_teams, regions=incident.audience_regions):
+            if not recipient.channels:
+                left_out.append(recipient.person.id)
+                continue
+            recipients += 1
             for channel in recipient.channels:
                 if channel == "sms" and recipient.person.phone in stopped:
                     continue  # they replied STOP: the email still reaches them
@@ -175,11 +183,13 @@ class Frontline:
             if len(batch) >= chunk:
                 created += await self.store.add_deliveries(batch)
                 self.wake()
+                if chunk == FIRST_CHUNK:
+                    await self.taken(FIRST_CLAIM_WAIT)  # the first messages leave before the rest is written
                 batch, chunk = [], PUBLISH_CHUNK
         if batch:
             created += await self.store.add_deliveries(batch)
         await self.store.append_timeline(incident.id, TimelineEvent(at=now, kind="script_sent", data={
-            "version": version, "kind": script.kind.value, "deliveries": created, "recipients": len(recipients),
+            "version": version, "kind": script.kind.value, "deliveries": created, "recipients": recipients,
             "do_not_contact": left_out, "hash": script.content_hash}))
         self.wake()
         return created
@@ -360,3 +370,6 @@ def _with_texts(version: ScriptVersion, texts: dict[str, str]) -> ScriptVersion:
     return version.model_copy(update={**merged, "content_hash": rendered.content_hash, "sms_encoding": encoding,
                                       "sms_segments": segments})
 
+
+async def _nothing_to_wait_for(timeout: float) -> None:
+    return None

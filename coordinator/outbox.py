@@ -10,6 +10,7 @@ another worker takes them over."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -140,17 +141,47 @@ class GroupCommit(Generic[T, R]):
 
 
 class Wake:
-    """Wakes the claim loop of each medium: new deliveries are waiting."""
+    """Wakes the claim loop of each medium: new deliveries are waiting. `taken` waits
+    until every running loop has claimed since the last wake, so that a publisher can let
+    the first chunk of a large publication leave before writing the rest (its writes
+    would otherwise queue ahead of the claim)."""
 
     def __init__(self) -> None:
         self._events = {medium: asyncio.Event() for medium in MEDIA}
+        self._generation = 0
+        self._claimed: dict[str, int] = {}  # medium -> generation its last claim saw
+        self._progress = asyncio.Event()
 
     def set(self) -> None:
+        self._generation += 1
         for event in self._events.values():
             event.set()
 
     def of(self, medium: str) -> asyncio.Event:
         return self._events[medium]
+
+    def claiming(self, medium: str) -> int:
+        """A claim loop is about to claim: clears its wake, returns what it will see."""
+        self._events[medium].clear()
+        return self._generation
+
+    def claimed(self, medium: str, generation: int) -> None:
+        self._claimed[medium] = generation
+        self._progress.set()
+
+    def stopped(self, medium: str) -> None:
+        self._claimed.pop(medium, None)
+        self._progress.set()
+
+    async def taken(self, timeout: float) -> None:
+        """Until each running claim loop has claimed what the last wake announced (at
+        most `timeout` seconds; at once when no loop runs in this process)."""
+        target = self._generation
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while any(seen < target for seen in self._claimed.values()):
+                    self._progress.clear()
+                    await self._progress.wait()
 
 
 ContentFor = Callable[[Delivery], Awaitable[Content]]
@@ -232,28 +263,32 @@ class Outbox:
             if len(sending) <= ahead - chunk:
                 room.set()
 
-        while not stop.is_set():
-            if len(sending) > ahead - chunk:
-                room.clear()
-                await room.wait()
-                continue
-            wake.clear()  # before claiming: a wake during the claim is not lost
-            now = self.clock.now()
-            try:
-                claimed = await self.store.claim_deliveries(
-                    self.worker, now, self.limits.lease_seconds, ahead - len(sending), medium=medium)
-            except Exception:  # a worker must outlive a store hiccup; the leases bring work back
-                log.exception("outbox: claiming %s deliveries failed", medium)
-                claimed = []
-            for delivery in claimed:
-                task = asyncio.create_task(self._deliver(delivery, now))
-                sending.add(task)
-                task.add_done_callback(finished)
-            if not claimed:
+        try:
+            while not stop.is_set():
+                if len(sending) > ahead - chunk:
+                    room.clear()
+                    await room.wait()
+                    continue
+                generation = self.wake.claiming(medium)  # before claiming: a wake during the claim is not lost
+                now = self.clock.now()
                 try:
-                    await asyncio.wait_for(wake.wait(), idle_seconds)
-                except asyncio.TimeoutError:
-                    pass
+                    claimed = await self.store.claim_deliveries(
+                        self.worker, now, self.limits.lease_seconds, ahead - len(sending), medium=medium)
+                except Exception:  # a worker must outlive a store hiccup; the leases bring work back
+                    log.exception("outbox: claiming %s deliveries failed", medium)
+                    claimed = []
+                for delivery in claimed:
+                    task = asyncio.create_task(self._deliver(delivery, now))
+                    sending.add(task)
+                    task.add_done_callback(finished)
+                self.wake.claimed(medium, generation)
+                if not claimed:
+                    try:
+                        await asyncio.wait_for(wake.wait(), idle_seconds)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            self.wake.stopped(medium)
         if sending:
             await asyncio.gather(*sending)
 

@@ -4,6 +4,7 @@ service, acknowledgements by SMS and by link, and a provider error storm."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from datetime import date, datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from coordinator.errors import StoreError
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.models import DeliveryStatus
+from coordinator.outbox import Wake
 from coordinator.roster import audience
 from coordinator.sandbox import Delivery, Faults, SmtpInbox, TwilioSandbox, twilio_signature
 from coordinator.settings import Settings
@@ -323,3 +325,54 @@ async def test_role_holders_are_told_and_acknowledge_by_reply(env: Env, catalog:
     await env.settle()
     escalated = [d.key.channel for d in await store.deliveries(body["id"]) if d.key.channel.endswith("-level1")]
     assert escalated and not any("-role-leader-" in c for c in escalated)  # the leader acknowledged
+
+
+async def test_the_first_chunk_is_claimed_before_the_rest_is_written(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an outbox worker in the process, a publication lets its first chunk be claimed
+    (and start leaving) before it writes the next: the rest of a large audience must not
+    queue ahead of the first messages."""
+    store, outbox = env.services.store, env.services.outbox
+    monkeypatch.setattr(frontline_module, "FIRST_CHUNK", 3)
+    monkeypatch.setattr(frontline_module, "PUBLISH_CHUNK", 3)
+    calls: list[str] = []
+    add_deliveries, claim_deliveries = store.add_deliveries, store.claim_deliveries
+
+    async def add(deliveries: Any) -> int:
+        if deliveries and deliveries[0].key.version == 1:
+            calls.append("write")
+        return await add_deliveries(deliveries)
+
+    async def claim(*args: Any, **kwargs: Any) -> Any:
+        claimed = await claim_deliveries(*args, **kwargs)
+        calls.append(f"claim {kwargs['medium']}")
+        return claimed
+
+    monkeypatch.setattr(store, "add_deliveries", add)
+    monkeypatch.setattr(store, "claim_deliveries", claim)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(outbox.run(stop, idle_seconds=0.05))
+    try:
+        await env.trigger()
+    finally:
+        stop.set()
+        outbox.wake.set()
+        await worker
+    first, second = [i for i, call in enumerate(calls) if call == "write"][:2]
+    assert {"claim sms", "claim email"} <= set(calls[first + 1:second])
+
+
+async def test_waiting_for_a_claim_with_no_claim_loop_returns_at_once() -> None:
+    wake = Wake()
+    wake.set()
+    await asyncio.wait_for(wake.taken(60), 1)  # no loop runs in this process
+    wake.claimed("sms", wake.claiming("sms"))
+    wake.set()
+    waiting = asyncio.create_task(wake.taken(60))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # the sms loop has not claimed since the wake
+    wake.claimed("sms", wake.claiming("sms"))
+    await asyncio.wait_for(waiting, 1)
+    wake.set()
+    await asyncio.wait_for(wake.taken(0.01), 1)  # bounded by its timeout
