@@ -141,12 +141,12 @@ def gate_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[No
 async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp-session's middleware, whose key is only known once the store is open."""
     gate = request.app.get(GATE)
-    if gate is None or _sessionless(request):
+    if gate is None or signed_route(request):
         return await handler(request)
     return await gate.sessions(request, handler)
 
 
-def _sessionless(request: web.Request) -> bool:
+def signed_route(request: web.Request) -> bool:
     """A `signed` route (Twilio's webhooks, three per SMS in a fan-out; the ack links)
     never reads a session: it skips the session machinery. Its access is still checked
     by `authorize`, which runs after this for every route alike."""

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ..users import Role
 from . import pages_drills, pages_incident, pages_overview, pages_trigger, sse
-from .auth import requires
+from .auth import requires, signed_route
 from .page import nav_context
 from .state import SERVICES
 
@@ -50,4 +50,14 @@ def setup(app: web.Application) -> None:
         app.add_routes(table)
     sse.setup(app)
     app[aiohttp_jinja2.APP_CONTEXT_PROCESSORS_KEY] = [nav_context]
-    app.middlewares.append(aiohttp_jinja2.context_processors_middleware)
+    app.middlewares.append(page_context)
+
+
+@web.middleware
+async def page_context(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                       ) -> web.StreamResponse:
+    """aiohttp_jinja2's context processors, except on signed routes (the webhooks, three
+    per SMS in a fan-out), which render no page."""
+    if signed_route(request):
+        return await handler(request)
+    return await aiohttp_jinja2.context_processors_middleware(request, handler)
