@@ -4,11 +4,13 @@ Contract (docs: DESIGN.md). INPUT has the header `timestamp,value`: ISO-8601
 timestamps of equal-width buckets, in increasing order (missing buckets are
 allowed), and the count of each bucket. The output, on `out`, has the header
 `timestamp,value,anomaly_score,alarm` and one row per input row, in the same
-order, the timestamp and value echoed as given: `anomaly_score` in [0, 1], the
-height of each rise of the detector's rarity (how rare the stream's deviation
-from its baseline is in its own record, `surge._Rarity`), on the bucket after
-it tops out (`_Peaks`), else 0; `alarm` 1 on the bucket where a surge opens
-(the detector's CUSUM rule at the false-alarm budget), else 0.
+order, the timestamp and value echoed as given: `anomaly_score` in [0, 1], on
+the bucket after each burst (a rise of the stream's deviation from the
+detector's baseline) tops out, how rare such a burst is in the stream's own
+record of bursts, 1 for one topped at most once in five days
+(`anomaly_score.AnomalyScore`; within a day of a reported burst only a rarer
+or a twice as high one is reported), else 0; `alarm` 1 on the bucket where a surge opens (the
+detector's CUSUM rule at the false-alarm budget), else 0.
 Production defaults; blank lines are skipped.
 
 Online: the output for a row depends on that row and the rows before it,
@@ -26,6 +28,7 @@ from itertools import pairwise
 from statistics import median
 from typing import TextIO
 
+from coordinator.anomaly_score import AnomalyScore
 from coordinator.surge import Detector, DetectorConfig
 
 HEADER = ["timestamp", "value"]
@@ -67,7 +70,7 @@ def _detect(path: str, f: TextIO, out: TextIO) -> None:
     detector = Detector(DetectorConfig(bucket_seconds=width))
     lines = ["timestamp,value,anomaly_score,alarm\n"]
     previous: datetime | None = None
-    peaks = _Peaks()
+    scorer = AnomalyScore(width)
     for rows_part in (head, rows):
         for line, ts_text, ts, value_text, value in rows_part:
             if previous is not None:
@@ -88,32 +91,13 @@ def _detect(path: str, f: TextIO, out: TextIO) -> None:
                     )
             previous = ts
             obs = detector.observe(ts, value)
-            score = peaks.report(obs.rarity)
+            score = scorer.observe(ts, value, obs.expected)
             score_text = f"{score:.6g}" if score else "0"
             lines.append(f"{ts_text},{value_text},{score_text},{1 if obs.alarm else 0}\n")
             if len(lines) >= FLUSH_EVERY:
                 out.write("".join(lines))
                 lines.clear()
     out.write("".join(lines))
-
-
-class _Peaks:
-    """Reports each rise of the detector's rarity once: its height, on the
-    bucket after it tops out. So a threshold on anomaly_score marks a burst
-    once, rather than every bucket of it."""
-
-    def __init__(self) -> None:
-        self.previous = 0.0
-        self.reported = 0.0
-
-    def report(self, score: float) -> float:
-        out = 0.0
-        if score < self.previous and self.previous > self.reported:
-            out = self.reported = self.previous
-        if score == 0.0:
-            self.reported = 0.0
-        self.previous = score
-        return out
 
 
 def _rows(path: str, f: TextIO) -> Iterator[tuple[int, str, datetime, str, float]]:

@@ -72,11 +72,6 @@ TAIL_MEMORY = 30 * DAY
 TAIL_PARETO_PENALTY = 2.0
 SCORE_FLOOR = 3600.0  # evidence seen about once an hour scores 0
 
-# Rarity: the deviation of the last buckets (variance-stabilised, smoothed
-# with weight DEVIATION_WEIGHT on the newest) is ranked against the stream's
-# own record of deviations, which halves its weight every RARITY_HALF_LIFE.
-DEVIATION_WEIGHT = 0.5
-RARITY_HALF_LIFE = 7 * DAY
 
 
 def threshold(false_alarms_per_30_days: float, bucket_seconds: float) -> float:
@@ -120,7 +115,6 @@ class Observation:
     observed_total: float  # counts from onset to now (0 with no open surge)
     expected_total: float  # baseline counts over the same buckets
     ratio: float  # observed_total / expected_total (0 with no open surge)
-    rarity: float  # 0..1, how rare the bucket's deviation is in the stream's record; see _Rarity
 
 
 class Detector:
@@ -161,8 +155,6 @@ class Detector:
         self.open_buckets = 0.0
         self.close_cusum = 0.0
         self.tail = _Tail(w / TAIL_MEMORY)
-        self.deviation = 0.0
-        self.rarity = _Rarity(w / RARITY_HALF_LIFE, math.log(THIRTY_DAYS / w))
         self._set_span()
 
     def observe(self, ts: datetime, count: float) -> Observation:
@@ -199,15 +191,6 @@ class Detector:
             + 1.0 / (self.hourly[0][day * 24 + d0] + HOURLY_PRIOR)
         )
 
-        # The Anscombe residual (sd ~ 1/2 for Poisson counts at any mean),
-        # smoothed so that a shift over a few buckets counts as much as a spike.
-        self.deviation += DEVIATION_WEIGHT * (
-            math.sqrt(count + 0.375) - math.sqrt(mu + 0.375) - self.deviation
-        )
-        rarity = self.rarity.observe(self.deviation)
-        if self.buckets <= self._warmup:
-            rarity = 0.0
-
         alarm = False
         score = 0.0
         if self.open_onset is not None:
@@ -221,7 +204,7 @@ class Detector:
                     self.history.append((count, hours, day))
 
         if self.open_onset is None:
-            return Observation(ts, count, mu, score, alarm, False, None, 0.0, 0.0, 0.0, rarity)
+            return Observation(ts, count, mu, score, alarm, False, None, 0.0, 0.0, 0.0)
         return Observation(
             ts,
             count,
@@ -233,7 +216,6 @@ class Detector:
             self.open_observed,
             self.open_expected,
             self.open_observed / self.open_expected,
-            rarity,
         )
 
     def _baseline(self, hours: float, day: int) -> tuple[float, float, float, float, float]:
@@ -420,12 +402,12 @@ class Detector:
         state["onsets"] = [_iso(t) for t in self.onsets]
         state["open_onset"] = _iso(self.open_onset)
         state["tail"] = vars(self.tail).copy()
-        state["rarity"] = vars(self.rarity).copy()
-        return {"version": 3, "config": asdict(self.config), "state": state}
+        return {"version": 4, "config": asdict(self.config), "state": state}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detector:
-        if data.get("version") != 3:
+        # Version 3 also held the anomaly score's record, now coordinator.anomaly_score's.
+        if data.get("version") not in (3, 4):
             raise ValueError(f"unknown detector state version {data.get('version')!r}")
         detector = cls(DetectorConfig(**data["config"]))
         state = dict(data["state"])
@@ -437,8 +419,6 @@ class Detector:
         detector.history = [(y, h, int(d)) for y, h, d in state["history"]]
         for name, value in state["tail"].items():
             setattr(detector.tail, name, value)
-        for name, value in state["rarity"].items():
-            setattr(detector.rarity, name, value)
         detector._set_span()
         return detector
 
@@ -447,7 +427,7 @@ class Detector:
 _STATE = (
     "buckets", "level", "daily", "weekday", "hourly", "dispersion", "cusum", "observed_since",
     "expected_since", "history", "threshold", "peak", "open_observed", "open_expected",
-    "open_buckets", "close_cusum", "deviation",
+    "open_buckets", "close_cusum",
 )
 
 
@@ -536,58 +516,3 @@ class _Tail:
             return TAIL_BASE * math.pow(self.rate_at_base / budget, 1.0 / self.shape)
         return TAIL_BASE + math.log(self.rate_at_base / budget) / self.shape
 
-
-class _Rarity:
-    """How rare a deviation is in this stream's own record: -log of the
-    (discounted) share of past buckets whose deviation was at least as high,
-    over -log of one bucket in 30 days. It reads the same on every stream
-    whatever its volume or burstiness: with 5-minute buckets, 0.5 is a
-    deviation seen about every 8 hours; a week's half-life caps it near 0.9.
-
-    Deviations fall in bins a constant ratio apart (BIN_LOW up to ~1000, the
-    first bin takes everything at or below 0), kept in a Fenwick tree so that
-    adding one and counting those above both take log(bins) steps; forgetting
-    is by giving each new entry more weight (rescaled before it overflows).
-    """
-
-    BINS = 128
-    BIN_LOW = 0.1
-    BIN_LOG_STEP = math.log(10_000.0) / (BINS - 3)
-
-    def __init__(self, forget: float, span: float) -> None:
-        self.growth = 2.0 ** forget  # weight of each new entry over the last
-        self.span = span
-        self.tree = [0.0] * (self.BINS + 1)
-        self.total = 0.0
-        self.weight = 1.0
-
-    def observe(self, deviation: float) -> float:
-        """Rarity of `deviation` (0 at or below 0), which then joins the record."""
-        tree, n = self.tree, self.BINS
-        if deviation <= self.BIN_LOW:
-            k = 0 if deviation <= 0.0 else 1
-        else:
-            k = min(n - 1, 2 + int(math.log(deviation / self.BIN_LOW) / self.BIN_LOG_STEP))
-        rarity = 0.0
-        if k > 0:
-            below, i = 0.0, k
-            while i > 0:
-                below += tree[i]
-                i &= i - 1
-            # The bucket itself counts once: a new extreme is rare, not infinitely so.
-            w = self.weight
-            rarity = math.log((self.total + w) / (self.total - below + w)) / self.span
-            if rarity > 1.0:
-                rarity = 1.0
-        w = self.weight * self.growth
-        if w > 1e100:
-            self.tree = tree = [v / w for v in tree]
-            self.total /= w
-            w = 1.0
-        self.weight = w
-        self.total += w
-        i = k + 1
-        while i <= n:
-            tree[i] += w
-            i += i & -i
-        return rarity

@@ -110,22 +110,6 @@ def test_surge_free_streams_keep_to_the_false_alarm_budget(level: float, size: f
         assert found == 0
 
 
-@pytest.mark.parametrize(("level", "size"), [(0.3, None), (5.0, None), (60.0, None), (5.0, 3.0), (20.0, 5.0)])
-def test_rarity_ranks_a_spike_above_the_stream_own_noise(level: float, size: float | None) -> None:
-    """Rarity reads the same at any volume: a deviation seen every ~8 hours
-    scores 0.5, so about 1% of buckets reach it; a 12-sd spike tops the last
-    three days."""
-    times, counts = stream(level, days=10, size=size, seed=3)
-    spike = 8 * DAY + 150
-    counts[spike] += 1 + 12 * math.sqrt(level * (1 + level / (size or math.inf)))
-    obs = run(times, counts)
-    assert all(o.rarity == 0.0 for o in obs[:DAY])
-    share = sum(o.rarity >= 0.5 for o in obs[DAY:]) / len(obs[DAY:])
-    assert 0.001 < share < 0.02
-    assert obs[spike].rarity > 0.7
-    assert obs[spike].rarity > max(o.rarity for o in obs[spike - 3 * DAY:spike])
-
-
 def test_no_alarm_during_warm_up_however_loud() -> None:
     times, counts = stream(5.0, days=3)
     counts[100:130] = [200.0] * 30

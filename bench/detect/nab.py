@@ -1,5 +1,7 @@
 """NAB realTweets, scored with NAB's profiles (Lavin & Ahmad 2015).
 
+    .venv/bin/python -m bench.detect.nab    # a few seconds: scores and where the points go
+
 Written from the published method: the first min(15% of rows, 750) rows of a
 file are probationary and not scored; a labelled window earns the scaled
 sigmoid of its first detection's position (+1 at its left edge, falling to 0
@@ -189,3 +191,53 @@ def evaluate(data: Path = DATA) -> tuple[Score, Score, int]:
     best = score(series, scores)
     own = score(series, alarms, thresholds=np.array([1.0]))
     return best, own, int(sum(map(sum, alarms)))
+
+
+def diagnose(all_series: list[Series], all_scores: list[list[float]], threshold: float,
+             profile: dict[str, float] = STANDARD) -> list[str]:
+    """Where the points go at one threshold, a line per file: each window's
+    first detection (its position in the window, 0 = left edge, and what it
+    earned) or MISS with the highest score it reached, then the detections
+    outside windows (false positives) with their cost and row."""
+    lines = []
+    for series, scores in zip(all_series, all_scores):
+        f = _prepare(series, scores, profile)
+        skipped = len(scores) - len(f.scores)
+        found = f.scores >= threshold
+        parts = []
+        for w in range(f.windows):
+            rows = np.flatnonzero(f.window == w)
+            if rows.size == 0:
+                parts.append(f"w{w} in probation")
+                continue
+            hits = rows[found[rows]]
+            if hits.size:
+                first = hits[0]
+                parts.append(f"w{w} at {(first - rows[0]) / rows.size:.2f} (+{f.worth[first]:.2f})")
+            else:
+                parts.append(f"w{w} MISS (max {f.scores[rows].max():.3f})")
+        false = np.flatnonzero(found & (f.window < 0))
+        where = ", ".join(f"{series.timestamps[i + skipped]}" for i in false)
+        lines.append(
+            f"{series.name}: {'; '.join(parts)}; {false.size} false positives "
+            f"({f.worth[false].sum():+.2f}){': ' + where if where else ''}"
+        )
+    return lines
+
+
+def main() -> None:
+    """NAB realTweets alone (a few seconds): the score at the best shared
+    threshold, the own alarms' score, and where the points go."""
+    series = load()
+    scores, alarms = zip(*(detect_file(DATA / "realTweets" / s.name) for s in series))
+    best = score(series, list(scores))
+    own = score(series, list(alarms), thresholds=np.array([1.0]))
+    print(f"anomaly_score at the best shared threshold ({best.threshold:.4f}): {best.normalised:.2f}")
+    print(f"alarm column ({int(sum(map(sum, alarms)))} alarms): {own.normalised:.2f}")
+    for s in series:
+        print(f"  {s.name}: {best.per_file[s.name]:+.2f} raw, own alarms {own.per_file[s.name]:+.2f}")
+    print("\n".join(diagnose(series, list(scores), best.threshold)))
+
+
+if __name__ == "__main__":
+    main()
