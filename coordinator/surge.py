@@ -5,8 +5,11 @@ timestamp (wall-clock time where the stream lives) drives the seasonality, so
 gaps are fine. `to_dict`/`from_dict` save and restore it exactly.
 
 Baseline: expected count = level x daily profile x weekday factor x
-hour-of-week correction. Each part is a discounted ratio of observed to
-expected counts, shrunk towards 1 while data is scarce, learned from
+hour-of-week correction. There is one daily profile for weekdays and one for
+weekends (later mornings and evenings are the rule there, and a profile
+shared with weekdays is wrong on both); the hour-of-week correction does the
+rest where a stream has the counts for it. Each part is a discounted ratio of
+observed to expected counts, shrunk towards 1 while data is scarce, learned from
 winsorised counts and frozen while a surge is open, so that a surge does not
 teach the baseline that it is normal. Counts are negative binomial around it,
 with a dispersion learned online and inflated by the baseline's own
@@ -47,10 +50,13 @@ DISPERSION_MEMORY = 7 * DAY
 
 # Prior strengths in counts: how much data a shape needs before it moves away
 # from flat. The baseline's relative variance is 1 / (prior + counts seen).
+# The hour-of-week correction (168 nodes, each seeing one hour a week) is
+# mostly noise, and absorbs a surge at its hour, until a node has seen ~100
+# counts: a sparse stream keeps to the daily profiles.
 LEVEL_PRIOR = 0.5
 DAILY_PRIOR = 3.0
 WEEKDAY_PRIOR = 40.0
-HOURLY_PRIOR = 25.0
+HOURLY_PRIOR = 100.0
 DISPERSION_PRIOR = 0.05  # negative-binomial 1/size
 DISPERSION_PRIOR_WEIGHT = 50.0  # in squared expected counts
 
@@ -138,7 +144,7 @@ class Detector:
         self.last_ts: datetime | None = None
         self.buckets = 0.0  # history, gaps included
         self.level = [0.0, 0.0]  # discounted counts, discounted profile
-        self.daily = [[0.0] * 24, [0.0] * 24]  # discounted observed, expected
+        self.daily = [[0.0] * 48, [0.0] * 48]  # discounted observed, expected; see _DAILY_NODES
         self.weekday = [[0.0] * 7, [0.0] * 7]
         self.hourly = [[0.0] * 168, [0.0] * 168]
         self.dispersion = [0.0, 0.0]  # discounted excess variance, squared mean
@@ -186,7 +192,7 @@ class Detector:
         phi = (
             dispersion
             + 1.0 / (self.level[0] + LEVEL_PRIOR)
-            + 1.0 / (self.daily[0][d0] + DAILY_PRIOR)
+            + 1.0 / (self.daily[0][_DAILY_NODES[day][d0][0]] + DAILY_PRIOR)
             + 1.0 / (self.weekday[0][day] + WEEKDAY_PRIOR)
             + 1.0 / (self.hourly[0][day * 24 + d0] + HOURLY_PRIOR)
         )
@@ -222,14 +228,14 @@ class Detector:
         """Expected count, profile and its daily, weekday and hourly factors."""
         d0 = int(hours)
         frac = hours - d0
-        d1 = (d0 + 1) % 24
+        n0, n1 = _DAILY_NODES[day][d0]
         h0 = day * 24 + d0
         h1 = (h0 + 1) % 168
         d_obs, d_exp = self.daily
         h_obs, h_exp = self.hourly
-        f_daily = (1.0 - frac) * (d_obs[d0] + DAILY_PRIOR) / (d_exp[d0] + DAILY_PRIOR) + frac * (
-            d_obs[d1] + DAILY_PRIOR
-        ) / (d_exp[d1] + DAILY_PRIOR)
+        f_daily = (1.0 - frac) * (d_obs[n0] + DAILY_PRIOR) / (d_exp[n0] + DAILY_PRIOR) + frac * (
+            d_obs[n1] + DAILY_PRIOR
+        ) / (d_exp[n1] + DAILY_PRIOR)
         f_weekday = (self.weekday[0][day] + WEEKDAY_PRIOR) / (self.weekday[1][day] + WEEKDAY_PRIOR)
         f_hourly = (1.0 - frac) * (h_obs[h0] + HOURLY_PRIOR) / (h_exp[h0] + HOURLY_PRIOR) + frac * (
             h_obs[h1] + HOURLY_PRIOR
@@ -245,7 +251,7 @@ class Detector:
         first hours (the night looks like the norm before the day has been
         seen); one more pass over the warm-up with the level held removes that.
         """
-        self.daily = [[0.0] * 24, [0.0] * 24]
+        self.daily = [[0.0] * 48, [0.0] * 48]
         self.weekday = [[0.0] * 7, [0.0] * 7]
         self.hourly = [[0.0] * 168, [0.0] * 168]
         self.dispersion = [0.0, 0.0]
@@ -270,13 +276,14 @@ class Detector:
         a = hours - d0  # weight of the next node
         b = 1.0 - a
         h0 = day * 24 + d0
-        d1, h1 = (d0 + 1) % 24, (h0 + 1) % 168
+        h1 = (h0 + 1) % 168
+        n0, n1 = _DAILY_NODES[day][d0]
         num, den = self.daily
         e, r = mu / f_daily, self._daily_rate
         keep = 1.0 - b * r
-        num[d0], den[d0] = num[d0] * keep + b * y, den[d0] * keep + b * e
+        num[n0], den[n0] = num[n0] * keep + b * y, den[n0] * keep + b * e
         keep = 1.0 - a * r
-        num[d1], den[d1] = num[d1] * keep + a * y, den[d1] * keep + a * e
+        num[n1], den[n1] = num[n1] * keep + a * y, den[n1] * keep + a * e
         num, den = self.weekday
         keep = 1.0 - self._weekday_rate
         num[day], den[day] = num[day] * keep + y, den[day] * keep + mu / f_weekday
@@ -402,17 +409,21 @@ class Detector:
         state["onsets"] = [_iso(t) for t in self.onsets]
         state["open_onset"] = _iso(self.open_onset)
         state["tail"] = vars(self.tail).copy()
-        return {"version": 4, "config": asdict(self.config), "state": state}
+        return {"version": 5, "config": asdict(self.config), "state": state}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detector:
         # Version 3 also held the anomaly score's record, now coordinator.anomaly_score's.
-        if data.get("version") not in (3, 4):
+        if data.get("version") not in (3, 4, 5):
             raise ValueError(f"unknown detector state version {data.get('version')!r}")
         detector = cls(DetectorConfig(**data["config"]))
         state = dict(data["state"])
         for name in _STATE:
             setattr(detector, name, state[name])
+        if len(detector.daily[0]) == 24:
+            # Versions 3 and 4 had one daily profile for all days: it becomes both,
+            # and the weekends' then learns its own.
+            detector.daily = [nodes + nodes for nodes in detector.daily]
         detector.last_ts = _parse(state["last_ts"])
         detector.onsets = [_parse(t) for t in state["onsets"]]
         detector.open_onset = _parse(state["open_onset"])
@@ -428,6 +439,18 @@ _STATE = (
     "buckets", "level", "daily", "weekday", "hourly", "dispersion", "cusum", "observed_since",
     "expected_since", "history", "threshold", "peak", "open_observed", "open_expected",
     "open_buckets", "close_cusum",
+)
+
+
+# Daily profile nodes: 0-23 for weekdays, 24-47 for Saturdays and Sundays;
+# by weekday and hour, the node and the next one (the next day's at 23).
+_FIRST_NODE = (0, 0, 0, 0, 0, 24, 24)
+_DAILY_NODES = tuple(
+    tuple(
+        (first + hour, first + hour + 1 if hour < 23 else _FIRST_NODE[(day + 1) % 7])
+        for hour in range(24)
+    )
+    for day, first in enumerate(_FIRST_NODE)
 )
 
 
