@@ -201,15 +201,14 @@ class SmtpEmail:
             async with asyncio.timeout(self._config.timeout_seconds):
                 smtp = await self._checkout()
                 try:
-                    await smtp.sendmail(self._config.from_address, [to], raw)
+                    await _transaction(smtp, self._config.from_address, to, raw)
                 except BaseException:
                     smtp.close()
                     raise
                 self._checkin(smtp)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
-            reason = f"the server refused {to}: {refused.message}"
-            raise _response_error(delivery_id, refused.code, reason, True) from exc
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            reason = f"the server refused {to}: {exc.message}"
+            raise _response_error(delivery_id, exc.code, reason, True) from exc
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise _response_error(
                 delivery_id, exc.code, f"SMTP login refused, check username and password: {exc.message}", False
@@ -280,6 +279,22 @@ class SmtpEmail:
             smtp.close()
             raise
         return smtp
+
+
+async def _transaction(smtp: aiosmtplib.SMTP, sender: str, to: str, raw: bytes) -> None:
+    """MAIL, RCPT, DATA for one recipient: what `SMTP.sendmail` does, less its second
+    line-ending pass over every message to size it (`raw` has CRLF line endings
+    already: `render_email` writes them, the email package's SMTP policy too)."""
+    options = [f"SIZE={len(raw)}"] if smtp.supports_extension("size") else []
+    try:
+        await smtp.mail(sender, options=options)
+        await smtp.rcpt(to)
+        await smtp.data(raw)
+    except aiosmtplib.SMTPResponseException:
+        # As sendmail does: clear the envelope, so that the connection can be reused.
+        with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+            await smtp.rset()
+        raise
 
 
 def _response_error(delivery_id: str, code: int, message: str, about_recipient: bool) -> SendError:
