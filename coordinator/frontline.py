@@ -166,7 +166,7 @@ class Frontline:
         created = recipients = 0
         left_out: list[str] = []
         batch: list[Delivery] = []
-        chunk = FIRST_CHUNK
+        chunk, first = FIRST_CHUNK, True
         for recipient in in_scope(playbook, catalog.contacts, incident.region, today,
                                   teams=incident.audience_teams, regions=incident.audience_regions):
             if not recipient.channels:
@@ -183,9 +183,9 @@ class Frontline:
             if len(batch) >= chunk:
                 created += await self.store.add_deliveries(batch)
                 self.wake()
-                if chunk == FIRST_CHUNK:
+                if first:
                     await self.taken(FIRST_CLAIM_WAIT)  # the first messages leave before the rest is written
-                batch, chunk = [], PUBLISH_CHUNK
+                batch, chunk, first = [], PUBLISH_CHUNK, False
         if batch:
             created += await self.store.add_deliveries(batch)
         await self.store.append_timeline(incident.id, TimelineEvent(at=now, kind="script_sent", data={
