@@ -552,6 +552,33 @@ async def test_injected_faults_replay_under_a_seed_and_record_nothing(make_sandb
     assert outcomes != (await _fault_outcomes(make_sandbox, seed=12))[0]
 
 
+async def test_account_concurrency_limit_answers_20429_and_creates_nothing(make_sandbox: MakeSandbox) -> None:
+    sandbox, client = await make_sandbox(latency=0.5, concurrency_limit=3)
+    outcomes = await asyncio.gather(
+        *(client.messages.create_async(to=STAFF, from_=SENDER, body=str(i)) for i in range(5)), return_exceptions=True
+    )
+    refused = [o for o in outcomes if isinstance(o, TwilioRestException)]
+    assert [(e.status, e.code) for e in refused] == [(429, 20429)] * 2
+    assert len(sandbox.messages) == 3
+    assert sandbox.peak_concurrency == 5  # the refused were in flight too, until answered
+    await client.messages.create_async(to=STAFF, from_=SENDER, body="the slots are free again")
+    assert len(sandbox.messages) == 4
+
+
+async def test_latency_delays_every_answer(make_sandbox: MakeSandbox) -> None:
+    sandbox, client = await make_sandbox(latency=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    message = await client.messages.create_async(to=STAFF, from_=SENDER, body="x")
+    created = loop.time()
+    await client.messages(message.sid).fetch_async()
+    assert created - started >= 0.3 and loop.time() - created >= 0.3
+    with pytest.raises(ValueError):
+        TwilioSandbox(ACCOUNT_SID, AUTH_TOKEN, latency=-1)
+    with pytest.raises(ValueError):
+        TwilioSandbox(ACCOUNT_SID, AUTH_TOKEN, concurrency_limit=0)
+
+
 async def test_slow_answer_outlasts_the_client_timeout_but_the_message_exists(make_sandbox: MakeSandbox) -> None:
     sandbox, client = await make_sandbox(faults=Faults(slow_rate=1.0, slow_seconds=30))
     with pytest.raises(TimeoutError):

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 _API_PREFIX = f"/{API_VERSION}/"
+LISTEN_BACKLOG = 1024
 
 
 class TwilioSandbox:
@@ -49,6 +50,12 @@ class TwilioSandbox:
     replayable; `delivery`, `faults` and `rate_limit` are described on their classes.
     `inbox`, when given, is shown on the page too. Webhooks time out after
     `callback_timeout` seconds.
+
+    `latency` delays every REST answer by that many seconds, as the round trip to
+    Twilio over a real network would (0 on loopback). `concurrency_limit` is the
+    account's limit on REST requests in flight at once (Twilio's default is 100): a
+    request over it is answered 429 with code 20429 and nothing is created. None: no
+    limit. `peak_concurrency` tells the most requests seen in flight at once.
     """
 
     def __init__(
@@ -66,6 +73,8 @@ class TwilioSandbox:
         rate_limit: RateLimit | None = None,
         inbox: SmtpInbox | None = None,
         callback_timeout: float = 10.0,
+        latency: float = 0.0,
+        concurrency_limit: int | None = None,
     ) -> None:
         if not _ACCOUNT_SID.match(account_sid):
             raise ValueError(f"account_sid must look like AC + 32 hex digits, not {account_sid!r}")
@@ -80,8 +89,16 @@ class TwilioSandbox:
         bad = sorted(n for n in self.numbers if not is_e164(n))
         if bad:
             raise ValueError(f"numbers must be E.164: {bad}")
+        if latency < 0:
+            raise ValueError("latency must not be negative")
+        if concurrency_limit is not None and concurrency_limit < 1:
+            raise ValueError("concurrency_limit must be at least 1")
         self.inbound_url = inbound_url
         self.inbox = inbox
+        self._latency = latency
+        self._concurrency_limit = concurrency_limit
+        self._in_flight = 0
+        self.peak_concurrency = 0
         self._clock = clock or SystemClock()
         self._delivery = delivery or Delivery()
         self._faults = faults or Faults()
@@ -117,7 +134,9 @@ class TwilioSandbox:
         await self._webhooks.open()
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        # A provider takes a burst of new connections (a fan-out opening its pool) without
+        # dropping any; the listen queue's default of 128 would make the rest retry after 1 s.
+        site = web.TCPSite(self._runner, host, port, backlog=LISTEN_BACKLOG)
         await site.start()
         bound_host, bound_port = self._runner.addresses[0][:2]
         self._base_url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
@@ -223,8 +242,24 @@ class TwilioSandbox:
     ) -> web.StreamResponse:
         if not request.path.startswith(_API_PREFIX):
             return await handler(request)
+        self._in_flight += 1
+        self.peak_concurrency = max(self.peak_concurrency, self._in_flight)
+        try:
+            response = await self._answer(request, handler)
+            if self._latency:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._latency)
+            return response
+        finally:
+            self._in_flight -= 1
+
+    async def _answer(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         try:
             self._authorize(request)
+            if self._concurrency_limit is not None and self._in_flight > self._concurrency_limit:
+                raise ApiError(429, 20429, "Too Many Requests")
             return await handler(request)
         except ApiError as exc:
             headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if exc.status == 401 else None
