@@ -132,6 +132,7 @@ def sms_channel(settings: Settings, clock: Clock) -> SmsChannel:
         status_callback_url=f"{settings.base_url}/hooks/twilio/status",
         base_url=settings.twilio_base_url,
         request_timeout_seconds=settings.twilio_timeout_seconds,
+        max_connections=settings.sms_concurrency,
     ), clock=clock)
 
 
@@ -266,8 +267,10 @@ def run_server(settings: Settings) -> int:
         settings.host, settings.port, settings.store_url.split("?")[0], len(catalog.playbooks), loop_name(loop),
     )
     try:
+        # backlog: bursts of new connections (provider callbacks, intake clients) are queued,
+        # not dropped for a 1 s retry as past the default listen queue of 128.
         web.run_app(create_app(settings, catalog=catalog), host=settings.host, port=settings.port, print=None,
-                    loop=loop)
+                    loop=loop, backlog=1024)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -127,6 +127,8 @@ class Settings:
             "SMTP_FROM": ("smtp_from", str),
             "COORDINATOR_SMS_RATE": ("sms_rate", float),
             "COORDINATOR_EMAIL_RATE": ("email_rate", float),
+            "COORDINATOR_SMS_CONCURRENCY": ("sms_concurrency", int),
+            "COORDINATOR_EMAIL_CONCURRENCY": ("email_concurrency", int),
             "COORDINATOR_ADMIN_TOKEN": ("admin_token", str),
             "COORDINATOR_INTAKE_TOKEN": ("intake_token", str),
             "COORDINATOR_USERS_FILE": ("users_file", Path),
@@ -162,6 +164,13 @@ class Settings:
                             ("COORDINATOR_INTAKE_TOKEN", self.intake_token)):
             if token is not None and (len(token) < MIN_TOKEN or not token.isprintable() or " " in token):
                 raise SettingsError(f"{name} must be at least {MIN_TOKEN} printable characters without spaces")
+        for name, rate in (("COORDINATOR_SMS_RATE", self.sms_rate), ("COORDINATOR_EMAIL_RATE", self.email_rate)):
+            if rate < 0:
+                raise SettingsError(f"{name} must be 0 (no limit) or more")
+        for name, concurrency in (("COORDINATOR_SMS_CONCURRENCY", self.sms_concurrency),
+                                  ("COORDINATOR_EMAIL_CONCURRENCY", self.email_concurrency)):
+            if concurrency < 1:
+                raise SettingsError(f"{name} must be at least 1")
         if self.session_hours <= 0:
             raise SettingsError("COORDINATOR_SESSION_HOURS must be more than 0")
         if self.session_key is not None and not _is_fernet_key(self.session_key):

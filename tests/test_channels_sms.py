@@ -44,7 +44,7 @@ async def sandboxes(clock: ManualClock) -> AsyncIterator[Sandboxes]:
     """Builds sandboxes on the test's clock; each is started by the test and stopped here."""
     made: list[TwilioSandbox] = []
 
-    def make(faults: Faults | None = None) -> TwilioSandbox:
+    def make(faults: Faults | None = None, **options: Any) -> TwilioSandbox:
         sandbox = TwilioSandbox(
             ACCOUNT_SID,
             AUTH_TOKEN,
@@ -54,6 +54,7 @@ async def sandboxes(clock: ManualClock) -> AsyncIterator[Sandboxes]:
             seed=7,
             delivery=QUIET,
             faults=faults,
+            **options,
         )
         made.append(sandbox)
         return sandbox
@@ -358,6 +359,20 @@ async def test_retry_after_a_timeout_finds_a_message_created_late(sandboxes: San
 # -- config and statuses -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("max_connections", [100, 130])
+async def test_sends_in_flight_are_bounded_by_max_connections(
+    sandboxes: Sandboxes, channels: Channels, max_connections: int
+) -> None:
+    """The connection pool, not aiohttp's default of 100, sets how many sends are in
+    flight: over a real network that is what the outbox's concurrency buys."""
+    sandbox = sandboxes(latency=0.5)
+    await sandbox.start()
+    channel = channels(sandbox.base_url, max_connections=max_connections, request_timeout_seconds=10)
+    await asyncio.gather(*(channel.send_sms(f"INC-20261124-3f9a2c:1:p{i}:sms", STAFF, SCRIPT) for i in range(150)))
+    assert len(sandbox.messages) == 150
+    assert sandbox.peak_concurrency == max_connections
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -366,6 +381,7 @@ async def test_retry_after_a_timeout_finds_a_message_created_late(sandboxes: San
         {"validity_period_seconds": 0},
         {"validity_period_seconds": 36001},
         {"request_timeout_seconds": 0},
+        {"max_connections": 0},
     ],
 )
 def test_config_is_validated(overrides: dict[str, object]) -> None:

@@ -93,6 +93,9 @@ class TwilioConfig:
     validity_period_seconds: int = 3600
     """Twilio drops a message still queued after this long: a late script is a stale one."""
     request_timeout_seconds: float = 10.0
+    max_connections: int = 100
+    """Connections to Twilio kept open at most: the sends that can be in flight at once
+    (the outbox's `sms_concurrency`; aiohttp's own default would cap it at 100)."""
     base_url: str | None = None
     """None for api.twilio.com; the sandbox's base_url in the demo, drills and tests."""
 
@@ -103,6 +106,8 @@ class TwilioConfig:
             raise ValueError(f"validity_period_seconds must be 1..{MAX_VALIDITY_SECONDS}")
         if self.request_timeout_seconds <= 0:
             raise ValueError("request_timeout_seconds must be positive")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
 
 
 class TwilioSms:
@@ -172,7 +177,9 @@ class TwilioSms:
             # max_retries stays unset: the http client would re-POST a create after a 5xx.
             # Its own logger, quiet below WARNING: the client logs every request and answer
             # at INFO (a dozen lines per SMS), which `serve` would print for each message.
-            self._http = AsyncTwilioHttpClient(logger=QUIET_HTTP_LOG)
+            self._http = AsyncTwilioHttpClient(pool_connections=False, logger=QUIET_HTTP_LOG)
+            self._http.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._config.max_connections))
             client = Client(self._config.account_sid, self._config.auth_token, http_client=self._http)
             # Only this config says where Twilio is: TWILIO_EDGE/TWILIO_REGION from the
             # environment would rewrite the host name.
