@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench.machine import describe
+
 from .config import write_config
 
 HERE = Path(__file__).resolve().parent
@@ -61,9 +63,11 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
     add = lines.append
     add("## Fan-out")
     add("")
+    machine = results.get("machine")
     add(f"`.venv/bin/python -m bench.fanout` ({date.today().isoformat()}, {seconds:.0f} s; "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}); "
-        "what is measured and how: bench/fanout/README.md.")
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        + (f"; machine speed (bench/machine.py): {machine}" if machine else "")
+        + "); what is measured and how: bench/fanout/README.md.")
     add("")
     add("The real path: `POST /api/incidents` (broadband-outage, ningbo) or complaints over HTTP, the service's "
         "own outbox worker, the SQLite store, the real twilio client against the sandbox over loopback HTTP, "
@@ -79,23 +83,26 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
     add("| --- | --- | --- | --- |")
     if svc:
         f = svc["fanout"]
-        add(f"| 1 | {f['recipients']:,} x 2 (SMS + email), no rate limit: >= {TARGET_RATE:,.0f} messages/s handed to providers "
-            f"| {f['rate_from_trigger']:,.0f} msg/s from the trigger to the last acceptance "
-            f"({f['accepted']:,} in {f['last_accept_s']:.1f} s; {f['rate_first_to_last']:,.0f} msg/s first to last) "
-            f"| {yes(f['rate_from_trigger'] >= TARGET_RATE)} |")
+        net = svc.get("fanout_net")
+        if net:
+            ratio = net["rate_from_trigger"] / net["naive"]["rate"]
+            ok = net["rate_from_trigger"] >= TARGET_RATE and ratio >= TARGET_RATIO
+            add(f"| 1 | {net['recipients']:,} x 2 (SMS + email), no rate limit, every Twilio answer "
+                f"{net['api_latency'] * 1000:.0f} ms late as over a real network: >= {TARGET_RATE:,.0f} messages/s "
+                f"handed to providers and >= {TARGET_RATIO:.0f}x a naive sequential `create_async` loop, in the same "
+                f"run | {net['rate_from_trigger']:,.0f} msg/s from the trigger to the last acceptance "
+                f"({net['accepted']:,} in {net['last_accept_s']:.1f} s, {net['sms_rate_from_trigger']:,.0f} SMS/s; "
+                f"`sms_concurrency` {net['sms_concurrency']}); naive {net['naive']['rate']:.1f} msg/s "
+                f"({net['naive']['messages']} SMS): {ratio:,.0f}x | {yes(ok)} |")
+        add(f"| 1 | (same on loopback, the sandbox answering in ~1 ms: the service's own capacity) "
+            f"| {f['rate_from_trigger']:,.0f} msg/s ({f['accepted']:,} in {f['last_accept_s']:.1f} s; "
+            f"{f['rate_first_to_last']:,.0f} msg/s first to last) | {yes(f['rate_from_trigger'] >= TARGET_RATE)} |")
         naive = f.get("naive")
         if naive:
             ratio = f["rate_from_trigger"] / naive["rate"]
-            add(f"| 1 | >= {TARGET_RATIO:.0f}x a naive sequential `create_async` loop (same run, same sandbox) "
-                f"| naive {naive['rate']:,.0f} msg/s ({naive['messages']} SMS); fan-out / naive = {ratio:.2f}x "
-                f"(SMS only: {f['sms_rate_from_trigger'] / naive['rate']:.2f}x) | {yes(ratio >= TARGET_RATIO)} |")
-        for w in svc["windows"]:
-            if w["api_latency"] and w.get("naive"):
-                r = w["messages_per_s"] / w["naive"]["rate"]
-                add(f"| 1 | (same, every Twilio answer delayed {w['api_latency'] * 1000:.0f} ms as over a real "
-                    f"network; {w['window']:.0f} s window) | naive {w['naive']['rate']:.1f} msg/s; fan-out "
-                    f"{w['messages_per_s']:,.0f} msg/s ({w['sms_per_s']:,.0f} SMS/s) = {r:.0f}x "
-                    f"(SMS only {w['sms_per_s'] / w['naive']['rate']:.0f}x) | {yes(r >= TARGET_RATIO)} |")
+            add(f"| 1 | (the naive loop on loopback: it costs ~1 ms of CPU per call there, so the ratio measures "
+                f"CPU per message, not concurrency) | naive {naive['rate']:,.0f} msg/s ({naive['messages']} SMS); "
+                f"fan-out / naive = {ratio:.2f}x | - |")
         for w in svc["windows"]:
             if w["sms_rate"]:
                 asked = w["sms_rate"] in args.rates_asked
@@ -133,8 +140,15 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
         f = svc["fanout"]
         add(f"### The {f['recipients']:,} x 2 fan-out")
         add("")
-        add("| | providers in their own process |" + (" providers in-process |" if inproc else ""))
-        add("| --- | --- |" + (" --- |" if inproc else ""))
+        columns = [("loopback, providers in their own process", f)]
+        if svc.get("fanout_net"):
+            net = svc["fanout_net"]
+            columns.append((f"every Twilio answer {net['api_latency'] * 1000:.0f} ms late, `sms_concurrency` "
+                            f"{net['sms_concurrency']}", net))
+        if inproc:
+            columns.append(("loopback, providers in-process", inproc["fanout"]))
+        add("| | " + " | ".join(label for label, _ in columns) + " |")
+        add("| --- |" + " --- |" * len(columns))
         rows: list[tuple[str, Any]] = [
             (f"recipients ({svc['people_generated']:,} generated + the sample staff in ningbo)", lambda f: f"{f['recipients']:,}"),
             ("deliveries (script v1 + 4 role notices)", lambda f: f"{f['deliveries']:,}"),
@@ -161,7 +175,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
                                                  if f["providers"] != "in-process" else "-"),
         ]
         for label, cell in rows:
-            add(f"| {label} | {cell(f)} |" + (f" {cell(inproc['fanout'])} |" if inproc else ""))
+            add(f"| {label} | " + " | ".join(cell(c) for _, c in columns) + " |")
         add("")
         add(f"`load_catalog` of the config with {svc['people']:,} people took {svc['load_catalog_s']:.1f} s "
             "(before any measurement).")
@@ -226,11 +240,18 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
             "write queued ahead of the outbox's first claim, so the first script SMS came p50 117-291 ms after the "
             "crossing complaint over earlier runs (full garbage collections landing in the publish made the "
             "spread); the same trials now measure ~40 ms.")
-        add("- The naive loop: on loopback the sandbox answers in about 1 ms, so a sequential loop already runs at "
-            "1,000-2,000 SMS/s, and 50x that (50,000-100,000 messages/s) is out of reach of any Python service on one core; "
-            "the ratio as defined measures CPU per message, not concurrency. Over a real network (the row with "
-            "every answer delayed 100 ms) a sequential loop manages ~10/s and the fan-out's concurrency is what "
-            "counts: that is the comparison the target is meant to make.")
+        net = svc.get("fanout_net")
+        if net:
+            add(f"- The naive loop and the network: on loopback the sandbox answers in about 1 ms, so a sequential "
+                f"loop already runs at {f['naive']['rate']:,.0f} SMS/s there and 50x that is out of reach of any "
+                "service on one core: on loopback the ratio measures CPU per message. What the fan-out's concurrency "
+                f"buys shows over a network: with every Twilio answer {net['api_latency'] * 1000:.0f} ms late (the "
+                f"sandbox's `latency`), the naive loop manages {net['naive']['rate']:.1f} SMS/s and the fan-out keeps "
+                f"up to {net['sms_concurrency']} SMS requests in flight (peak seen by the sandbox: "
+                f"{net['provider_stats'].get('peak_concurrency', 0)}). At 100 in flight, the default "
+                "(Twilio's default account concurrency), SMS top out at 1,000/s at that latency, so 10,000 SMS alone "
+                "take 10 s; reaching 2,000 messages/s over such a network takes a raised account limit and "
+                "`sms_concurrency` to match (the SMS channel keeps as many connections open).")
         add("")
     if svc and svc.get("profiled"):
         pr = svc["profiled"]
@@ -323,7 +344,10 @@ def main() -> None:
     parser.add_argument("--rates", default="200,500,1000", help="sms_rate limits to hold, segments/s")
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured per rate-limited run")
     parser.add_argument("--api-latency", type=float, default=0.1,
-                        help="simulated Twilio answer delay for the extra comparison (0: skip)")
+                        help="Twilio answer delay for the fan-out over a simulated network (0: skip it)")
+    parser.add_argument("--net-sms-concurrency", type=int, default=250,
+                        help="sms_concurrency for the fan-out over the simulated network")
+    parser.add_argument("--api-naive", type=int, default=50, help="messages in the naive loop over that network")
     parser.add_argument("--rounds", type=int, default=20, help="fresh stores for the latency trials (6 trials each)")
     parser.add_argument("--latency-rounds", type=int, default=5, help="latency trials with the 10k audience")
     parser.add_argument("--days", type=int, default=3, help="days of complaint history")
@@ -348,10 +372,13 @@ def main() -> None:
         config.mkdir()
         if skip != {"service", "inproc", "latency"}:
             write_config(config, args.people)
+        if skip != {"service", "inproc", "latency"}:
+            results["machine"] = describe()
         if "service" not in skip:
             results["service"] = run_part("service", [
                 "--config", str(config), "--people", str(args.people), "--naive", str(args.naive), "--rates", args.rates,
                 "--window", str(args.window), "--api-latency", str(args.api_latency),
+                "--net-sms-concurrency", str(args.net_sms_concurrency), "--api-naive", str(args.api_naive),
                 "--latency-rounds", str(args.latency_rounds), "--days", str(args.days),
                 *(["--profile"] if args.profile else [])], work)
         if args.inproc and "inproc" not in skip:

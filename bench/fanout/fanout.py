@@ -129,14 +129,18 @@ def per_second(accepts: list[Accept], origin: float, weight: str = "messages") -
 
 
 async def fan_out(catalog: Catalog, work: Path, *, region: str = "ningbo", in_process: bool = False,
-                  naive: int = 300, profile: bool = False) -> dict[str, Any]:
+                  naive: int = 300, profile: bool = False, api_latency: float = 0.0,
+                  sms_concurrency: int | None = None) -> dict[str, Any]:
     """Trigger broadband-outage in `region` over HTTP; measure until every delivery was
-    handed to a provider, then until every status callback landed."""
-    providers = InProcess() if in_process else Subprocess()
+    handed to a provider, then until every status callback landed. With `api_latency`
+    every Twilio answer (the naive loop's too) comes that many seconds late."""
+    providers = InProcess(api_latency=api_latency) if in_process else Subprocess(api_latency=api_latency)
     await providers.start()
-    service = Service(catalog, fresh_db(work, f"fanout-{region}-{'in' if in_process else 'out'}"), providers)
+    stem = f"fanout-{region}-{'in' if in_process else 'out'}-{api_latency:g}"
+    service = Service(catalog, fresh_db(work, stem), providers, sms_concurrency=sms_concurrency)
     services = await service.start()
-    result: dict[str, Any] = {"providers": providers.where, "region": region}
+    result: dict[str, Any] = {"providers": providers.where, "region": region, "api_latency": api_latency,
+                              "sms_concurrency": service.settings.sms_concurrency}
     try:
         hwm_before = vm_kb("VmHWM")  # includes loading the catalog
         rss_before = vm_kb("VmRSS")
@@ -221,25 +225,17 @@ async def fan_out(catalog: Catalog, work: Path, *, region: str = "ningbo", in_pr
 
 
 async def windowed(catalog: Catalog, work: Path, *, region: str = "ningbo", sms_rate: float = 0.0,
-                   api_latency: float = 0.0, naive: int = 0, warmup: float = 2.0, window: float = 15.0) -> dict[str, Any]:
-    """The same fan-out, watched for `window` seconds once `warmup` seconds have passed
-    since the first SMS was accepted, then stopped (the store is thrown away): the
-    achieved SMS segments and messages per second in that window. With `sms_rate` that
-    is the rate limit held; with `api_latency` every Twilio answer comes that late."""
-    providers = Subprocess(api_latency=api_latency)
+                   warmup: float = 2.0, window: float = 15.0) -> dict[str, Any]:
+    """The same fan-out under `sms_rate`, watched for `window` seconds once `warmup`
+    seconds have passed since the first SMS was accepted, then stopped (the store is
+    thrown away): the achieved SMS segments and messages per second in that window."""
+    providers = Subprocess()
     await providers.start()
-    service = Service(catalog, fresh_db(work, f"window-{region}-{sms_rate:g}-{api_latency:g}"), providers,
-                      sms_rate=sms_rate)
+    service = Service(catalog, fresh_db(work, f"window-{region}-{sms_rate:g}"), providers, sms_rate=sms_rate)
     await service.start()
-    result: dict[str, Any] = {"region": region, "sms_rate": sms_rate, "api_latency": api_latency,
-                              "warmup": warmup, "window": window}
+    result: dict[str, Any] = {"region": region, "sms_rate": sms_rate, "warmup": warmup, "window": window}
     http = aiohttp.ClientSession(headers=service.auth)
     try:
-        if naive:
-            body = ("【统一口径v1】宁波部分小区宽带上网及IPTV中断。对客：先致歉，正在抢修；故障期间暂不派单上门，"
-                    "恢复后仍不能上网请重启光猫。勿承诺补偿。详见邮件。请回复1确认收到")
-            result["naive"] = await naive_loop(naive, body, f"{service.public}/hooks/twilio/status", providers)
-            await providers.settle()
         t0 = time.perf_counter()
         post = asyncio.create_task(http.post(f"{service.public}/api/incidents",
                                              json={"playbook": PLAYBOOK, "region": region, "by": "chen-li"}))

@@ -91,7 +91,7 @@ class Service:
     """One service instance on a fresh SQLite file, its outbox worker running."""
 
     def __init__(self, catalog: Catalog, store_path: Path, providers: Any, *, sms_rate: float = 0.0,
-                 email_rate: float = 0.0, tick_seconds: float = 5.0) -> None:
+                 email_rate: float = 0.0, tick_seconds: float = 5.0, sms_concurrency: int | None = None) -> None:
         self.port = free_port()
         self.public = f"http://127.0.0.1:{self.port}"
         host, smtp_port = providers.smtp
@@ -101,6 +101,7 @@ class Service:
             twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from=SENDER,
             twilio_base_url=providers.twilio_base_url, smtp_host=host, smtp_port=smtp_port,
             smtp_from="yingji@example.com", sms_rate=sms_rate, email_rate=email_rate, admin_token=ADMIN_TOKEN,
+            **({"sms_concurrency": sms_concurrency} if sms_concurrency else {}),
         )
         self.auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # headers for the bench's API calls
         self.catalog = catalog
@@ -114,7 +115,7 @@ class Service:
 
     async def start(self) -> Services:
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=1024).start()  # as `serve`
         return self.services
 
     @property

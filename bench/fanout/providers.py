@@ -24,7 +24,7 @@ from collections import Counter
 from typing import Any
 
 from coordinator.eventloop import loop_factory
-from coordinator.sandbox import Delivery, Faults, SmtpInbox, TwilioSandbox
+from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
 
 ACCOUNT_SID = "AC" + "be" * 16
 AUTH_TOKEN = "bench-sandbox-token"
@@ -66,12 +66,11 @@ class InProcess:
     def __init__(self, step_delay: float = STEP_DELAY, receipt_delay: float = RECEIPT_DELAY, seed: int = 7,
                  api_latency: float = 0.0) -> None:
         self.inbox = SmtpInbox()
-        # api_latency > 0: every create is answered that many seconds late (the sandbox's
-        # "slow" fault on every request), standing in for the round trip to Twilio.
-        faults = Faults(slow_rate=1.0, slow_seconds=api_latency) if api_latency > 0 else None
+        # api_latency > 0: every answer comes that many seconds late, standing in for the
+        # round trip to Twilio over a real network.
         self.sandbox = TwilioSandbox(ACCOUNT_SID, AUTH_TOKEN, numbers=(SENDER,), seed=seed, inbox=self.inbox,
                                      delivery=Delivery(step_delay=step_delay, receipt_delay=receipt_delay),
-                                     faults=faults)
+                                     latency=api_latency)
         self.twilio_base_url = ""
         self.smtp: tuple[str, int] = ("", 0)
 
@@ -160,6 +159,7 @@ def collect(sandbox: TwilioSandbox, inbox: SmtpInbox) -> dict[str, Any]:
         "callbacks": len(sandbox.callbacks),
         "callback_answers": dict(answers),
         "callback_errors": dict(Counter((c.error or "")[:60] for c in sandbox.callbacks if c.answer is None)),
+        "peak_concurrency": sandbox.peak_concurrency,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "hwm_kb": vm_kb("VmHWM"),
     }
