@@ -281,6 +281,10 @@ class Delivery(Record):
     # supervisor); None: the version's text for the channel.
     text: str | None = None
     updated_at: datetime
+    # When a worker first claimed it, as the store recorded it (filled in by
+    # `claim_deliveries`, not kept in the document): a later claim means an earlier
+    # worker may have sent it and died before recording that.
+    claimed_at: datetime | None = None
 
 
 class Ack(Record):

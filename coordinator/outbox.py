@@ -310,18 +310,22 @@ class Outbox:
                     # worker send it too: leave it to whoever claims it next.
                     log.warning("delivery %s: claimed too long ago, left for the next claim", key.as_id())
                     return
-                accepted = await self._send(delivery, content)
+                accepted = await self._send(delivery, content, claimed_at)
         except SendError as exc:
             await self._failed(delivery, exc)
             return
         status = DeliveryStatus.delivered if accepted.status == "delivered" else DeliveryStatus.sent
         await self.record(StatusUpdate(key, status, self.clock.now(), provider_id=accepted.provider_id, finish=True))
-    async def _send(self, delivery: Delivery, content: Content) -> Accepted:
+    async def _send(self, delivery: Delivery, content: Content, claimed_at: datetime) -> Accepted:
         did = delivery.key.as_id()
         if delivery.key.medium == "sms":
             if self.sms is None:
                 raise SendError(did, "no-sms-channel", "no SMS channel is configured", retryable=False, permanent=True)
-            return await self.sms.send_sms(did, delivery.address, delivery.text or content.sms)
+            # Claimed before this claim: a worker may have sent it and died (or failed
+            # unclear in another process) before recording it, so the channel looks first.
+            first = delivery.claimed_at
+            since = first if first is not None and first < claimed_at else None
+            return await self.sms.send_sms(did, delivery.address, delivery.text or content.sms, since=since)
         if self.email is None:
             raise SendError(did, "no-email-channel", "no email channel is configured", retryable=False, permanent=True)
         if delivery.text is not None:

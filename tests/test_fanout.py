@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator import frontline as frontline_module
-from coordinator.app import create_app
+from coordinator.app import create_app, sms_channel
 from coordinator.errors import StoreError
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
@@ -232,6 +232,26 @@ async def test_a_dead_workers_claims_are_taken_over(env: Env) -> None:
     for d in deliveries:
         if d.key.channel == "sms":
             assert len(env.sandbox.received_by(d.address)) == 1
+
+
+async def test_an_sms_sent_by_a_worker_that_died_before_recording_it_is_not_sent_again(env: Env) -> None:
+    store = env.services.store
+    body = await env.trigger()
+    [dead] = await store.claim_deliveries("crashed-worker", env.clock.now(), 60, 1, medium="sms")
+    assert dead.claimed_at == env.clock.now()
+    text = dead.text or (await env.services.frontline.content(dead)).sms
+    # The dead worker's own channel (another process: this one knows nothing of it) got
+    # the message to Twilio; then the worker died before recording that.
+    channel = sms_channel(env.services.settings, env.clock)
+    try:
+        await channel.send_sms(dead.key.as_id(), dead.address, text)
+    finally:
+        await channel.close()
+    env.clock.advance(timedelta(seconds=61))
+    await env.settle()
+    assert [m.body for m in env.sandbox.received_by(dead.address)].count(text) == 1
+    [stored] = [d for d in await store.deliveries(body["id"]) if d.key == dead.key]
+    assert stored.status in (DeliveryStatus.sent, DeliveryStatus.delivered)
 
 
 async def test_a_half_written_publication_is_finished_on_restart(

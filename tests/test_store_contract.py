@@ -375,6 +375,9 @@ async def test_outbox_claims_leases_retries_and_finishes(store: Store) -> None:
     assert {d.key.person_id for d in again} == {first[1].key.person_id, second[0].key.person_id}
     retried = next(d for d in again if d.key == first[1].key)
     assert (retried.attempts, retried.error) == (1, "20429")
+    # Each keeps the time it was first claimed: a later claim knows an earlier worker had it.
+    assert [d.claimed_at for d in first + second] == [T0] * 3
+    assert [d.claimed_at for d in again] == [T0, T0]
     assert await store.outbox_size() == 3
 
 

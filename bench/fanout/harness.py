@@ -10,6 +10,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,8 @@ class RecordingSms:
     def __init__(self, inner: Any, recorder: Recorder) -> None:
         self.inner, self.recorder = inner, recorder
 
-    async def send_sms(self, delivery_id: str, to: str, text: str) -> Accepted:
-        accepted = await self.inner.send_sms(delivery_id, to, text)
+    async def send_sms(self, delivery_id: str, to: str, text: str, *, since: datetime | None = None) -> Accepted:
+        accepted = await self.inner.send_sms(delivery_id, to, text, since=since)
         self.recorder.sms(delivery_id, text)
         return accepted  # type: ignore[no-any-return]
 

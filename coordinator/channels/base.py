@@ -7,6 +7,7 @@ here decides when to retry or which channel to fall back to; the outbox does."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -45,10 +46,11 @@ class SendError(Exception):
 
 
 class SmsChannel(Protocol):
-    async def send_sms(self, delivery_id: str, to: str, text: str) -> Accepted:
+    async def send_sms(self, delivery_id: str, to: str, text: str, *, since: datetime | None = None) -> Accepted:
         """Send `text` to `to` (E.164) once per `delivery_id`, as far as the provider
         allows: a retry after an unclear outcome looks for the first attempt's message
-        before sending again. Raises SendError."""
+        before sending again. `since`: an earlier attempt, perhaps by another worker that
+        died, may have sent it since then, so look for it first. Raises SendError."""
         ...
 
     async def close(self) -> None: ...

@@ -6,7 +6,7 @@ IncidentNotFound for an unknown incident id."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NamedTuple, Protocol, Sequence
 
 from ..models import DELIVERY_RANK, Ack, Complaint, DrillRun, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
@@ -214,6 +214,15 @@ CountKind = Literal["all", "repeat", "regulator"]
 
 # The delivery media (`DeliveryKey.medium`); each has its own outbox queue.
 MEDIA = ("sms", "email")
+
+
+def claimed(doc: str | bytes, claimed_at: float | str | bytes | None) -> Delivery:
+    """A claimed delivery: its stored document, and the first-claim time the store keeps
+    beside it (epoch seconds; None from a store written before it was kept)."""
+    delivery = Delivery.model_validate_json(doc)
+    if claimed_at is None:
+        return delivery
+    return delivery.model_copy(update={"claimed_at": datetime.fromtimestamp(float(claimed_at), timezone.utc)})
 
 
 def medium_of(delivery_id: str) -> str:

@@ -27,7 +27,7 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import MEDIA, Added, CountKind, Moved, StatusUpdate, ack_id, medium_of
+from .base import MEDIA, Added, CountKind, Moved, StatusUpdate, ack_id, claimed, medium_of
 from .drill_runs import RedisDrillRuns
 from .stats import RedisStats, redis_stat_args
 from .keys import RedisKeys
@@ -154,9 +154,10 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 return 1
 """
 
-# KEYS: the outboxes to claim from. ARGV: now, lease end, limit. The oldest due ids
-# across them, their score moved to the lease's end so that no one else takes them
-# before it lapses.
+# KEYS: the outboxes to claim from. ARGV: now, lease end, limit, the delivery hashes'
+# key prefix, now as text. The oldest due ids across them, their score moved to the
+# lease's end so that no one else takes them before it lapses; each delivery's first
+# claim time is kept in its hash.
 _CLAIM = """
 local limit = tonumber(ARGV[3])
 local due = {}
@@ -168,6 +169,7 @@ if #KEYS > 1 then table.sort(due, function(a, b) return a[1] < b[1] end) end
 local ids = {}
 for i = 1, math.min(limit, #due) do
   redis.call('ZADD', KEYS[due[i][3]], ARGV[2], due[i][2])
+  redis.call('HSETNX', ARGV[4] .. due[i][2], 'claimed_at', ARGV[5])
   ids[#ids+1] = due[i][2]
 end
 return ids
@@ -510,14 +512,15 @@ class RedisStore(RedisDrillRuns, RedisStats):
     ) -> list[Delivery]:
         outboxes = [self.keys.outbox(m) for m in (MEDIA if medium is None else (medium,))]
         async with _reachable():
-            ids = await self._claim(keys=outboxes, args=[now.timestamp(), now.timestamp() + lease_seconds, limit])
+            ids = await self._claim(keys=outboxes, args=[now.timestamp(), now.timestamp() + lease_seconds, limit,
+                                                         self.keys.delivery(""), repr(now.timestamp())])
             if not ids:
                 return []
             async with self._r.pipeline(transaction=False) as pipe:
                 for did in ids:
-                    pipe.hget(self.keys.delivery(did), "doc")
-                docs = await pipe.execute()
-        return [Delivery.model_validate_json(d) for d in docs if d]
+                    pipe.hmget(self.keys.delivery(did), "doc", "claimed_at")
+                rows = await pipe.execute()
+        return [claimed(doc, at) for doc, at in rows if doc]
 
     async def finish_delivery(self, key: DeliveryKey) -> None:
         async with _reachable():

@@ -29,7 +29,7 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import Added, CountKind, Moved, StatusUpdate, ack_id, apply_update, medium_of
+from .base import Added, CountKind, Moved, StatusUpdate, ack_id, apply_update, claimed, medium_of
 from .drill_runs import DRILL_SCHEMA, SqliteDrillRuns
 from .stats import STATS_SCHEMA, STATS_UPSERT, SqliteStats, StatTally
 
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS surges (
 CREATE INDEX IF NOT EXISTS surges_key ON surges (key, detected_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY, incident_id TEXT NOT NULL, rank INTEGER NOT NULL, provider_id TEXT,
-    pending INTEGER NOT NULL, due REAL NOT NULL, owner TEXT, doc TEXT NOT NULL, medium TEXT NOT NULL DEFAULT ''
+    pending INTEGER NOT NULL, due REAL NOT NULL, owner TEXT, doc TEXT NOT NULL, medium TEXT NOT NULL DEFAULT '',
+    claimed_at REAL
 );
 CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries (incident_id);
 CREATE INDEX IF NOT EXISTS deliveries_outbox ON deliveries (due) WHERE pending = 1;
@@ -88,9 +89,13 @@ _ADD_DELIVERY = (
 
 
 async def _migrate_deliveries(db: aiosqlite.Connection) -> None:
-    """Files from before the per-medium outbox get the `medium` column, filled in."""
+    """Files from before the per-medium outbox get the `medium` column, filled in;
+    files from before the first-claim time get its column (empty: never claimed, or
+    claimed by a version that did not say)."""
     async with db.execute("PRAGMA table_info(deliveries)") as cur:
         columns = {row[1] for row in await cur.fetchall()}
+    if "claimed_at" not in columns:
+        await db.execute("ALTER TABLE deliveries ADD COLUMN claimed_at REAL")
     if "medium" not in columns:
         await db.execute("ALTER TABLE deliveries ADD COLUMN medium TEXT NOT NULL DEFAULT ''")
         async with db.execute("SELECT id FROM deliveries") as cur:
@@ -412,17 +417,17 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
         self, owner: str, now: datetime, lease_seconds: float, limit: int, medium: str | None = None
     ) -> list[Delivery]:
         which = "" if medium is None else " AND medium = ?"
-        params: list[Any] = [owner, now.timestamp() + lease_seconds, now.timestamp()]
+        params: list[Any] = [owner, now.timestamp() + lease_seconds, now.timestamp(), now.timestamp()]
         params += [medium, limit] if medium is not None else [limit]
         async with self._write:
             rows = await self._all(
-                "UPDATE deliveries SET owner = ?, due = ? WHERE id IN"
+                "UPDATE deliveries SET owner = ?, due = ?, claimed_at = COALESCE(claimed_at, ?) WHERE id IN"
                 f" (SELECT id FROM deliveries WHERE pending = 1 AND due <= ?{which} ORDER BY due LIMIT ?)"
-                " RETURNING doc",
+                " RETURNING doc, claimed_at",
                 params,
             )
             await self._db.commit()
-        return [Delivery.model_validate_json(r[0]) for r in rows]
+        return [claimed(r[0], r[1]) for r in rows]
 
     async def finish_delivery(self, key: DeliveryKey) -> None:
         async with self._write:
