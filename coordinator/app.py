@@ -122,6 +122,11 @@ def create_app(
     return app
 
 
+# Bursts of new connections (provider callbacks, intake clients) are queued, not dropped
+# for a 1 s retry as past the default listen queue of 128.
+LISTEN_BACKLOG = 1024
+
+
 def sms_channel(settings: Settings, clock: Clock) -> SmsChannel:
     assert settings.twilio_account_sid is not None and settings.twilio_auth_token is not None
     return TwilioSms(TwilioConfig(
@@ -267,10 +272,8 @@ def run_server(settings: Settings) -> int:
         settings.host, settings.port, settings.store_url.split("?")[0], len(catalog.playbooks), loop_name(loop),
     )
     try:
-        # backlog: bursts of new connections (provider callbacks, intake clients) are queued,
-        # not dropped for a 1 s retry as past the default listen queue of 128.
         web.run_app(create_app(settings, catalog=catalog), host=settings.host, port=settings.port, print=None,
-                    loop=loop, backlog=1024)
+                    loop=loop, backlog=LISTEN_BACKLOG)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -284,7 +284,7 @@ class Delivery(Record):
     # When a worker first claimed it, as the store recorded it (filled in by
     # `claim_deliveries`, not kept in the document): a later claim means an earlier
     # worker may have sent it and died before recording that.
-    claimed_at: datetime | None = None
+    claimed_at: datetime | None = Field(default=None, exclude=True)
 
 
 class Ack(Record):

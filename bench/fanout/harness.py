@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from coordinator.app import create_app, email_channel, sms_channel
+from coordinator.app import LISTEN_BACKLOG, create_app, email_channel, sms_channel
 from coordinator.catalog import Catalog
 from coordinator.channels.base import Accepted
 from coordinator.clock import SystemClock
@@ -116,7 +116,7 @@ class Service:
 
     async def start(self) -> Services:
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=1024).start()  # as `serve`
+        await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=LISTEN_BACKLOG).start()  # as `serve`
         return self.services
 
     @property

@@ -123,13 +123,12 @@ class TwilioSms:
         self._in_doubt: dict[str, datetime] = {}
 
     async def send_sms(self, delivery_id: str, to: str, text: str, *, since: datetime | None = None) -> Accepted:
-        earlier = self._in_doubt.get(delivery_id) or since
-        if earlier is None:
+        since = self._in_doubt.get(delivery_id) or since
+        if since is None:
             since = self._clock.now()
         else:
             # An earlier attempt (ours that ended unclear, or another worker's) may have
             # created it since.
-            since = earlier
             found = await self._lookup(delivery_id, to, text, since)
             if found is not None:
                 return self._accepted(delivery_id, found)

@@ -155,7 +155,7 @@ return 1
 """
 
 # KEYS: the outboxes to claim from. ARGV: now, lease end, limit, the delivery hashes'
-# key prefix, now as text. The oldest due ids across them, their score moved to the
+# key prefix. The oldest due ids across them, their score moved to the
 # lease's end so that no one else takes them before it lapses; each delivery's first
 # claim time is kept in its hash.
 _CLAIM = """
@@ -169,7 +169,7 @@ if #KEYS > 1 then table.sort(due, function(a, b) return a[1] < b[1] end) end
 local ids = {}
 for i = 1, math.min(limit, #due) do
   redis.call('ZADD', KEYS[due[i][3]], ARGV[2], due[i][2])
-  redis.call('HSETNX', ARGV[4] .. due[i][2], 'claimed_at', ARGV[5])
+  redis.call('HSETNX', ARGV[4] .. due[i][2], 'claimed_at', ARGV[1])
   ids[#ids+1] = due[i][2]
 end
 return ids
@@ -513,7 +513,7 @@ class RedisStore(RedisDrillRuns, RedisStats):
         outboxes = [self.keys.outbox(m) for m in (MEDIA if medium is None else (medium,))]
         async with _reachable():
             ids = await self._claim(keys=outboxes, args=[now.timestamp(), now.timestamp() + lease_seconds, limit,
-                                                         self.keys.delivery(""), repr(now.timestamp())])
+                                                         self.keys.delivery("")])
             if not ids:
                 return []
             async with self._r.pipeline(transaction=False) as pipe:
