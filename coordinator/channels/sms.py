@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.message import MessageInstance
 
 from coordinator.channels.base import Accepted, SendError
+from coordinator.channels.twilio_http import FormTwilioHttpClient
 from coordinator.clock import Clock, SystemClock
 from coordinator.models import DeliveryStatus
 
@@ -117,7 +117,7 @@ class TwilioSms:
     def __init__(self, config: TwilioConfig, *, clock: Clock | None = None) -> None:
         self._config = config
         self._clock = clock or SystemClock()
-        self._http: AsyncTwilioHttpClient | None = None
+        self._http: FormTwilioHttpClient | None = None
         self._client: Client | None = None
         # delivery_id -> when its first unclear attempt started.
         self._in_doubt: dict[str, datetime] = {}
@@ -178,7 +178,7 @@ class TwilioSms:
             # max_retries stays unset: the http client would re-POST a create after a 5xx.
             # Its own logger, quiet below WARNING: the client logs every request and answer
             # at INFO (a dozen lines per SMS), which `serve` would print for each message.
-            self._http = AsyncTwilioHttpClient(pool_connections=False, logger=QUIET_HTTP_LOG)
+            self._http = FormTwilioHttpClient(pool_connections=False, logger=QUIET_HTTP_LOG)
             self._http.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._config.max_connections))
             client = Client(self._config.account_sid, self._config.auth_token, http_client=self._http)
