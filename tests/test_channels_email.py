@@ -74,10 +74,12 @@ class Relay:
     """An SMTP relay answering RCPT for some addresses as told, keeping each connection
     so a test can count them or cut them."""
 
-    def __init__(self, answers: dict[str, str] | None = None) -> None:
+    def __init__(self, answers: dict[str, str] | None = None, *, eight_bit: bool = True) -> None:
         self.answers = answers or {}
+        self.eight_bit = eight_bit
         self.connections: list[SMTP] = []
         self.delivered: list[str] = []
+        self.envelopes: list[Envelope] = []
         self._server: asyncio.Server | None = None
 
     async def start(self) -> tuple[str, int]:
@@ -96,7 +98,9 @@ class Relay:
                 connection.transport.close()
 
     def _connect(self) -> SMTP:
-        connection = SMTP(self, hostname="relay.localhost", loop=asyncio.get_running_loop())
+        # aiosmtpd announces 8BITMIME unless it decodes the data as text.
+        connection = SMTP(self, hostname="relay.localhost", loop=asyncio.get_running_loop(),
+                          decode_data=not self.eight_bit)
         self.connections.append(connection)
         return connection
 
@@ -110,6 +114,7 @@ class Relay:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.delivered.extend(envelope.rcpt_tos)
+        self.envelopes.append(envelope)
         return "250 OK"
 
 
@@ -164,6 +169,55 @@ async def test_without_an_ack_link_the_parts_are_the_script_alone(inbox: SmtpInb
     [received] = inbox.mailbox(STAFF)
     assert received.text == SCRIPT_TEXT + "\n"  # MIME ends a text part with a newline
     assert received.html == SCRIPT_HTML + "\n"
+
+
+def parts(raw: bytes) -> list[tuple[str, str, str]]:
+    message = email.message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=email.policy.default)
+    return [(p.get_content_type(), p["Content-Transfer-Encoding"], p.get_content()) for p in message.iter_parts()]
+
+
+async def test_a_relay_with_8bitmime_gets_the_parts_as_8bit_from_the_first_message(relay: Relay) -> None:
+    channel = SmtpEmail(config_for(await relay.start()))
+    await send(channel)  # on a fresh connection: the extensions are known before MAIL
+    await channel.close()
+
+    [envelope] = relay.envelopes
+    assert "BODY=8BITMIME" in envelope.mail_options
+    raw = envelope.original_content
+    assert raw is not None and SCRIPT_TEXT.splitlines()[0].encode() in raw  # as written, not encoded
+    [(_, text_cte, text), (_, html_cte, html)] = parts(raw)
+    assert (text_cte, html_cte) == ("8bit", "8bit")
+    assert text.startswith(SCRIPT_TEXT + "\n") and ACK_URL in text
+    assert html.startswith(SCRIPT_HTML[:SCRIPT_HTML.index("</body>")])
+
+
+async def test_a_relay_without_8bitmime_gets_base64_and_no_body_parameter() -> None:
+    relay = Relay(eight_bit=False)
+    channel = SmtpEmail(config_for(await relay.start()))
+    try:
+        await send(channel)
+    finally:
+        await channel.close()
+        await relay.stop()
+
+    [envelope] = relay.envelopes
+    assert not any(o.upper().startswith("BODY=") for o in envelope.mail_options)
+    raw = envelope.original_content
+    assert raw is not None and max(raw) < 0x80  # 7-bit clean
+    assert [cte for _, cte, _ in parts(raw)] == ["base64", "base64"]
+
+
+async def test_a_line_too_long_for_8bit_sends_the_parts_as_base64(relay: Relay) -> None:
+    channel = SmtpEmail(config_for(await relay.start()))
+    long_html = "<p>" + "口径" * 200 + "</p>"  # 1,207 bytes on one line: over SMTP's 998
+    await channel.send_email(DELIVERY, STAFF, SUBJECT, SCRIPT_TEXT, long_html, ack_url=ACK_URL)
+    await channel.close()
+
+    [envelope] = relay.envelopes
+    raw = envelope.original_content
+    assert raw is not None and max(len(line) for line in raw.split(b"\r\n")) <= 998
+    [(_, text_cte, _), (_, html_cte, html)] = parts(raw)
+    assert (text_cte, html_cte) == ("base64", "base64") and html.startswith(long_html)
 
 
 async def test_each_delivery_keeps_its_message_id_across_attempts(inbox: SmtpInbox) -> None:
@@ -313,14 +367,16 @@ def test_a_line_break_in_the_subject_is_folded_away(clock: ManualClock) -> None:
         ("INC-20261124-3f9a2c:12:" + "x" * 60 + ":email", STAFF, ACK_URL, SCRIPT_TEXT),  # too long to write as is
     ],
 )
+@pytest.mark.parametrize("eight_bit", [False, True])
 def test_the_fast_rendering_reads_back_as_the_email_packages(
-    clock: ManualClock, delivery_id: str, to: str, ack_url: str | None, text: str
+    clock: ManualClock, delivery_id: str, to: str, ack_url: str | None, text: str, eight_bit: bool
 ) -> None:
     config = config_for(("127.0.0.1", 25))
     args = (config, delivery_id, to, SUBJECT + "\n第二行", text, SCRIPT_HTML, ack_url, clock.now())
-    fast = email.message_from_bytes(render_email(*args), policy=email.policy.default)
-    slow = email.message_from_bytes(compose_email(*args).as_bytes(policy=email.policy.SMTP),
-                                    policy=email.policy.default)
+    fast = email.message_from_bytes(render_email(*args, eight_bit=eight_bit), policy=email.policy.default)
+    slow = email.message_from_bytes(
+        compose_email(*args, cte="8bit" if eight_bit else "base64").as_bytes(policy=email.policy.SMTP),
+        policy=email.policy.default)
 
     def read(message: Any) -> list[Any]:
         parts = [(p.get_content_type(), p["Content-Transfer-Encoding"], p.get_content())
@@ -329,7 +385,9 @@ def test_the_fast_rendering_reads_back_as_the_email_packages(
         return [headers, message.get_content_type(), parts]
 
     assert read(fast) == read(slow)
-    assert max(len(line) for line in render_email(*args).split(b"\r\n")) <= 998  # SMTP's line limit
+    assert {p["Content-Transfer-Encoding"] for p in fast.iter_parts()} == {"8bit" if eight_bit else "base64"}
+    # SMTP's line limit
+    assert max(len(line) for line in render_email(*args, eight_bit=eight_bit).split(b"\r\n")) <= 998
 
 
 def test_html_without_a_body_tag_gets_the_button_at_the_end() -> None:

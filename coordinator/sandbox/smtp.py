@@ -32,8 +32,11 @@ class ReceivedEmail:
 
     @cached_property
     def message(self) -> EmailMessage:
-        """The parsed message, for any other header, e.g. message["Auto-Submitted"]."""
-        return cast(EmailMessage, email.message_from_bytes(self.raw, policy=email.policy.default))
+        """The parsed message, for any other header, e.g. message["Auto-Submitted"]. Read
+        with the wire's CRLF as "\n", as a mailbox stores it: an 8bit part's text would
+        otherwise keep the "\r"."""
+        return cast(EmailMessage, email.message_from_bytes(self.raw.replace(b"\r\n", b"\n"),
+                                                           policy=email.policy.default))
 
     @property
     def subject(self) -> str:
