@@ -28,6 +28,7 @@ from coordinator.app import create_app
 from coordinator.catalog import load_catalog
 from coordinator.clock import SystemClock
 from coordinator.eventloop import loop_factory, loop_name
+from coordinator.heap import settle_heap
 from coordinator.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +61,9 @@ def batches(total: int, size: int, seed: int = 1) -> list[bytes]:
 async def measure(store_url: str, total: int, size: int) -> float:
     settings = Settings(store_url=store_url, config_dir=REPO, subscriber_key="bench", tick_seconds=0,
                         max_items=max(size, 10_000), intake_token=INTAKE_TOKEN)
-    app = create_app(settings, clock=SystemClock(), catalog=load_catalog(REPO))
+    catalog = load_catalog(REPO)
+    settle_heap()  # as `coordinator serve` does once the catalog is loaded
+    app = create_app(settings, clock=SystemClock(), catalog=catalog)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

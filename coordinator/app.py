@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import secrets
 import sys
@@ -25,6 +24,7 @@ from .channels.sms import TwilioConfig, TwilioSms
 from .clock import Clock, SystemClock
 from .errors import ConfigError, StoreError
 from .eventloop import loop_factory, loop_name
+from .heap import settle_heap
 from .intake import Intake, Limits, SubscriberHasher
 from .settings import Settings
 from .users import UsersFileError, read_users
@@ -261,11 +261,7 @@ def run_server(settings: Settings) -> int:
             print(problem, file=sys.stderr)
         print(f"refusing to start: {len(exc.problems)} problem(s) in {settings.users_path}", file=sys.stderr)
         return 1
-    # What is loaded now (the catalog: ~120,000 objects with 10,000 people) lives as long
-    # as the process: out of the collector's sight, a full collection during a fan-out
-    # takes well under a millisecond instead of ~70 ms or more, which otherwise lands
-    # now and then between a surge and its first script SMS.
-    gc.freeze()
+    settle_heap()  # the catalog out of the collector's sight, young collections rarer
     loop = loop_factory()()  # uvloop when installed: coordinator/eventloop.py
     log.info(
         "serving on http://%s:%d (store %s, %d playbooks, %s)",

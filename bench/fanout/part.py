@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 from . import fanout, latency
 from coordinator.catalog import load_catalog
 from coordinator.eventloop import loop_factory, loop_name
+from coordinator.heap import settle_heap
 
 from .config import make_config, write_config
 from .providers import vm_kb
@@ -41,7 +41,7 @@ def _load(work: Path, people: int, config: Path | None) -> tuple[Any, dict[str, 
         target = config
     started = time.perf_counter()
     catalog = load_catalog(target)
-    gc.freeze()  # as `coordinator serve` does once the catalog is loaded (coordinator/app.py)
+    settle_heap()  # as `coordinator serve` does once the catalog is loaded (coordinator/heap.py)
     return catalog, {"people_generated": people, "people": len(catalog.contacts.people),
                      "load_catalog_s": time.perf_counter() - started, "rss_after_catalog_kb": vm_kb("VmRSS")}
 

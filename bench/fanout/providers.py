@@ -24,6 +24,7 @@ from collections import Counter
 from typing import Any
 
 from coordinator.eventloop import loop_factory
+from coordinator.heap import settle_heap
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
 
 ACCOUNT_SID = "AC" + "be" * 16
@@ -195,6 +196,7 @@ def main() -> None:
     parser.add_argument("--receipt-delay", type=float, default=RECEIPT_DELAY)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--api-latency", type=float, default=0.0)
+    settle_heap()  # the stand-in for Twilio and the relay must not be what limits the fan-out
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve(parser.parse_args()))
 
