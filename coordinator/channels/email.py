@@ -144,16 +144,14 @@ def _fixed_headers(from_name: str, from_address: str, subject: str) -> bytes:
 MAX_LINE = 998
 
 
-def eight_bit_fits(content: str) -> bool:
-    """Whether `content` can go as an 8bit part: no line over MAX_LINE bytes of UTF-8,
-    no NUL (RFC 6152)."""
-    data = content.encode("utf-8")
-    return b"\0" not in data and all(len(line) <= MAX_LINE for line in data.splitlines())
+def _fits_8bit(lines: list[bytes]) -> bool:
+    """Whether these lines can go in an 8bit part (RFC 6152): none over MAX_LINE bytes,
+    no NUL."""
+    return all(len(line) <= MAX_LINE and b"\0" not in line for line in lines)
 
 
-def _part(subtype: str, content: str, cte: str) -> bytes:
+def _part(subtype: str, lines: list[bytes], cte: str) -> bytes:
     # As the email package's set_content: line breaks normalised, one at the end.
-    lines = content.encode("utf-8").splitlines()
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n'.encode()
     if cte == "8bit":
         return head + b"\r\n".join(lines) + b"\r\n"
@@ -183,7 +181,8 @@ def render_email(
                ("X-Coordinator-Delivery", delivery_id))
     if ack_url is not None:
         text, html = with_text_footer(text, ack_url), with_html_footer(html, ack_url)
-    cte = "8bit" if eight_bit and eight_bit_fits(text) and eight_bit_fits(html) else "base64"
+    text_lines, html_lines = text.encode("utf-8").splitlines(), html.encode("utf-8").splitlines()
+    cte = "8bit" if eight_bit and _fits_8bit(text_lines) and _fits_8bit(html_lines) else "base64"
     if not _PLAIN_ADDRESS.fullmatch(to) or any(
         len(name) + 2 + len(value) > _MAX_HEADER or not _PLAIN_VALUE.fullmatch(value.replace(" ", "!"))
         for name, value in headers
@@ -196,9 +195,9 @@ def render_email(
         "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii"),
         f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'
         f"--{boundary}\r\n".encode("ascii"),
-        _part("plain", text, cte),
+        _part("plain", text_lines, cte),
         f"\r\n--{boundary}\r\n".encode("ascii"),
-        _part("html", html, cte),
+        _part("html", html_lines, cte),
         f"\r\n--{boundary}--\r\n".encode("ascii"),
     ))
 
