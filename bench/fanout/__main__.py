@@ -216,11 +216,15 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
             f"used {prov:.1f} s over the whole run, which includes its start and the naive loop; it needs the "
             "same 0.5 ms per message for the other end of each request, SMTP session and callback. The machine "
             "is shared (two cores; with another process busy on one of them the same fan-out measured ~1,750 "
-            "messages/s), so wall-clock rates vary between runs more than CPU per message does. Where the "
-            "service's time goes (py-spy): the twilio client's request "
-            "through aiohttp ~20%, the SMTP conversation ~20% (aiosmtplib's per-command overhead and its "
-            "line-ending pass over each message), the callbacks' HTTP handling ~25% (form, signature, group "
-            "commit), the store's group commits ~9%, the loop itself the rest.")
+            "messages/s), so wall-clock rates vary between runs more than CPU per message does, and the "
+            "section's first line gives the machine's speed at the time. Where the service's time goes "
+            "(py-spy, 2026-11-24, loopback): the status callbacks' HTTP handling (form, signature) ~23%, the "
+            "SMTP conversation ~22% (aiosmtplib's four round trips and its line-ending and dot-stuffing "
+            "passes over each message), the event loop's own C code ~13%, the twilio client's request "
+            "through aiohttp ~13%, SQLite's thread ~7%, the group commits ~7%, the outbox loop ~6%. Until "
+            "`coordinator serve` set the young generation's threshold to 20,000 (coordinator/heap.py), "
+            "CPython's collector took another 15-20% of the service's CPU at its default of 700: "
+            "~2,500 collections per fan-out walking the sends in flight.")
         add(f"- `POST /api/incidents` answered after {f['trigger_answer_s']:.1f} s: the publish (deliveries written "
             "in chunks of 500, the outbox woken after each) runs inside the request, while the outbox is already "
             f"sending; the first chunk is 50, so the first script SMS left {ms(f['first_v1_sms_s'])} after the "
@@ -232,7 +236,9 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
             "not through a node tree with two marks per node: that tree (~50 MB for 10,000 people) was freed "
             "after loading but left the allocator's arenas fragmented for the life of the process (the last round "
             "measured 167 MB before the fan-out). `malloc_trim(0)` after loading gave back only ~10 MB then, 2 MB "
-            "now, and copying the catalog afresh nothing (the copy fills the same holes), so neither is used.")
+            "now, and copying the catalog afresh nothing (the copy fills the same holes), so neither is used. "
+            "The run over the simulated network comes after the loopback run and the rate-limited windows in the "
+            "same process, so its RSS holds what those left behind; target 4 is read from the first run.")
         add("- Detection to first script SMS with the 10,012-person audience (the table below): the publication "
             "walks the audience one person at a time (`roster.in_scope`) and, once its first chunk of 50 is "
             "written, waits (at most 100 ms) for this process's outbox to claim it before writing the chunks of "
