@@ -88,9 +88,15 @@ class StreamMonitor:
         for c in complaints:
             for stream in c.streams():
                 samples.setdefault(stream, []).append(c.id)
+        now = self.clock.now()
+        # What each stream's peek reads (the bucket filling and the one in its grace
+        # time), for all of them in one round trip: one query per stream was most of a
+        # batch's fixed cost.
+        since = bucket_start(now - self.grace, self.width)
+        recent = await self.store.bucket_counts_many(list(samples), utc(since), utc(self._peek_end(now)))
         found: list[Found] = []
         for stream, ids in samples.items():
-            found += await self.check(stream, ids[:SAMPLES])
+            found += await self.check(stream, ids[:SAMPLES], now=now, recent=(since, recent[stream]))
         return found
 
     async def refresh_all(self) -> list[Found]:
@@ -117,15 +123,18 @@ class StreamMonitor:
         await self.store.close_stream_surge(stream)
         return True
 
-    async def check(self, stream: str, samples: list[str]) -> list[Found]:
-        now = self.clock.now()
+    async def check(self, stream: str, samples: list[str], *, now: datetime | None = None,
+                    recent: tuple[int, dict[int, int]] | None = None) -> list[Found]:
+        """Advance the stream's detector over its closed buckets and peek at the open
+        ones; `recent`: (since, counts) already read for the buckets from `since` on."""
+        now = now or self.clock.now()
         detector, committed = await self._advance(stream, now)
         found = [
             await self._surge(stream, obs, now, samples, fresh=utc(obs.ts.timestamp() + self.width) >= now - self.fresh_within)
             for obs in committed
             if obs.alarm
         ]
-        peek = await self._peek(stream, detector, now)
+        peek = await self._peek(stream, detector, now, recent)
         if peek.alarm:
             found.append(await self._surge(stream, peek, now, samples, fresh=True))
         reported = [f for f in found if await self.store.open_stream_surge(f.surge)]
@@ -212,14 +221,21 @@ class StreamMonitor:
         rhythm follows local days (its hour and weekday come from the timestamp)."""
         return utc(epoch).astimezone(self.tz)
 
-    async def _peek(self, stream: str, detector: Detector, now: datetime) -> Observation:
+    def _peek_end(self, now: datetime) -> int:
+        return bucket_start(now, self.width) + self.width
+
+    async def _peek(self, stream: str, detector: Detector, now: datetime,
+                    recent: tuple[int, dict[int, int]] | None = None) -> Observation:
         """The verdict on the buckets not yet fed (the one filling, and one in its grace
         time): their counts can only grow, so an alarm now stands. It consumes
         `detector`, whose state is already saved: the store never sees these buckets
-        before they are final."""
+        before they are final. Reads the counts unless `recent` holds them."""
         start = int(detector.last_ts.timestamp()) + self.width if detector.last_ts else bucket_start(now, self.width)
-        end = bucket_start(now, self.width) + self.width
-        counts = await self.store.bucket_counts(stream, utc(start), utc(end))
+        end = self._peek_end(now)
+        if recent is not None and recent[0] <= start:
+            counts = recent[1]
+        else:
+            counts = await self.store.bucket_counts(stream, utc(start), utc(end))
         alarm = False
         for t in range(start, end, self.width):
             obs = detector.observe(self._local(t), counts.get(t, 0))

@@ -90,6 +90,29 @@ async def test_each_complaint_counts_into_its_stream_and_the_category_wide_one(s
     ]
 
 
+async def test_counts_of_several_streams_at_once_are_each_streams_own(store: Store) -> None:
+    regulator = complaint("m5", T0 + timedelta(days=1, minutes=7)).model_copy(update={"channel": Channel.regulator})
+    await store.add_complaints([
+        complaint("m1", T0, region="hangzhou", subscriber="s1"),
+        complaint("m2", T0 + timedelta(minutes=6), region="ningbo", subscriber="s1"),
+        complaint("m3", T0 + timedelta(minutes=12), region="ningbo", subscriber="s1"),
+        complaint("m4", T0 + timedelta(days=1, minutes=1), region="hangzhou"),
+        regulator,
+    ])
+    streams = ["broadband/hangzhou", "broadband/ningbo", "broadband/*", "outage/hangzhou"]
+    spans = [(T0, T0 + timedelta(days=2)), (T0 + timedelta(minutes=7), T0 + timedelta(days=1, minutes=5)),
+             (T0 + timedelta(minutes=5), T0 + timedelta(minutes=10))]
+    for span in spans:
+        for kind in ("all", "repeat", "regulator"):
+            many = await store.bucket_counts_many(streams, *span, kind=kind)
+            assert many == {s: await store.bucket_counts(s, *span, kind=kind) for s in streams}, (span, kind)
+    b0 = int(T0.timestamp())
+    assert (await store.bucket_counts_many(streams, *spans[0]))["broadband/*"] == {
+        b0: 1, b0 + BUCKET_SECONDS: 1, b0 + 2 * BUCKET_SECONDS: 1, b0 + 86400: 1, b0 + 86400 + BUCKET_SECONDS: 1,
+    }
+    assert await store.bucket_counts_many([], *spans[0]) == {}
+
+
 async def test_secret_is_created_once(store: Store) -> None:
     assert await store.get_or_create_secret("subscriber", "first") == "first"
     assert await store.get_or_create_secret("subscriber", "second") == "first"

@@ -49,6 +49,12 @@ class Store(Protocol):
         """Non-zero counts of `stream` by bucket start (epoch seconds), start <= t < end:
         of all its complaints, of the repeats, or of those from the regulator channel."""
 
+    async def bucket_counts_many(
+        self, streams: Sequence[str], start: datetime, end: datetime, kind: CountKind = "all"
+    ) -> dict[str, dict[int, int]]:
+        """`bucket_counts` of several streams in one round trip; every stream asked for is
+        a key, with {} when it has no counts in the range."""
+
     async def stream_names(self) -> list[str]: ...
 
     async def load_stream_state(self, stream: str) -> tuple[dict[str, Any] | None, int]:

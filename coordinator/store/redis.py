@@ -346,6 +346,35 @@ class RedisStore(RedisDrillRuns, RedisStats):
         }
         return {b: counts[b] for b in sorted(counts) if first <= b < last}
 
+    async def bucket_counts_many(
+        self, streams: Sequence[str], start: datetime, end: datetime, kind: CountKind = "all"
+    ) -> dict[str, dict[int, int]]:
+        # The buckets' fields by name (HMGET), not whole day hashes: the monitor asks for
+        # the two or three latest buckets of dozens of streams after every intake batch.
+        first = bucket_start(start, self.bucket_seconds)
+        last = end.timestamp()
+        suffix = {"all": "", "repeat": ":r", "regulator": ":g"}[kind]
+        days: dict[int, list[int]] = {}
+        for b in range(first, int(last) + 1, self.bucket_seconds):
+            if b < last:
+                days.setdefault(b // _DAY, []).append(b)
+        names = list(dict.fromkeys(streams))
+        async with _reachable():
+            async with self._r.pipeline(transaction=False) as pipe:
+                for stream in names:
+                    for day, buckets in days.items():
+                        pipe.hmget(self.keys.buckets(stream, day), [f"{b}{suffix}" for b in buckets])
+                results = iter(await pipe.execute())
+        found: dict[str, dict[int, int]] = {}
+        for stream in names:
+            counts: dict[int, int] = {}
+            for buckets in days.values():
+                for b, n in zip(buckets, next(results)):
+                    if n is not None and int(n) > 0:
+                        counts[b] = int(n)
+            found[stream] = counts
+        return found
+
     async def stream_names(self) -> list[str]:
         async with _reachable():
             return sorted(await self._r.smembers(self.keys.streams()))

@@ -246,6 +246,23 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
         )
         return {int(b): int(n) for b, n in rows}
 
+    async def bucket_counts_many(
+        self, streams: Sequence[str], start: datetime, end: datetime, kind: CountKind = "all"
+    ) -> dict[str, dict[int, int]]:
+        column = {"all": "count", "repeat": "repeat", "regulator": "regulator"}[kind]
+        found: dict[str, dict[int, int]] = {stream: {} for stream in streams}
+        names = sorted(found)
+        for i in range(0, len(names), _IN_CHUNK):
+            chunk = names[i : i + _IN_CHUNK]
+            rows = await self._all(
+                f"SELECT stream, bucket, {column} FROM buckets WHERE stream IN ({','.join('?' * len(chunk))})"
+                f" AND bucket >= ? AND bucket < ? AND {column} > 0 ORDER BY stream, bucket",
+                (*chunk, bucket_start(start, self.bucket_seconds), end.timestamp()),
+            )
+            for stream, b, n in rows:
+                found[stream][int(b)] = int(n)
+        return found
+
     async def stream_names(self) -> list[str]:
         return [r[0] for r in await self._all("SELECT DISTINCT stream FROM buckets ORDER BY stream")]
 
