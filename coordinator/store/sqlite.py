@@ -31,7 +31,7 @@ from ..models import (
 )
 from .base import Added, CountKind, Moved, StatusUpdate, ack_id, apply_update, claimed, medium_of
 from .drill_runs import DRILL_SCHEMA, SqliteDrillRuns
-from .stats import STATS_SCHEMA, STATS_UPSERT, SqliteStats, StatTally
+from .stats import HOUR, STATS_SCHEMA, STATS_UPSERT, SqliteStats, StatTally
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -182,15 +182,16 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
                     continue
                 known.add(c.id)
                 at = c.received_at.timestamp()
+                second = int(at)
                 repeat = False
                 if c.subscriber_hash:
                     previous = last_seen.get(c.subscriber_hash)
                     repeat = previous is not None and abs(at - previous) <= window
                     last_seen[c.subscriber_hash] = max(at, previous or at)
                 out.append(Added(True, repeat))
-                tally.add(c, repeat)
+                tally.add(c, repeat, second - second % HOUR)
                 rows_in.append((c.id, at, c.model_dump_json()))
-                bucket = bucket_start(c.received_at, self.bucket_seconds)
+                bucket = second - second % self.bucket_seconds  # bucket_start, from the timestamp at hand
                 for stream in c.streams():
                     counts[(stream, bucket)] += 1
                     repeats[(stream, bucket)] += repeat

@@ -64,10 +64,12 @@ class StatTally:
         self.counts: Counter[tuple[int, str, str, str]] = Counter()
         self.repeats: Counter[tuple[int, str, str, str]] = Counter()
 
-    def add(self, complaint: Complaint, repeat: bool) -> None:
+    def add(self, complaint: Complaint, repeat: bool, hour: int | None = None) -> None:
+        """Count `complaint`; `hour`: its hour_floor, when the caller has it already."""
         if complaint.drill:
             return
-        key = (hour_floor(complaint.received_at), complaint.category, complaint.region, complaint.channel.value)
+        key = (hour_floor(complaint.received_at) if hour is None else hour, complaint.category, complaint.region,
+               complaint.channel.value)
         self.counts[key] += 1
         if repeat:
             self.repeats[key] += 1
