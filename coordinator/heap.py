@@ -10,7 +10,7 @@ provider process of the benchmark):
   of CPython's 700. A fan-out holds thousands of sends in flight (tasks, futures, HTTP
   requests), and at 700 the collector ran ~2,500 times in a 10,000 x 2 fan-out, walking
   them again and promoting them into older generations that it then walked too: 15-20%
-  of the service's CPU. At 20,000 it runs a dozen times (~8 ms each). What this holds
+  of the service's CPU. At 20,000 it runs a dozen or two times (~10 ms each). What this holds
   back is only cyclic garbage, freed at the next collection: a few MB at most.
 """
 
