@@ -33,6 +33,8 @@ from .stats import RedisStats, redis_stat_args
 from .keys import RedisKeys
 
 _DAY = 86400
+# A bucket's fields in its day hash: the count, the repeats, the regulator's.
+_COUNT_SUFFIX: dict[str, str] = {"all": "", "repeat": ":r", "regulator": ":g"}
 
 # KEYS: streams set, complaint counter. ARGV[1]: repeat window (s); then 12 per complaint:
 # complaint key, json, bucket key 1, stream 1, bucket key 2, stream 2, bucket start,
@@ -338,7 +340,7 @@ class RedisStore(RedisDrillRuns, RedisStats):
         self, stream: str, start: datetime, end: datetime, kind: CountKind = "all"
     ) -> dict[int, int]:
         fields, first, last = await self._day_fields(stream, start, end)
-        suffix = {"all": "", "repeat": ":r", "regulator": ":g"}[kind]
+        suffix = _COUNT_SUFFIX[kind]
         counts = {
             int(b[: len(b) - len(suffix)]): int(n)
             for b, n in fields.items()
@@ -353,7 +355,7 @@ class RedisStore(RedisDrillRuns, RedisStats):
         # the two or three latest buckets of dozens of streams after every intake batch.
         first = bucket_start(start, self.bucket_seconds)
         last = end.timestamp()
-        suffix = {"all": "", "repeat": ":r", "regulator": ":g"}[kind]
+        suffix = _COUNT_SUFFIX[kind]
         days: dict[int, list[int]] = {}
         for b in range(first, int(last) + 1, self.bucket_seconds):
             if b < last:

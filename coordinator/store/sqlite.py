@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS acks (
 """
 
 _IN_CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
+# The buckets table's column for each kind of count.
+_COUNT_COLUMN: dict[str, str] = {"all": "count", "repeat": "repeat", "regulator": "regulator"}
 
 _ADD_DELIVERY = (
     "INSERT OR IGNORE INTO deliveries (id, incident_id, rank, provider_id, pending, due, owner, doc, medium)"
@@ -217,12 +219,13 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
                     raise StoreError(f"storing complaints failed: {exc}") from exc
             return out
 
-    async def _all_in(self, sql: str, values: Sequence[Any]) -> list[Any]:
-        """`sql` with one `IN ({})`, run over `values` in chunks."""
+    async def _all_in(self, sql: str, values: Sequence[Any], after: Sequence[Any] = ()) -> list[Any]:
+        """`sql` with one `IN ({})`, run over `values` in chunks; `after`: the parameters
+        that follow the IN list."""
         rows: list[Any] = []
         for i in range(0, len(values), _IN_CHUNK):
             chunk = values[i : i + _IN_CHUNK]
-            rows += await self._all(sql.format(",".join("?" * len(chunk))), chunk)
+            rows += await self._all(sql.format(",".join("?" * len(chunk))), (*chunk, *after))
         return rows
 
     async def _existing(self, sql: str, values: Sequence[Any]) -> set[Any]:
@@ -239,29 +242,20 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
     async def bucket_counts(
         self, stream: str, start: datetime, end: datetime, kind: CountKind = "all"
     ) -> dict[int, int]:
-        column = {"all": "count", "repeat": "repeat", "regulator": "regulator"}[kind]
-        rows = await self._all(
-            f"SELECT bucket, {column} FROM buckets WHERE stream = ? AND bucket >= ? AND bucket < ?"
-            f" AND {column} > 0 ORDER BY bucket",
-            (stream, bucket_start(start, self.bucket_seconds), end.timestamp()),
-        )
-        return {int(b): int(n) for b, n in rows}
+        return (await self.bucket_counts_many([stream], start, end, kind))[stream]
 
     async def bucket_counts_many(
         self, streams: Sequence[str], start: datetime, end: datetime, kind: CountKind = "all"
     ) -> dict[str, dict[int, int]]:
-        column = {"all": "count", "repeat": "repeat", "regulator": "regulator"}[kind]
+        column = _COUNT_COLUMN[kind]
         found: dict[str, dict[int, int]] = {stream: {} for stream in streams}
-        names = sorted(found)
-        for i in range(0, len(names), _IN_CHUNK):
-            chunk = names[i : i + _IN_CHUNK]
-            rows = await self._all(
-                f"SELECT stream, bucket, {column} FROM buckets WHERE stream IN ({','.join('?' * len(chunk))})"
-                f" AND bucket >= ? AND bucket < ? AND {column} > 0 ORDER BY stream, bucket",
-                (*chunk, bucket_start(start, self.bucket_seconds), end.timestamp()),
-            )
-            for stream, b, n in rows:
-                found[stream][int(b)] = int(n)
+        rows = await self._all_in(
+            f"SELECT stream, bucket, {column} FROM buckets WHERE stream IN ({{}})"
+            f" AND bucket >= ? AND bucket < ? AND {column} > 0 ORDER BY stream, bucket",
+            sorted(found), (bucket_start(start, self.bucket_seconds), end.timestamp()),
+        )
+        for stream, b, n in rows:
+            found[stream][int(b)] = int(n)
         return found
 
     async def stream_names(self) -> list[str]:
