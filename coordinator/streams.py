@@ -92,7 +92,7 @@ class StreamMonitor:
         # What each stream's peek reads (the bucket filling and the one in its grace
         # time), for all of them in one round trip: one query per stream was most of a
         # batch's fixed cost.
-        since = bucket_start(now - self.grace, self.width)
+        since = self._first_unfed(now)
         recent = await self.store.bucket_counts_many(list(samples), utc(since), utc(self._peek_end(now)))
         found: list[Found] = []
         for stream, ids in samples.items():
@@ -174,7 +174,7 @@ class StreamMonitor:
         (another instance that advanced first wins, and this one starts over). Returns a
         detector of its own for the caller to use up."""
         config = self.config_for(stream)
-        current = bucket_start(now - self.grace, self.width)
+        current = self._first_unfed(now)
         for _ in range(self.attempts):
             state, version = await self._state(stream)
             detector = self._restore(stream, state, config)
@@ -220,6 +220,10 @@ class StreamMonitor:
         """Bucket start in the operator's time zone: the detector's daily and weekly
         rhythm follows local days (its hour and weekday come from the timestamp)."""
         return utc(epoch).astimezone(self.tz)
+
+    def _first_unfed(self, now: datetime) -> int:
+        """The first bucket not fed to the stored state yet: the one still in its grace time."""
+        return bucket_start(now - self.grace, self.width)
 
     def _peek_end(self, now: datetime) -> int:
         return bucket_start(now, self.width) + self.width
