@@ -183,6 +183,7 @@ async def build_services(
         store,
         clock,
         config_for=lambda stream: detector_config(settings.bucket_seconds, *trigger_minimums(triggers, stream)),
+        grace=timedelta(seconds=settings.detection_grace_seconds),
         tz=ZoneInfo(settings.timezone),
     )
     pipeline = Pipeline(

@@ -117,6 +117,9 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"replayed {stats.sent}: {stats.accepted} accepted, {stats.duplicate} duplicate, {stats.rejected} rejected")
+    if stats.late:
+        print(f"{stats.late} accepted too late for surge detection (their buckets had already been fed to "
+              "the detectors); to load history, replay into the store with --store", file=sys.stderr)
     return 0 if stats.rejected == 0 else 1
 
 

@@ -47,6 +47,8 @@ class IntakeResult:
     new: list[Complaint] = field(default_factory=list)
     # Accepted complaints whose subscriber complained within the repeat window.
     repeats: int = 0
+    # Accepted complaints too late for surge detection (streams.Observed.late).
+    late: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class IntakeResult:
             "duplicate": self.duplicate,
             "rejected": len(self.rejected),
             "repeats": self.repeats,
+            "late": self.late,
             "errors": [r.as_json() for r in self.rejected],
         }
 

@@ -98,7 +98,15 @@ class Pipeline:
             raise RuntimeError("this pipeline was built without intake and monitor")
         result = await self.intake.submit(items, drill=drill)
         if result.new:
-            await self._surges(await self.monitor.observe(result.new))
+            observed = await self.monitor.observe(result.new)
+            result.late = observed.late
+            if observed.late:
+                log.warning(
+                    "%d of %d complaint(s) came after their bucket was fed to surge detection "
+                    "(more than %s late): they count in the streams' totals, not in detection",
+                    observed.late, len(result.new), self.monitor.grace,
+                )
+            await self._surges(observed.found)
         return result
 
     async def catch_up(self) -> None:

@@ -59,7 +59,7 @@ def read_complaints(path: Path) -> list[dict[str, Any]]:
 
 class Sink(Protocol):
     async def send(self, batch: list[dict[str, Any]]) -> dict[str, int]:
-        """Deliver a batch; returns the accepted/duplicate/rejected counts."""
+        """Deliver a batch; returns the accepted/duplicate/rejected/late counts."""
         ...
 
 
@@ -79,7 +79,8 @@ class HttpSink:
             answer = await resp.json(content_type=None)
             if resp.status >= 500 or "accepted" not in answer:
                 raise ReplayError(f"{self.url} answered {resp.status}: {answer}")
-            return {k: int(answer[k]) for k in ("accepted", "duplicate", "rejected")}
+            # `late` is absent from the answers of services older than it.
+            return {k: int(answer.get(k, 0)) for k in ("accepted", "duplicate", "rejected", "late")}
 
 
 class PipelineSink:
@@ -90,7 +91,8 @@ class PipelineSink:
 
     async def send(self, batch: list[dict[str, Any]]) -> dict[str, int]:
         result = await self.receive(list(enumerate(batch, start=1)))
-        return {"accepted": result.accepted, "duplicate": result.duplicate, "rejected": len(result.rejected)}
+        return {"accepted": result.accepted, "duplicate": result.duplicate, "rejected": len(result.rejected),
+                "late": result.late}
 
 
 @dataclass
@@ -99,6 +101,7 @@ class ReplayStats:
     accepted: int = 0
     duplicate: int = 0
     rejected: int = 0
+    late: int = 0  # accepted after their bucket was fed to surge detection
 
 
 async def replay(
@@ -131,6 +134,7 @@ async def replay(
         stats.accepted += counts["accepted"]
         stats.duplicate += counts["duplicate"]
         stats.rejected += counts["rejected"]
+        stats.late += counts["late"]
         progress(len(batch))
         batch.clear()
 

@@ -11,6 +11,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_STORE = "sqlite:///coordinator.db"
 MIN_TOKEN = 16  # shorter admin or intake tokens could be guessed
+# Longer, and a surge first seen when its bucket is fed would be over an hour old: it
+# would be recorded as history (streams.StreamMonitor's fresh_within) instead of acted on.
+MAX_DETECTION_GRACE = 1800.0
 
 
 class SettingsError(ValueError):
@@ -39,6 +42,9 @@ class Settings:
     config_dir: Path = Path(".")
     store_url: str = DEFAULT_STORE
     bucket_minutes: int = 5
+    # A closed bucket is fed to its stream's detector this long after it closes: later
+    # complaints count in the stream's totals only (the intake answer counts them).
+    detection_grace_seconds: float = 600.0
     # Keyed hash for subscriber numbers. Unset: a random key is created once and kept in
     # the store, so hashes stay stable across restarts and across instances sharing Redis.
     subscriber_key: str | None = field(default=None, repr=False)
@@ -102,6 +108,7 @@ class Settings:
             "COORDINATOR_CONFIG": ("config_dir", Path),
             "COORDINATOR_STORE": ("store_url", str),
             "COORDINATOR_BUCKET_MINUTES": ("bucket_minutes", int),
+            "COORDINATOR_DETECTION_GRACE_SECONDS": ("detection_grace_seconds", float),
             "COORDINATOR_SUBSCRIBER_KEY": ("subscriber_key", str),
             "COORDINATOR_MAX_BODY_BYTES": ("max_body_bytes", int),
             "COORDINATOR_MAX_ITEMS": ("max_items", int),
@@ -156,6 +163,10 @@ class Settings:
             raise SettingsError(f"unknown time zone {self.timezone!r}") from None
         if not 1 <= self.bucket_minutes <= 1440:
             raise SettingsError("bucket_minutes must be between 1 and 1440")
+        if not 0 <= self.detection_grace_seconds <= MAX_DETECTION_GRACE:
+            raise SettingsError(
+                f"COORDINATOR_DETECTION_GRACE_SECONDS must be between 0 and {MAX_DETECTION_GRACE:g}"
+            )
         if not self.store_url.startswith(("sqlite://", "redis://", "rediss://", "unix://")):
             raise SettingsError(
                 f"store URL {self.store_url!r} is neither sqlite:///PATH nor redis://HOST:PORT/DB"

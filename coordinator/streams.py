@@ -34,6 +34,17 @@ class Found:
 
 
 @dataclass(frozen=True)
+class Observed:
+    """What the monitor made of a batch of stored complaints: the surges it saw, and how
+    many complaints came too late for detection (their bucket had already been fed to
+    the stream's detector: they count in the stream's totals, not in its baseline or
+    alarms)."""
+
+    found: list[Found]
+    late: int
+
+
+@dataclass(frozen=True)
 class StreamStatus:
     stream: str
     current_count: int  # complaints in the bucket now filling
@@ -62,7 +73,7 @@ class StreamMonitor:
         config_for: Callable[[str], DetectorConfig],
         history: timedelta = timedelta(weeks=8),
         fresh_within: timedelta = timedelta(hours=1),
-        grace: timedelta = timedelta(seconds=60),
+        grace: timedelta = timedelta(minutes=10),
         tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
         attempts: int = 5,
     ) -> None:
@@ -73,16 +84,23 @@ class StreamMonitor:
         self.history = history
         self.fresh_within = fresh_within
         # A bucket is fed to the stored state only `grace` after it closed, so complaints
-        # that arrive a little late still count; until then it is only peeked at.
+        # that arrive late (a channel that uploads every few minutes) still count; until
+        # then it is only peeked at, so waiting costs no detection time.
+        if not timedelta(0) <= grace < fresh_within:
+            raise ValueError(f"grace {grace} must be at least 0 and shorter than fresh_within {fresh_within}")
         self.grace = grace
         self.tz = tz
         self.attempts = attempts
         # stream -> (saved state, version): never handed to a detector unforked.
-        self._cache: dict[str, tuple[dict[str, Any], int]] = {}
+        self._cache: dict[str, tuple[dict[str, Any] | None, int]] = {}
+        # stream -> the bucket before which a stream without state had no counts when last
+        # read: while its first buckets are in their grace time, nothing is read again
+        # (what lands before it later came too late, as for any stream).
+        self._empty_until: dict[str, int] = {}
         # stream -> whether the store marks a surge open on it (trusted when single_process).
         self._surge_open: dict[str, bool] = {}
 
-    async def observe(self, complaints: Sequence[Complaint]) -> list[Found]:
+    async def observe(self, complaints: Sequence[Complaint]) -> Observed:
         """After intake stored `complaints`: check every stream they count into."""
         samples: dict[str, list[str]] = {}
         for c in complaints:
@@ -95,9 +113,20 @@ class StreamMonitor:
         since = self._first_unfed(now)
         recent = await self.store.bucket_counts_many(list(samples), utc(since), utc(self._peek_end(now)))
         found: list[Found] = []
+        fed_until: dict[str, int] = {}
         for stream, ids in samples.items():
-            found += await self.check(stream, ids[:SAMPLES], now=now, recent=(since, recent[stream]))
-        return found
+            reported, fed_until[stream] = await self._check(stream, ids[:SAMPLES], now, (since, recent[stream]))
+            found += reported
+        return Observed(found, self._late(complaints, fed_until))
+
+    def _late(self, complaints: Sequence[Complaint], fed_until: dict[str, int]) -> int:
+        """How many of `complaints` fall in a bucket their stream had already been fed."""
+        if bucket_start(min(c.received_at for c in complaints), self.width) >= max(fed_until.values()):
+            return 0  # the usual batch: nothing late, known without a look at each
+        return sum(
+            1 for c in complaints
+            if any(bucket_start(c.received_at, self.width) < fed_until[s] for s in c.streams())
+        )
 
     async def refresh_all(self) -> list[Found]:
         """The tick: close the buckets of quiet streams too (a sparse stream's empty
@@ -127,8 +156,14 @@ class StreamMonitor:
                     recent: tuple[int, dict[int, int]] | None = None) -> list[Found]:
         """Advance the stream's detector over its closed buckets and peek at the open
         ones; `recent`: (since, counts) already read for the buckets from `since` on."""
-        now = now or self.clock.now()
-        detector, committed = await self._advance(stream, now)
+        reported, _ = await self._check(stream, samples, now or self.clock.now(), recent)
+        return reported
+
+    async def _check(self, stream: str, samples: list[str], now: datetime,
+                     recent: tuple[int, dict[int, int]] | None) -> tuple[list[Found], int]:
+        """`check`, and the first bucket the stored state had not seen before it: a
+        complaint stored before this call in an earlier bucket came too late."""
+        detector, committed, fed_until = await self._advance(stream, now)
         found = [
             await self._surge(stream, obs, now, samples, fresh=utc(obs.ts.timestamp() + self.width) >= now - self.fresh_within)
             for obs in committed
@@ -143,7 +178,7 @@ class StreamMonitor:
         elif not peek.surge_open and await self._has_open_surge(stream):
             await self.store.close_stream_surge(stream)
             self._surge_open[stream] = False
-        return reported
+        return reported, fed_until
 
     async def _has_open_surge(self, stream: str) -> bool:
         if self.store.single_process and stream in self._surge_open:
@@ -153,7 +188,7 @@ class StreamMonitor:
 
     async def status(self, stream: str) -> StreamStatus:
         now = self.clock.now()
-        detector, _ = await self._advance(stream, now)
+        detector, _, _ = await self._advance(stream, now)
         peek = await self._peek(stream, detector, now)
         current = bucket_start(now, self.width)
         day = (now - timedelta(days=1), now + timedelta(seconds=self.width))  # the filling bucket too
@@ -169,30 +204,36 @@ class StreamMonitor:
             repeats_24h=sum((await self.store.bucket_counts(stream, *day, kind="repeat")).values()),
         )
 
-    async def _advance(self, stream: str, now: datetime) -> tuple[Detector, list[Observation]]:
+    async def _advance(self, stream: str, now: datetime) -> tuple[Detector, list[Observation], int]:
         """Feed the closed buckets the stored state has not seen; save by compare-and-set
         (another instance that advanced first wins, and this one starts over). Returns a
-        detector of its own for the caller to use up."""
+        detector of its own for the caller to use up, the observations, and the first
+        bucket the stored state had not seen before (counts stored in earlier buckets
+        were missed)."""
         config = self.config_for(stream)
         current = self._first_unfed(now)
         for _ in range(self.attempts):
             state, version = await self._state(stream)
             detector = self._restore(stream, state, config)
             if detector.last_ts is not None:
-                start = int(detector.last_ts.timestamp()) + self.width
+                start = fed_until = int(detector.last_ts.timestamp()) + self.width
                 counts = await self.store.bucket_counts(stream, utc(start), utc(current)) if start < current else {}
             else:
-                counts = await self.store.bucket_counts(stream, now - self.history, utc(current))
+                # A new stream: its history, or what came since it was last found empty.
+                fed_until = self._empty_until.get(stream) or bucket_start(now - self.history, self.width)
+                counts = await self.store.bucket_counts(stream, utc(fed_until), utc(current)) if fed_until < current else {}
                 start = min(counts, default=current)
+                if not counts:
+                    self._empty_until[stream] = current
             observations = [detector.observe(self._local(t), counts.get(t, 0)) for t in range(start, current, self.width)]
             if not observations:
-                return detector, []
+                return detector, [], fed_until
             saved = detector.to_dict()
             if await self.store.save_stream_state(stream, saved, version + 1):
                 self._cache[stream] = (json.loads(json.dumps(saved)), version + 1)
-                return Detector.from_dict(_fork(saved)), observations
+                return Detector.from_dict(_fork(saved)), observations, fed_until
             self._cache.pop(stream, None)
-        return detector, observations
+        return detector, observations, fed_until
 
     def _restore(self, stream: str, state: dict[str, Any] | None, config: DetectorConfig) -> Detector:
         """The stored state, with today's playbook minimums (the baseline does not depend
@@ -212,7 +253,7 @@ class StreamMonitor:
         if self.store.single_process and stream in self._cache:
             return self._cache[stream]
         state, version = await self.store.load_stream_state(stream)
-        if state is not None:
+        if state is not None or self.store.single_process:
             self._cache[stream] = (state, version)
         return state, version
 

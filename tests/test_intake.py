@@ -55,10 +55,10 @@ async def post(client: TestClient, payload: Any, content_type: str = "applicatio
 
 async def test_one_complaint_then_the_same_again(client: TestClient, store: Store) -> None:
     assert await post(client, item()) == (
-        200, {"accepted": 1, "duplicate": 0, "rejected": 0, "repeats": 0, "errors": []}
+        200, {"accepted": 1, "duplicate": 0, "rejected": 0, "repeats": 0, "late": 0, "errors": []}
     )
     assert await post(client, item()) == (
-        200, {"accepted": 0, "duplicate": 1, "rejected": 0, "repeats": 0, "errors": []}
+        200, {"accepted": 0, "duplicate": 1, "rejected": 0, "repeats": 0, "late": 0, "errors": []}
     )
     assert await store.count_complaints() == 1
     stored = await store.get_complaint("c1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,14 @@ from coordinator.app import build_services, create_app
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.models import IncidentStatus
-from coordinator.replay import PipelineSink, ReplayError, read_complaints, replay
-from coordinator.settings import Settings
+from coordinator.replay import (
+    HttpSink,
+    PipelineSink,
+    ReplayError,
+    read_complaints,
+    replay,
+)
+from coordinator.settings import Settings, SettingsError
 from coordinator.store import Store
 from coordinator.streams import trigger_minimums
 
@@ -183,6 +190,62 @@ async def test_streams_api(aiohttp_client: Any, store: Store, catalog: Catalog) 
     assert hz["repeat_share"] == pytest.approx(hz["repeats_24h"] / hz["complaints_24h"], abs=1e-4)
 
 
+@pytest.mark.parametrize(("grace_seconds", "late"), [(600.0, 0), (60.0, 40)])
+async def test_a_burst_uploaded_late_is_detected_within_the_grace_time(
+    store: Store, catalog: Catalog, grace_seconds: float, late: int
+) -> None:
+    """A shop uploads a burst stamped in a bucket that closed four minutes ago: with the
+    default grace of ten minutes it is still detected; with one minute that bucket was
+    already fed, so the burst is counted, reported as late, and detected on by nothing."""
+    clock = ManualClock(T0)
+    svc = await build_services(replace(SETTINGS, detection_grace_seconds=grace_seconds),
+                               store=store, catalog=catalog, clock=clock)
+    await load_history(svc, history(seed=5))
+    clock.set(T0 + timedelta(minutes=9))
+    await svc.pipeline.catch_up()  # the tick: every stream fed up to its grace time
+    fed, _ = await store.load_stream_state("outage/hangzhou")
+    burst = [complaint(f"shop-{n}", T0 + timedelta(minutes=1, seconds=n), channel="shop") for n in range(40)]
+    result = await svc.pipeline.receive(list(enumerate(burst, start=1)))
+    assert result.accepted == 40 and result.late == late and result.as_json()["late"] == late
+    counts = await store.bucket_counts("outage/hangzhou", T0, T0 + timedelta(minutes=5))
+    assert counts[int(T0.timestamp())] >= 40  # counted either way
+    incidents = await store.list_incidents()
+    if late:
+        assert incidents == []
+        assert (await store.load_stream_state("outage/hangzhou"))[0] == fed  # not fed twice
+    else:
+        [incident] = incidents
+        assert incident.surge is not None and incident.surge.onset <= T0 + timedelta(minutes=1)
+
+
+async def test_history_replayed_over_http_reports_what_came_too_late(
+    aiohttp_client: Any, store: Store, catalog: Catalog
+) -> None:
+    """Over HTTP, history reaches a running service batch by batch: the first batch
+    teaches a new stream's detector everything stored so far, and the later batches,
+    stamped in buckets already fed, come back counted as late."""
+    clock = ManualClock(T0)
+    client: TestClient = await aiohttp_client(create_app(SETTINGS, clock=clock, store=store, catalog=catalog))
+    items = history(days=2)
+    for item in items:
+        item["_at"] = datetime.fromisoformat(item["received_at"])
+    items.sort(key=lambda i: i["_at"])
+    sink = HttpSink(client.session, str(client.make_url("/")), ADMIN_TOKEN)
+    stats = await replay(items, sink, clock=clock, batch_size=200)
+    assert stats.accepted == len(items) > 400 and stats.rejected == 0
+    # Only the complaints of the ten minutes before T0 were not fed yet.
+    recent = sum(1 for i in items[200:] if i["_at"] >= T0 - timedelta(minutes=15))
+    assert len(items) - 200 - recent <= stats.late <= len(items) - 200
+
+
+def test_detection_grace_setting() -> None:
+    assert Settings.from_env({}).detection_grace_seconds == 600.0
+    assert Settings.from_env({"COORDINATOR_DETECTION_GRACE_SECONDS": "0"}).detection_grace_seconds == 0.0
+    for bad in ("-1", "3600"):
+        with pytest.raises(SettingsError, match="COORDINATOR_DETECTION_GRACE_SECONDS must be between 0 and 1800"):
+            Settings.from_env({"COORDINATOR_DETECTION_GRACE_SECONDS": bad})
+
+
 def test_read_complaints_csv_and_errors(tmp_path: Path) -> None:
     good = tmp_path / "c.csv"
     good.write_text("id,received_at,channel,category,region,text\n"
@@ -213,7 +276,7 @@ async def test_replay_paces_by_speed_and_stamps_live_times() -> None:
     class Recorder:
         async def send(self, batch: list[dict[str, Any]]) -> dict[str, int]:
             sent.append(list(batch))
-            return {"accepted": len(batch), "duplicate": 0, "rejected": 0}
+            return {"accepted": len(batch), "duplicate": 0, "rejected": 0, "late": 0}
 
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
     items = [{"id": str(i), "received_at": "x", "_at": base + timedelta(minutes=i)} for i in range(5)]

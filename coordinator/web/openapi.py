@@ -57,6 +57,8 @@ _ERROR = _obj({
 _REJECTION = _obj({"line": INT, "id": {"type": ["string", "null"]}, "field": {"type": ["string", "null"]},
                    "reason": STR}, ("line", "reason"))
 _INTAKE_COUNTS = {"accepted": INT, "duplicate": INT, "rejected": INT, "repeats": INT,
+                  "late": {"type": "integer", "description": "accepted after their bucket was fed to surge "
+                           "detection (COORDINATOR_DETECTION_GRACE_SECONDS): counted, not detected on"},
                   "errors": {"type": "array", "items": ref("Rejection")}}
 
 _COMPLAINT = _obj({
