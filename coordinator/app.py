@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import signal
 import sys
 from pathlib import Path
 from datetime import timedelta
 from zoneinfo import ZoneInfo
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import aiohttp_jinja2
 import jinja2
@@ -35,6 +36,7 @@ from .drills import Drills, channels_are_sandbox, cron
 from .pipeline import Pipeline
 from .sandbox.inprocess import start_sandbox
 from .streams import StreamMonitor, detector_config, trigger_minimums
+from .surge import DetectorConfig
 from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
 from .web import reports, stats
@@ -44,6 +46,7 @@ from .web.state import SERVICES, Services
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
+DRILL_JOB = "drill:"  # id prefix of the drills' cron jobs
 
 
 def create_app(
@@ -175,24 +178,21 @@ async def build_services(
             max_future=timedelta(seconds=settings.max_future_seconds),
         ),
     )
-    triggers = [
-        (p.trigger.categories, p.trigger.regions, p.trigger.min_count, p.trigger.min_ratio)
-        for p in catalog.playbooks.values()
-    ]
     monitor = StreamMonitor(
         store,
         clock,
-        config_for=lambda stream: detector_config(settings.bucket_seconds, *trigger_minimums(triggers, stream)),
+        config_for=_detector_configs(settings, catalog),
         grace=timedelta(seconds=settings.detection_grace_seconds),
         tz=ZoneInfo(settings.timezone),
     )
+    # The parts read the catalog in use through `built`, so that a reload reaches them.
     pipeline = Pipeline(
-        store=store, catalog=lambda: catalog, clock=clock, intake=intake, monitor=monitor,
+        store=store, catalog=lambda: built.catalog, clock=clock, intake=intake, monitor=monitor,
         tz=ZoneInfo(settings.timezone),
     )
     ack_secret = settings.ack_secret or await store.get_or_create_secret("ack-links", secrets.token_hex(32))
     frontline = Frontline(
-        store=store, catalog=lambda: catalog, clock=clock, update=pipeline.update, tz=ZoneInfo(settings.timezone),
+        store=store, catalog=lambda: built.catalog, clock=clock, update=pipeline.update, tz=ZoneInfo(settings.timezone),
         ack_secret=ack_secret, public_url=settings.base_url,
     )
     pipeline.frontline = frontline
@@ -210,11 +210,51 @@ async def build_services(
     )
     frontline.wake = outbox.wake.set
     frontline.taken = outbox.wake.taken
-    drills = Drills(store=store, catalog=lambda: catalog, clock=clock, pipeline=pipeline, monitor=monitor,
+    drills = Drills(store=store, catalog=lambda: built.catalog, clock=clock, pipeline=pipeline, monitor=monitor,
                     sandbox_channels=channels_are_sandbox(settings),
                     misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))
     pipeline.drill_setup = drills.setup_for
-    return Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills)
+    built = Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills)
+    return built
+
+
+def _detector_configs(settings: Settings, catalog: Catalog) -> Callable[[str], DetectorConfig]:
+    """Each stream's detector settings: the bucket width, and the least count and ratio
+    of the catalog's playbooks that cover the stream."""
+    triggers = [
+        (p.trigger.categories, p.trigger.regions, p.trigger.min_count, p.trigger.min_ratio)
+        for p in catalog.playbooks.values()
+    ]
+    return lambda stream: detector_config(settings.bucket_seconds, *trigger_minimums(triggers, stream))
+
+
+def use_catalog(services: Services, catalog: Catalog) -> None:
+    """Put a newly built catalog in use (the swap of "reload = build then swap"):
+    incidents already open keep the playbook they snapshotted when they opened."""
+    services.catalog = catalog
+    services.intake.categories = frozenset(catalog.categories)
+    services.monitor.config_for = _detector_configs(services.settings, catalog)
+    if services.scheduler is not None:
+        _schedule_drills(services.scheduler, services)
+    settle_heap()  # the new catalog out of the collector's sight, as at start-up
+
+
+async def reload_catalog(services: Services) -> bool:
+    """Read the config files again and use them if they are valid; otherwise log every
+    problem and keep the config in use. Loading runs off the event loop."""
+    config_dir = services.settings.config_dir
+    try:
+        catalog = await asyncio.to_thread(load_catalog, config_dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("%s", problem)
+        log.error("reload refused: %d problem(s) in %s; the config loaded before stays in use",
+                  len(exc.problems), config_dir)
+        return False
+    use_catalog(services, catalog)
+    log.info("config reloaded from %s: %d playbooks, %d people, %d drills",
+             config_dir, len(catalog.playbooks), len(catalog.contacts.people), len(catalog.drills))
+    return True
 
 
 def _start_ticks(services: Services, every_seconds: float) -> AsyncIOScheduler | None:
@@ -232,18 +272,41 @@ def _start_ticks(services: Services, every_seconds: float) -> AsyncIOScheduler |
         except StoreError as exc:
             log.warning("tick skipped: %s", exc)
 
+    scheduler.add_job(tick, "interval", seconds=every_seconds, id="tick", max_instances=1, coalesce=True)
+    services.scheduler = scheduler
+    _schedule_drills(scheduler, services)
+    scheduler.start()
+    return scheduler
+
+
+def _schedule_drills(scheduler: AsyncIOScheduler, services: Services) -> None:
+    """One cron job per drill of the catalog in use, in place of those of the last one."""
+    for job in scheduler.get_jobs():
+        if job.id.startswith(DRILL_JOB):
+            job.remove()
+
     async def fire_drills() -> None:
         try:
             await services.drills.tick()
         except StoreError as exc:
             log.warning("drill firing skipped: %s", exc)
 
-    scheduler.add_job(tick, "interval", seconds=every_seconds, id="tick", max_instances=1, coalesce=True)
     for drill in services.catalog.drills.values():
-        scheduler.add_job(fire_drills, cron(drill), id=f"drill:{drill.id}", max_instances=1, coalesce=True,
+        scheduler.add_job(fire_drills, cron(drill), id=f"{DRILL_JOB}{drill.id}", max_instances=1, coalesce=True,
                           misfire_grace_time=int(services.drills.misfire_grace.total_seconds()))
-    scheduler.start()
-    return scheduler
+
+
+async def _reload_on_sighup(app: web.Application) -> None:
+    """`kill -HUP PID` (systemd's ExecReload) reloads the config files."""
+    services = app[SERVICES]  # set by the services context, which starts first
+    pending: set[asyncio.Task[bool]] = set()
+
+    def reload() -> None:
+        task = asyncio.ensure_future(reload_catalog(services))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
 
 def run_server(settings: Settings) -> int:
@@ -268,8 +331,10 @@ def run_server(settings: Settings) -> int:
         "serving on http://%s:%d (store %s, %d playbooks, %s)",
         settings.host, settings.port, settings.store_url.split("?")[0], len(catalog.playbooks), loop_name(loop),
     )
+    app = create_app(settings, catalog=catalog)
+    app.on_startup.append(_reload_on_sighup)
     try:
-        web.run_app(create_app(settings, catalog=catalog), host=settings.host, port=settings.port, print=None,
+        web.run_app(app, host=settings.host, port=settings.port, print=None,
                     loop=loop, backlog=LISTEN_BACKLOG)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)

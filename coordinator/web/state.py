@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ..catalog import Catalog
 from ..clock import Clock
@@ -31,6 +32,8 @@ class Services:
     outbox: Outbox
     ack_secret: str
     drills: Drills
+    # Runs the tick and the drills' cron jobs in `serve` (None where ticks are off).
+    scheduler: AsyncIOScheduler | None = None
 
 
 SERVICES = web.AppKey("services", Services)
