@@ -107,8 +107,8 @@ class StreamMonitor:
             for stream in c.streams():
                 samples.setdefault(stream, []).append(c.id)
         now = self.clock.now()
-        # What each stream's peek reads (the bucket filling and the one in its grace
-        # time), for all of them in one round trip: one query per stream was most of a
+        # What each stream's peek reads (the buckets in their grace time and the one
+        # filling), for all of them in one round trip: one query per stream was most of a
         # batch's fixed cost.
         since = self._first_unfed(now)
         recent = await self.store.bucket_counts_many(list(samples), utc(since), utc(self._peek_end(now)))
@@ -121,6 +121,8 @@ class StreamMonitor:
 
     def _late(self, complaints: Sequence[Complaint], fed_until: dict[str, int]) -> int:
         """How many of `complaints` fall in a bucket their stream had already been fed."""
+        if not complaints:
+            return 0
         if bucket_start(min(c.received_at for c in complaints), self.width) >= max(fed_until.values()):
             return 0  # the usual batch: nothing late, known without a look at each
         return sum(
@@ -271,8 +273,8 @@ class StreamMonitor:
 
     async def _peek(self, stream: str, detector: Detector, now: datetime,
                     recent: tuple[int, dict[int, int]] | None = None) -> Observation:
-        """The verdict on the buckets not yet fed (the one filling, and one in its grace
-        time): their counts can only grow, so an alarm now stands. It consumes
+        """The verdict on the buckets not yet fed (those in their grace time and the one
+        filling): their counts can only grow, so an alarm now stands. It consumes
         `detector`, whose state is already saved: the store never sees these buckets
         before they are final. Reads the counts unless `recent` holds them."""
         start = int(detector.last_ts.timestamp()) + self.width if detector.last_ts else bucket_start(now, self.width)
