@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from coordinator.settings import Settings, SettingsError
 
@@ -27,6 +27,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_serving(proc: subprocess.Popen[str], port: int, output: Callable[[], str]) -> None:
+    """Until `serve` answers /healthz with 200 (start-up is over); fails with its
+    `output` if it exits first or takes over 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+                assert resp.status == 200
+                return
+        except OSError:
+            assert proc.poll() is None, output()
+            assert time.monotonic() < deadline, "serve did not answer within 20 s"
+            time.sleep(0.1)
+
+
 def test_serve_starts_and_answers_healthz(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -35,16 +50,7 @@ def test_serve_starts_and_answers_healthz(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                    assert resp.status == 200
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-                assert time.monotonic() < deadline, "serve did not answer within 20 s"
-                time.sleep(0.1)
+        wait_until_serving(proc, port, lambda: proc.stdout.read() if proc.stdout else "")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

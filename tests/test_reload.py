@@ -23,7 +23,7 @@ from coordinator.clock import ManualClock
 from coordinator.settings import Settings
 from coordinator.store import Store
 
-from .test_cli import free_port
+from .test_cli import free_port, wait_until_serving
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
@@ -123,14 +123,7 @@ def test_serve_reloads_on_sighup(tmp_path: Path, config: Path) -> None:
             time.sleep(0.05)
 
     try:
-        deadline = time.monotonic() + 30
-        while True:  # answering: start-up is over, the SIGHUP handler is in place
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-                time.sleep(0.1)
+        wait_until_serving(proc, port, lambda: "".join(lines))  # and so the SIGHUP handler is in place
         edit(config / "drills" / "weekly.yaml", "playbook: outage", "playbook: nope")
         proc.send_signal(signal.SIGHUP)
         wait_for("reload refused: 1 problem(s)")
