@@ -4,10 +4,6 @@ on a free port), and a store of each backend on a fresh namespace."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +17,8 @@ from coordinator.store import Store
 from coordinator.store.redis import RedisStore
 from coordinator.store.sqlite import SqliteStore
 
+from .redis_server import RedisServer, unavailable
+
 REPO = Path(__file__).resolve().parent.parent
 BUCKET_SECONDS = 300
 # The API wants credentials: tests that are not about access call it with the admin
@@ -29,53 +27,20 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Redis is required in CI: {reason}", pytrace=False)
-    pytest.skip(f"Redis not available: {reason}")
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis for the whole session, persisting as the README asks (append-only file)."""
     url = os.environ.get("COORDINATOR_TEST_REDIS_URL")
     if url:
         try:
             redis.Redis.from_url(url).ping()
         except redis.RedisError as exc:
-            _unavailable(f"COORDINATOR_TEST_REDIS_URL={url} does not answer: {exc}")
+            unavailable(f"COORDINATOR_TEST_REDIS_URL={url} does not answer: {exc}")
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _unavailable("redis-server is not on PATH and COORDINATOR_TEST_REDIS_URL is not set")
-    port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        _unavailable(f"redis-server on port {port} did not start")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "redis"])

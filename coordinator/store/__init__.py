@@ -9,9 +9,10 @@ from .base import Store
 __all__ = ["Store", "open_store"]
 
 
-async def open_store(url: str, bucket_seconds: int) -> Store:
+async def open_store(url: str, bucket_seconds: int, *, redis_connections: int | None = None) -> Store:
     """`sqlite:///relative.db`, `sqlite:////abs/path.db`, or `redis://host:port/db` (an
-    optional `?prefix=name:` query parameter namespaces the keys; default `coord:`)."""
+    optional `?prefix=name:` query parameter namespaces the keys; default `coord:`).
+    `redis_connections`: the size of the Redis connection pool (default 64)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         from .sqlite import SqliteStore
@@ -26,5 +27,7 @@ async def open_store(url: str, bucket_seconds: int) -> Store:
         query = parse_qs(parts.query)
         prefix = query.pop("prefix", ["coord:"])[0]
         clean = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
-        return await RedisStore.open(clean, bucket_seconds, prefix)
+        if redis_connections is None:
+            return await RedisStore.open(clean, bucket_seconds, prefix)
+        return await RedisStore.open(clean, bucket_seconds, prefix, max_connections=redis_connections)
     raise ValueError(f"unknown store URL {url!r} (use sqlite:///PATH or redis://HOST:PORT/DB)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, NamedTuple, Protocol, Sequence
 
-from ..models import DELIVERY_RANK, Ack, Complaint, DrillRun, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
+from ..models import ALL_REGIONS, DELIVERY_RANK, Ack, Complaint, DrillRun, Delivery, DeliveryKey, DeliveryStatus, Incident, Surge, TimelineEvent
 from .stats import StatRow
 
 
@@ -74,10 +74,14 @@ class Store(Protocol):
 
     # --- incidents ---------------------------------------------------------------
 
-    async def open_incident(self, incident: Incident, event: TimelineEvent) -> tuple[Incident, bool]:
+    async def open_incident(
+        self, incident: Incident, event: TimelineEvent, *, related: bool = False
+    ) -> tuple[Incident, bool]:
         """Create `incident` with `event` as the first entry of its timeline, unless an open
-        incident with the same surge_key exists: then return that one and False. Atomic
-        across every instance sharing the store."""
+        incident with the same surge_key exists, or with `related` an open incident of
+        the same event seen through the other stream (`related_to`): then return that
+        one (the oldest) and False. Atomic across every instance sharing the store, so
+        a regional and a category-wide surge reported at once open one incident."""
 
     async def get_incident(self, incident_id: str) -> Incident: ...
 
@@ -168,6 +172,24 @@ class Store(Protocol):
 
     async def deliveries(self, incident_id: str) -> list[Delivery]: ...
 
+    async def renew_claims(self, owner: str, keys: Sequence[DeliveryKey], until: datetime) -> None:
+        """Extend the leases of deliveries `owner` still holds (claimed, not finished)
+        to `until`: a live worker keeps its claims however long they wait for a send
+        slot, and a dead worker's lapse after one short lease."""
+
+    async def sms_sent_to(self, phone: str, limit: int = 20) -> list[Delivery]:
+        """The SMS deliveries a provider accepted for `phone`, newest first: the index an
+        SMS reply is matched through. Kept by `update_deliveries` (an update with
+        `finish` and an accepted status)."""
+
+    async def unsettled_sms(self, before: datetime, limit: int) -> list[Delivery]:
+        """SMS deliveries still `sent` (accepted, no final status yet) whose check time is
+        at or before `before`, earliest first. An SMS enters this index with its move
+        to `sent` (check time: that moment) and leaves it when its status moves on."""
+
+    async def defer_unsettled(self, keys: Sequence[DeliveryKey], until: datetime | None) -> None:
+        """Move their check time to `until`; None takes them out of the index (given up)."""
+
     async def set_opt_out(self, phone: str, opted_out: bool) -> None:
         """Mirror a recipient's STOP (True) or START (False) reply."""
 
@@ -180,6 +202,10 @@ class Store(Protocol):
 
     async def acks(self, incident_id: str) -> list[Ack]:
         """The incident's acknowledgements, oldest first."""
+
+    async def acked_versions(self, incident_id: str, person_id: str, versions: Sequence[int]) -> set[int]:
+        """Which of `versions` the person has acknowledged (point lookups: an SMS reply
+        must not read every acknowledgement of a 10,000-person fan-out)."""
 
 
     # --- drills (store/drill_runs.py) ----------------------------------------------
@@ -220,6 +246,8 @@ CountKind = Literal["all", "repeat", "regulator"]
 
 # The delivery media (`DeliveryKey.medium`); each has its own outbox queue.
 MEDIA = ("sms", "email")
+# What a send's result records when the provider took the message.
+ACCEPTED = frozenset({DeliveryStatus.sent, DeliveryStatus.delivered})
 
 
 def claimed(doc: str | bytes, claimed_at: float | str | bytes | None) -> Delivery:
@@ -229,6 +257,18 @@ def claimed(doc: str | bytes, claimed_at: float | str | bytes | None) -> Deliver
     if claimed_at is None:
         return delivery
     return delivery.model_copy(update={"claimed_at": datetime.fromtimestamp(float(claimed_at), timezone.utc)})
+
+
+def related_to(surge_key: str) -> tuple[str, list[str], bool]:
+    """The incidents that belong to the same event as one on `surge_key`: its group
+    (the key up to its region: "broadband", "drill:broadband"), the other keys whose
+    open incident it joins, and whether any open incident of the group does. A regional
+    surge joins the category-wide incident; a category-wide surge joins any incident of
+    its category (the same complaints count into both streams)."""
+    group, _, region = surge_key.rpartition("/")
+    if region == ALL_REGIONS:
+        return group, [], True
+    return group, [f"{group}/{ALL_REGIONS}"], False
 
 
 def medium_of(delivery_id: str) -> str:
@@ -278,4 +318,9 @@ class Added(NamedTuple):
 
 
 def ack_id(ack: Ack) -> str:
-    return f"{ack.person_id}:{ack.version if ack.version is not None else '-'}:{ack.role or '-'}"
+    return ack_key(ack.person_id, ack.version, ack.role)
+
+
+def ack_key(person_id: str, version: int | None, role: str | None = None) -> str:
+    """An acknowledgement's id within its incident: one per (person, version, role)."""
+    return f"{person_id}:{version if version is not None else '-'}:{role or '-'}"

@@ -53,6 +53,15 @@ class RedisKeys:
         """The id of the open incident for a surge key, if any."""
         return f"{self.prefix}open-surge:{surge_key}"
 
+    def open_group(self, group: str) -> str:
+        """Sorted set of the open incidents of one surge-key group ("broadband",
+        "drill:broadband") by opening time: a category-wide surge joins any of them."""
+        return f"{self.prefix}open-group:{group}"
+
+    def open_group_index(self) -> str:
+        """Set once the open-group sets were built from the incidents already open."""
+        return f"{self.prefix}open-group-index"
+
     def timeline(self, incident_id: str) -> str:
         return f"{self.prefix}timeline:{incident_id}"
 
@@ -83,6 +92,16 @@ class RedisKeys:
     def provider(self, provider_id: str) -> str:
         """The delivery id a provider id (Twilio SID, Message-ID) belongs to."""
         return f"{self.prefix}provider:{provider_id}"
+
+    def sms_to(self, phone: str) -> str:
+        """Sorted set of the SMS delivery ids a provider accepted for a phone, by when: the
+        index an SMS reply is matched through (the newest few kept)."""
+        return f"{self.prefix}sms-to:{phone}"
+
+    def unsettled(self) -> str:
+        """Sorted set of the SMS delivery ids still `sent` (no final status yet), by when
+        their status is next looked up at the provider."""
+        return f"{self.prefix}unsettled-sms"
 
     def opt_outs(self) -> str:
         """Set of phones that replied STOP (mirrored from the provider)."""

@@ -27,12 +27,15 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import MEDIA, Added, CountKind, Moved, StatusUpdate, ack_id, claimed, medium_of
+from .base import MEDIA, Added, CountKind, Moved, StatusUpdate, ack_id, ack_key, claimed, medium_of, related_to
 from .drill_runs import RedisDrillRuns
 from .stats import RedisStats, redis_stat_args
 from .keys import RedisKeys
 
 _DAY = 86400
+# Each phone's SMS index (sms_sent_to) keeps its newest messages for a month.
+SMS_INDEX_KEEP = 64
+SMS_INDEX_TTL = 31 * _DAY
 # A bucket's fields in its day hash: the count, the repeats, the regulator's.
 _COUNT_SUFFIX: dict[str, str] = {"all": "", "repeat": ":r", "regulator": ":g"}
 
@@ -97,40 +100,60 @@ redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2])
 return 1
 """
 
-# KEYS: open-surge key, incident key, incidents zset, timeline key.
-# ARGV: id, json, opened_at score, first event json, has surge key ('1'/'0').
+# KEYS: open-surge key, incident key, incidents zset, timeline key, the key group's set
+# of open incidents, then the open-surge keys of related incidents (base.related_to).
+# ARGV: id, json, opened_at score, first event json, has surge key ('1'/'0'), any open
+# incident of the group is related ('1'/'0'). Returns the id of the incident to use:
+# the new one, or the oldest open one on the key or a related key.
 _OPEN_INCIDENT = """
 if ARGV[5] == '1' then
-  local existing = redis.call('GET', KEYS[1])
-  if existing then return existing end
+  local found, found_at = nil, nil
+  local function consider(id)
+    if not id then return end
+    local at = tonumber(redis.call('ZSCORE', KEYS[5], id) or '0')
+    if not found or at < found_at then found, found_at = id, at end
+  end
+  consider(redis.call('GET', KEYS[1]))
+  for i = 6, #KEYS do consider(redis.call('GET', KEYS[i])) end
+  if ARGV[6] == '1' then
+    local oldest = redis.call('ZRANGE', KEYS[5], 0, 0)
+    consider(oldest[1])
+  end
+  if found then return found end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return redis.error_reply('incident id exists') end
-if ARGV[5] == '1' then redis.call('SET', KEYS[1], ARGV[1]) end
+if ARGV[5] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('RPUSH', KEYS[4], ARGV[4])
 return ARGV[1]
 """
 
-# KEYS: incident key, open-surge key. ARGV: json, is open ('1'/'0'), id, has surge key,
-# new revision. 0 unknown, -1 stale revision, 1 saved.
+# KEYS: incident key, open-surge key, the key group's open set. ARGV: json, is open
+# ('1'/'0'), id, has surge key, new revision. 0 unknown, -1 stale revision, 1 saved.
 _SAVE_INCIDENT = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 if cjson.decode(current)['revision'] ~= tonumber(ARGV[5]) - 1 then return -1 end
 redis.call('SET', KEYS[1], ARGV[1])
-if ARGV[4] == '1' and ARGV[2] == '0' and redis.call('GET', KEYS[2]) == ARGV[3] then
-  redis.call('DEL', KEYS[2])
+if ARGV[4] == '1' and ARGV[2] == '0' then
+  if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+  redis.call('ZREM', KEYS[3], ARGV[3])
 end
 return 1
 """
 
-# KEYS: steps hash. ARGV: step key, owner, now, lease until. 1 claimed, 0 not.
+# KEYS: steps hash. ARGV: step key, owner, now, lease until. 1 claimed (or renewed by
+# its owner), 0 not.
 _CLAIM_STEP = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if current then
   local claim = cjson.decode(current)
-  if claim['done'] == 1 or claim['lease_until'] > tonumber(ARGV[3]) then return 0 end
+  if claim['done'] == 1 then return 0 end
+  if claim['lease_until'] > tonumber(ARGV[3]) and claim['owner'] ~= ARGV[2] then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1],
   cjson.encode({owner = ARGV[2], done = 0, lease_until = tonumber(ARGV[4])}))
@@ -177,13 +200,18 @@ end
 return ids
 """
 
-# ARGV: 10 per update: delivery hash key, its outbox, provider key ('' for none),
-# delivery id, rank, status, at, provider id, error, finish ('1'/'0'). The rule of
-# base.apply_update: the status only moves forward; a provider id is taken when moving
-# or when none is known. Returns per update the stored doc ('' if unknown) and 1 if moved.
+# ARGV[1]: the key prefix of the phones' SMS index (keys.sms_to), ARGV[2]: the
+# unsettled-SMS set, ARGV[3]: how many SMS each phone's index keeps, ARGV[4]: its TTL;
+# then 12 per update: delivery hash key, its outbox, provider key ('' for none),
+# delivery id, rank, status, at, provider id, error, finish ('1'/'0'), at as epoch
+# seconds, '1' for an SMS. The rule of base.apply_update: the status only moves forward;
+# a provider id is taken when moving or when none is known. An SMS moving to 'sent'
+# enters the unsettled set, moving on leaves it; an accepted SMS (finish, sent or
+# delivered) enters its phone's index. Returns per update the stored doc ('' if
+# unknown) and 1 if moved.
 _UPDATE_DELIVERIES = """
 local out = {}
-for i = 1, #ARGV, 10 do
+for i = 5, #ARGV, 12 do
   local doc = redis.call('HGET', ARGV[i], 'doc')
   local moved = 0
   if doc then
@@ -206,6 +234,18 @@ for i = 1, #ARGV, 10 do
       if ARGV[i+7] ~= '' and d['provider_id'] == ARGV[i+7] then redis.call('SET', ARGV[i+2], ARGV[i+3]) end
     end
     if ARGV[i+9] == '1' then redis.call('ZREM', ARGV[i+1], ARGV[i+3]) end
+    if ARGV[i+11] == '1' then
+      if moved == 1 then
+        if d['status'] == 'sent' then redis.call('ZADD', ARGV[2], ARGV[i+10], ARGV[i+3])
+        else redis.call('ZREM', ARGV[2], ARGV[i+3]) end
+      end
+      if ARGV[i+9] == '1' and (d['status'] == 'sent' or d['status'] == 'delivered') then
+        local phone = ARGV[1] .. d['address']
+        redis.call('ZADD', phone, 'NX', ARGV[i+10], ARGV[i+3])
+        redis.call('ZREMRANGEBYRANK', phone, 0, -tonumber(ARGV[3]) - 1)
+        redis.call('EXPIRE', phone, ARGV[4])
+      end
+    end
   else
     doc = ''
   end
@@ -233,6 +273,11 @@ redis.call('DEL', KEYS[1])
 return #all / 2
 """
 
+
+
+# Connections to Redis per instance (COORDINATOR_REDIS_MAX_CONNECTIONS): enough for every
+# send slot and intake request in flight at once, each call holding one only briefly.
+DEFAULT_CONNECTIONS = 64
 
 
 @asynccontextmanager
@@ -265,17 +310,56 @@ class RedisStore(RedisDrillRuns, RedisStats):
         self._drill_scripts()
 
     @classmethod
-    async def open(cls, url: str, bucket_seconds: int, prefix: str = "coord:") -> "RedisStore":
-        client = aioredis.from_url(url, decode_responses=True)
+    async def open(cls, url: str, bucket_seconds: int, prefix: str = "coord:", *,
+                   max_connections: int = DEFAULT_CONNECTIONS, pool_timeout: float = 20.0) -> "RedisStore":
+        """A blocking pool of `max_connections`: past it a call waits up to
+        `pool_timeout` for a connection instead of failing at once (redis-py's default
+        pool raises "Too many connections", which a burst of clients turned into 503s)."""
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout, decode_responses=True)
+        client = aioredis.Redis.from_pool(pool)
         store = cls(client, bucket_seconds, prefix)
-        await store.ping()
-        async with _reachable():
-            await store._split_outbox(keys=[store.keys.shared_outbox()],
-                                      args=[f"{m}={store.keys.outbox(m)}" for m in MEDIA])
+        try:
+            await store.ping()
+            async with _reachable():
+                await store._split_outbox(keys=[store.keys.shared_outbox()],
+                                          args=[f"{m}={store.keys.outbox(m)}" for m in MEDIA])
+                await store._index_open_groups()
+        except BaseException:
+            await store.close()
+            raise
         return store
+
+    async def _index_open_groups(self) -> None:
+        """Stores written before the open-group sets: put the incidents open now in them,
+        once (repeating it is harmless, so two instances starting at once may both)."""
+        if await self._r.exists(self.keys.open_group_index()):
+            return
+        for incident in await self.list_incidents(open_only=True):
+            if incident.surge_key is not None:
+                group, _, _ = related_to(incident.surge_key)
+                await self._r.zadd(self.keys.open_group(group), {incident.id: incident.opened_at.timestamp()})
+        await self._r.set(self.keys.open_group_index(), "1")
 
     async def close(self) -> None:
         await self._r.aclose()
+
+    async def volatility(self) -> str | None:
+        """Why Redis may lose what it acknowledged when its process dies (no append-only
+        file and no replica connected), or None. Raises StoreError when Redis will not
+        say (a managed Redis may refuse INFO): the caller decides."""
+        try:
+            async with _reachable():
+                persistence = await self._r.info("persistence")
+                replication = await self._r.info("replication")
+        except ResponseError as exc:
+            raise StoreError(f"Redis does not tell its persistence settings: {exc}") from exc
+        if int(persistence.get("aof_enabled", 0)) == 1:
+            return None
+        if replication.get("role") == "master" and int(replication.get("connected_slaves", 0)) > 0:
+            return None
+        return ("Redis keeps no append-only file (appendonly no) and has no replica: a restart of "
+                "redis-server loses every write since its last snapshot, complaints answered 200 included")
 
     async def ping(self) -> None:
         async with _reachable():
@@ -406,8 +490,13 @@ class RedisStore(RedisDrillRuns, RedisStats):
 
     # --- incidents -----------------------------------------------------------------
 
-    async def open_incident(self, incident: Incident, event: TimelineEvent) -> tuple[Incident, bool]:
+    async def open_incident(
+        self, incident: Incident, event: TimelineEvent, *, related: bool = False
+    ) -> tuple[Incident, bool]:
         has_surge = incident.surge_key is not None
+        group, others, any_of_group = related_to(incident.surge_key or "")
+        if not related:
+            others, any_of_group = [], False
         try:
             async with _reachable():
                 got = await self._open_incident(
@@ -416,6 +505,8 @@ class RedisStore(RedisDrillRuns, RedisStats):
                         self.keys.incident(incident.id),
                         self.keys.incidents(),
                         self.keys.timeline(incident.id),
+                        self.keys.open_group(group),
+                        *(self.keys.open_surge(k) for k in others),
                     ],
                     args=[
                         incident.id,
@@ -423,6 +514,7 @@ class RedisStore(RedisDrillRuns, RedisStats):
                         incident.opened_at.timestamp(),
                         event.model_dump_json(),
                         "1" if has_surge else "0",
+                        "1" if any_of_group else "0",
                     ],
                 )
         except ResponseError as exc:
@@ -441,7 +533,8 @@ class RedisStore(RedisDrillRuns, RedisStats):
     async def save_incident(self, incident: Incident) -> None:
         async with _reachable():
             saved = await self._save_incident(
-                keys=[self.keys.incident(incident.id), self.keys.open_surge(incident.surge_key or "")],
+                keys=[self.keys.incident(incident.id), self.keys.open_surge(incident.surge_key or ""),
+                      self.keys.open_group(related_to(incident.surge_key or "")[0])],
                 args=[
                     incident.model_dump_json(),
                     "1" if incident.is_open else "0",
@@ -553,6 +646,48 @@ class RedisStore(RedisDrillRuns, RedisStats):
                 rows = await pipe.execute()
         return [claimed(doc, at) for doc, at in rows if doc]
 
+    async def renew_claims(self, owner: str, keys: Sequence[DeliveryKey], until: datetime) -> None:
+        # The outbox keeps no owner: XX renews only what is still there (not finished).
+        by_medium: dict[str, list[str]] = {}
+        for key in keys:
+            by_medium.setdefault(key.medium, []).append(key.as_id())
+        async with _reachable():
+            async with self._r.pipeline(transaction=False) as pipe:
+                for medium, ids in by_medium.items():
+                    for i in range(0, len(ids), 1000):
+                        pipe.zadd(self.keys.outbox(medium), {d: until.timestamp() for d in ids[i : i + 1000]}, xx=True)
+                await pipe.execute()
+
+    async def _docs(self, ids: Sequence[str]) -> list[Delivery]:
+        if not ids:
+            return []
+        async with _reachable():
+            async with self._r.pipeline(transaction=False) as pipe:
+                for did in ids:
+                    pipe.hget(self.keys.delivery(did), "doc")
+                docs = await pipe.execute()
+        return [Delivery.model_validate_json(d) for d in docs if d]
+
+    async def sms_sent_to(self, phone: str, limit: int = 20) -> list[Delivery]:
+        async with _reachable():
+            ids = await self._r.zrevrange(self.keys.sms_to(phone), 0, limit - 1)
+        return await self._docs(ids)
+
+    async def unsettled_sms(self, before: datetime, limit: int) -> list[Delivery]:
+        async with _reachable():
+            ids = await self._r.zrangebyscore(self.keys.unsettled(), "-inf", before.timestamp(), start=0, num=limit)
+        return await self._docs(ids)
+
+    async def defer_unsettled(self, keys: Sequence[DeliveryKey], until: datetime | None) -> None:
+        if not keys:
+            return
+        ids = [k.as_id() for k in keys]
+        async with _reachable():
+            if until is None:
+                await self._r.zrem(self.keys.unsettled(), *ids)
+            else:
+                await self._r.zadd(self.keys.unsettled(), {d: until.timestamp() for d in ids}, xx=True)
+
     async def finish_delivery(self, key: DeliveryKey) -> None:
         async with _reachable():
             await self._r.zrem(self.keys.outbox(key.medium), key.as_id())
@@ -610,7 +745,7 @@ class RedisStore(RedisDrillRuns, RedisStats):
             if by_sid:
                 found = await self._r.mget([self.keys.provider(s) for s in by_sid])
                 owners |= {sid: did for sid, did in zip(by_sid, found) if did}
-            args: list[Any] = []
+            args: list[Any] = [self.keys.sms_to(""), self.keys.unsettled(), SMS_INDEX_KEEP, SMS_INDEX_TTL]
             known: list[bool] = []
             for u in updates:
                 did = u.key.as_id() if u.key is not None else owners.get(u.provider_id or "")
@@ -621,8 +756,8 @@ class RedisStore(RedisDrillRuns, RedisStats):
                 args += [self.keys.delivery(did), self.keys.outbox(medium),
                          self.keys.provider(u.provider_id) if u.provider_id else "", did,
                          DELIVERY_RANK[u.status], u.status.value, u.at.isoformat(), u.provider_id or "",
-                         u.error or "", "1" if u.finish else "0"]
-            answers = iter(await self._update_deliveries(keys=[], args=args) if args else [])
+                         u.error or "", "1" if u.finish else "0", u.at.timestamp(), "1" if medium == "sms" else "0"]
+            answers = iter(await self._update_deliveries(keys=[], args=args) if any(known) else [])
         out: list[Moved] = []
         for found in known:
             doc, moved = (next(answers), next(answers)) if found else ("", 0)
@@ -632,11 +767,7 @@ class RedisStore(RedisDrillRuns, RedisStats):
     async def deliveries(self, incident_id: str) -> list[Delivery]:
         async with _reachable():
             ids = sorted(await self._r.smembers(self.keys.deliveries(incident_id)))
-            async with self._r.pipeline(transaction=False) as pipe:
-                for did in ids:
-                    pipe.hget(self.keys.delivery(did), "doc")
-                docs = await pipe.execute()
-        return [Delivery.model_validate_json(d) for d in docs if d]
+        return await self._docs(ids)
 
     async def set_opt_out(self, phone: str, opted_out: bool) -> None:
         async with _reachable():
@@ -657,3 +788,10 @@ class RedisStore(RedisDrillRuns, RedisStats):
         async with _reachable():
             docs = await self._r.hvals(self.keys.acks(incident_id))
         return sorted((Ack.model_validate_json(d) for d in docs), key=lambda a: (a.at, a.person_id))
+
+    async def acked_versions(self, incident_id: str, person_id: str, versions: Sequence[int]) -> set[int]:
+        if not versions:
+            return set()
+        async with _reachable():
+            found = await self._r.hmget(self.keys.acks(incident_id), [ack_key(person_id, v) for v in versions])
+        return {v for v, doc in zip(versions, found) if doc}

@@ -1,7 +1,10 @@
 """The embedded default store: one SQLite file in WAL mode, for one process.
 
 Writes go through one connection under one lock, so a check-then-insert (dedupe) is never
-interleaved with another coroutine's."""
+interleaved with another coroutine's. Reads go through a second connection, each query
+run to its end in one call: a read sees one committed snapshot, never a write of the
+other connection half done (a cursor left open on the writing connection while another
+coroutine wrote through it returned partial results)."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from ..models import (
     TimelineEvent,
     bucket_start,
 )
-from .base import Added, CountKind, Moved, StatusUpdate, ack_id, apply_update, claimed, medium_of
+from .base import ACCEPTED, Added, CountKind, Moved, StatusUpdate, ack_id, ack_key, apply_update, claimed, medium_of, related_to
 from .drill_runs import DRILL_SCHEMA, SqliteDrillRuns
 from .stats import HOUR, STATS_SCHEMA, STATS_UPSERT, SqliteStats, StatTally
 
@@ -74,6 +77,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries (incident_id);
 CREATE INDEX IF NOT EXISTS deliveries_outbox ON deliveries (due) WHERE pending = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS deliveries_provider ON deliveries (provider_id) WHERE provider_id IS NOT NULL;
+-- The SMS a provider accepted, by phone: the index an SMS reply is matched through.
+CREATE TABLE IF NOT EXISTS sms_sent (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, phone TEXT NOT NULL, at REAL NOT NULL, delivery_id TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS sms_sent_phone ON sms_sent (phone, at);
 CREATE TABLE IF NOT EXISTS acks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, ack_id TEXT NOT NULL,
     doc TEXT NOT NULL, UNIQUE (incident_id, ack_id)
@@ -93,7 +101,8 @@ _ADD_DELIVERY = (
 async def _migrate_deliveries(db: aiosqlite.Connection) -> None:
     """Files from before the per-medium outbox get the `medium` column, filled in;
     files from before the first-claim time get its column (empty: never claimed, or
-    claimed by a version that did not say)."""
+    claimed by a version that did not say); files from before status reconciliation the
+    `settle_at` column (empty: not looked up)."""
     async with db.execute("PRAGMA table_info(deliveries)") as cur:
         columns = {row[1] for row in await cur.fetchall()}
     if "claimed_at" not in columns:
@@ -104,7 +113,10 @@ async def _migrate_deliveries(db: aiosqlite.Connection) -> None:
             ids = [row[0] for row in await cur.fetchall()]
         await db.executemany("UPDATE deliveries SET medium = ? WHERE id = ?",
                              [(medium_of(i), i) for i in ids])
+    if "settle_at" not in columns:
+        await db.execute("ALTER TABLE deliveries ADD COLUMN settle_at REAL")
     await db.execute("CREATE INDEX IF NOT EXISTS deliveries_outbox_medium ON deliveries (medium, due) WHERE pending = 1")
+    await db.execute("CREATE INDEX IF NOT EXISTS deliveries_unsettled ON deliveries (settle_at) WHERE settle_at IS NOT NULL")
 
 
 def _row(d: Delivery, due: datetime) -> tuple[Any, ...]:
@@ -116,8 +128,9 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
     # One process owns the file: what it wrote last is what is stored.
     single_process = True
 
-    def __init__(self, db: aiosqlite.Connection, bucket_seconds: int) -> None:
+    def __init__(self, db: aiosqlite.Connection, reader: aiosqlite.Connection, bucket_seconds: int) -> None:
         self._db = db
+        self._reader = reader
         self.bucket_seconds = bucket_seconds
         self._write = asyncio.Lock()
 
@@ -131,26 +144,33 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
             await db.executescript(SCHEMA + DRILL_SCHEMA + STATS_SCHEMA)
             await _migrate_deliveries(db)
             await db.commit()
+            reader = await aiosqlite.connect(str(path))
+            await reader.execute("PRAGMA busy_timeout=5000")
+            await reader.execute("PRAGMA query_only=1")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
-        return cls(db, bucket_seconds)
+        return cls(db, reader, bucket_seconds)
 
     async def close(self) -> None:
+        await self._reader.close()
         await self._db.close()
 
     async def ping(self) -> None:
         try:
-            await self._db.execute("SELECT 1")
+            await self._reader.execute_fetchall("SELECT 1")
         except (sqlite3.Error, ValueError) as exc:
             raise StoreError(f"SQLite store unavailable: {exc}") from exc
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with self._db.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self._all(sql, params)
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        """A read on the reading connection, executed and fetched in one call."""
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the SQLite store failed: {exc}") from exc
 
     async def get_or_create_secret(self, name: str, candidate: str) -> str:
         async with self._write:
@@ -298,8 +318,21 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
 
     # --- incidents -----------------------------------------------------------------
 
-    async def open_incident(self, incident: Incident, event: TimelineEvent) -> tuple[Incident, bool]:
+    async def open_incident(
+        self, incident: Incident, event: TimelineEvent, *, related: bool = False
+    ) -> tuple[Incident, bool]:
         async with self._write:
+            if related and incident.surge_key is not None:
+                group, keys, any_of_group = related_to(incident.surge_key)
+                sql = "SELECT doc FROM incidents WHERE is_open = 1 AND (surge_key IN ({})"
+                if any_of_group:
+                    sql += f" OR substr(surge_key, 1, {len(group) + 1}) = ?"
+                row = await self._one(
+                    sql.format(",".join("?" * (len(keys) + 1))) + ") ORDER BY opened_at, id LIMIT 1",
+                    (incident.surge_key, *keys, *([group + "/"] if any_of_group else [])),
+                )
+                if row is not None:
+                    return Incident.model_validate_json(row[0]), False
             try:
                 await self._db.execute(
                     "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?)",
@@ -358,7 +391,8 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
         ]
 
     async def append_timeline(self, incident_id: str, event: TimelineEvent) -> None:
-        await self.get_incident(incident_id)
+        if await self._one("SELECT 1 FROM incidents WHERE id = ?", (incident_id,)) is None:
+            raise IncidentNotFound(incident_id)
         async with self._write:
             await self._db.execute(
                 "INSERT INTO timeline (incident_id, doc) VALUES (?, ?)", (incident_id, event.model_dump_json())
@@ -377,7 +411,7 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
             cur = await self._db.execute(
                 "INSERT INTO steps VALUES (?, ?, ?, 0, ?) ON CONFLICT (incident_id, key) DO UPDATE"
                 " SET owner = excluded.owner, lease_until = excluded.lease_until"
-                " WHERE steps.done = 0 AND steps.lease_until <= ?",
+                " WHERE steps.done = 0 AND (steps.lease_until <= ? OR steps.owner = excluded.owner)",
                 (incident_id, key, owner, until, now.timestamp()),
             )
             await self._db.commit()
@@ -432,7 +466,7 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
         params: list[Any] = [owner, now.timestamp() + lease_seconds, now.timestamp(), now.timestamp()]
         params += [medium, limit] if medium is not None else [limit]
         async with self._write:
-            rows = await self._all(
+            rows = await self._db.execute_fetchall(
                 "UPDATE deliveries SET owner = ?, due = ?, claimed_at = COALESCE(claimed_at, ?) WHERE id IN"
                 f" (SELECT id FROM deliveries WHERE pending = 1 AND due <= ?{which} ORDER BY due LIMIT ?)"
                 " RETURNING doc, claimed_at",
@@ -440,6 +474,16 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
             )
             await self._db.commit()
         return [claimed(r[0], r[1]) for r in rows]
+
+    async def renew_claims(self, owner: str, keys: Sequence[DeliveryKey], until: datetime) -> None:
+        ids = [k.as_id() for k in keys]
+        async with self._write:
+            for i in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                await self._db.execute(
+                    f"UPDATE deliveries SET due = ? WHERE id IN ({','.join('?' * len(chunk))})"
+                    " AND pending = 1 AND owner = ?", (until.timestamp(), *chunk, owner))
+            await self._db.commit()
 
     async def finish_delivery(self, key: DeliveryKey) -> None:
         async with self._write:
@@ -495,6 +539,8 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
                       for i, doc in await self._all_in("SELECT id, doc FROM deliveries WHERE id IN ({})", wanted)}
             changed: set[str] = set()
             finished: set[str] = set()
+            settle: dict[str, float | None] = {}  # the unsettled index: check time, None to leave it
+            accepted: dict[str, tuple[str, float]] = {}  # SMS accepted: phone, when
             answers: list[Moved] = []
             for did, update in zip(ids, updates):
                 current = stored.get(did) if did is not None else None
@@ -507,6 +553,11 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
                     changed.add(did)
                 if update.finish:
                     finished.add(did)
+                if after.key.medium == "sms":
+                    if moved:
+                        settle[did] = update.at.timestamp() if after.status == DeliveryStatus.sent else None
+                    if update.finish and after.status in ACCEPTED:
+                        accepted.setdefault(did, (after.address, update.at.timestamp()))
                 answers.append(Moved(after, moved))
             await self._db.executemany(
                 "UPDATE deliveries SET rank = ?, provider_id = ?, doc = ? WHERE id = ?",
@@ -514,8 +565,31 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
                  for i in sorted(changed)])
             await self._db.executemany("UPDATE deliveries SET pending = 0, owner = NULL WHERE id = ?",
                                        [(i,) for i in sorted(finished)])
+            await self._db.executemany("UPDATE deliveries SET settle_at = ? WHERE id = ?",
+                                       [(at, i) for i, at in settle.items()])
+            await self._db.executemany("INSERT OR IGNORE INTO sms_sent (phone, at, delivery_id) VALUES (?, ?, ?)",
+                                       [(phone, at, i) for i, (phone, at) in accepted.items()])
             await self._db.commit()
         return answers
+
+    async def sms_sent_to(self, phone: str, limit: int = 20) -> list[Delivery]:
+        rows = await self._all(
+            "SELECT d.doc FROM sms_sent s JOIN deliveries d ON d.id = s.delivery_id WHERE s.phone = ?"
+            " ORDER BY s.at DESC, s.seq DESC LIMIT ?", (phone, limit))
+        return [Delivery.model_validate_json(r[0]) for r in rows]
+
+    async def unsettled_sms(self, before: datetime, limit: int) -> list[Delivery]:
+        rows = await self._all(
+            "SELECT doc FROM deliveries WHERE settle_at IS NOT NULL AND settle_at <= ? ORDER BY settle_at LIMIT ?",
+            (before.timestamp(), limit))
+        return [Delivery.model_validate_json(r[0]) for r in rows]
+
+    async def defer_unsettled(self, keys: Sequence[DeliveryKey], until: datetime | None) -> None:
+        async with self._write:
+            await self._db.executemany(
+                "UPDATE deliveries SET settle_at = ? WHERE id = ? AND settle_at IS NOT NULL",
+                [(until.timestamp() if until else None, k.as_id()) for k in keys])
+            await self._db.commit()
 
     async def deliveries(self, incident_id: str) -> list[Delivery]:
         rows = await self._all("SELECT doc FROM deliveries WHERE incident_id = ? ORDER BY id", (incident_id,))
@@ -542,3 +616,9 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
     async def acks(self, incident_id: str) -> list[Ack]:
         rows = await self._all("SELECT doc FROM acks WHERE incident_id = ? ORDER BY seq", (incident_id,))
         return sorted((Ack.model_validate_json(r[0]) for r in rows), key=lambda a: (a.at, a.person_id))
+
+    async def acked_versions(self, incident_id: str, person_id: str, versions: Sequence[int]) -> set[int]:
+        wanted = {ack_key(person_id, v): v for v in versions}
+        rows = await self._all_in("SELECT ack_id FROM acks WHERE ack_id IN ({}) AND incident_id = ?",
+                                  sorted(wanted), (incident_id,))
+        return {wanted[r[0]] for r in rows}
