@@ -8,7 +8,8 @@
     status_update step ──► an update under the wording in force
     resolved ──► the stand-down, to everyone the wording reached
     SMS failed for good ──► the same version by email instead
-    acks ──► an SMS reply ("1", "确认") or the signed email link, per person and version
+    acks ──► the signed email link, or an SMS reply ("1", "1 K7Q"): exactly one role or
+             version of one incident, as replies.py decides, answered by SMS
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .clock import Clock
 from .errors import IncidentNotFound
 from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, ScriptKind, ScriptVersion, TimelineEvent
 from .outbox import Content
+from .replies import RECENT_MESSAGES, ackable, answer_text, code_mark, decide, parse_reply, with_code
 from .roster import address_of, channels_of, in_scope
 from .schemas import Playbook
 from .store import Store
@@ -38,11 +40,11 @@ FIRST_CHUNK = 50
 PUBLISH_CHUNK = 500
 # How long a publication waits for this process's outbox to claim its first chunk.
 FIRST_CLAIM_WAIT = 0.1
+# A publication is claimed (a step of its incident) while it is written, renewed with
+# every chunk: a live instance's tick takes over a dead publisher's within this plus a
+# tick, and never one still being written.
+PUBLISH_LEASE_SECONDS = 8.0
 
-ACK_WORDS = frozenset({"1", "确认", "收到", "确认收到", "ok"})
-# The provider's own opt-out keywords (whole message, any case).
-STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
-START_WORDS = frozenset({"start", "yes", "unstop"})
 
 Update = Callable[[str, Callable[[Incident], tuple[Incident, list[TimelineEvent]]]], Awaitable[Incident]]
 
@@ -63,6 +65,7 @@ class Frontline:
         tz: ZoneInfo,
         ack_secret: str,
         public_url: str,
+        worker: str,
         ack_ttl: timedelta = timedelta(days=3),
         wake: Callable[[], None] = lambda: None,
         taken: Callable[[float], Awaitable[None]] | None = None,
@@ -75,9 +78,10 @@ class Frontline:
         self.ack_secret = ack_secret
         self.public_url = public_url.rstrip("/")
         self.ack_ttl = ack_ttl
+        self.worker = worker
         self.wake = wake
         self.taken = taken or _nothing_to_wait_for
-        # Acknowledges a person's roles on an incident (set by build_services).
+        # Acknowledges a person's role on an incident by SMS (set by build_services).
         self.ack_role: Callable[[str, str, str], Awaitable[Any]] | None = None
         self._content: dict[tuple[str, int], ScriptVersion] = {}
 
@@ -104,7 +108,7 @@ class Frontline:
                 region_name=region_name, category_name=catalog.categories.get(inc.category, inc.category),
             )
             if texts:
-                version = _with_texts(version, texts)
+                version = _with_texts(version, texts, inc.code)
             drafted[:] = [version]
             event = TimelineEvent(at=now, kind="script_drafted", actor=author, data={
                 "version": version.version, "kind": kind.value, "hash": version.content_hash,
@@ -154,10 +158,16 @@ class Frontline:
     async def publish(self, incident: Incident, version: int) -> int:
         """One delivery per person in the playbook's audience and channel (the
         do-not-contact list applied per channel), written in chunks, the outbox woken
-        after each. The `script_sent` timeline event, written last, marks the version
-        as published: until it is there, `resume_publishing` finishes the job."""
+        after each. The publication is a claimed step of the incident, renewed with every
+        chunk: if this instance dies half way, another one's tick finishes it
+        (`finish_publishing`); deliveries already written are deduplicated. The
+        `script_sent` timeline event is written last."""
         script = incident.script(version)
         assert script is not None and script.approved
+        step = publish_step(version)
+        if not await self._claim_publication(incident.id, step):
+            log.info("incident %s: version %d is being (or was) published elsewhere", incident.id, version)
+            return 0
         catalog = self.catalog()
         now = self.clock.now()
         playbook = Playbook.model_validate(incident.playbook_snapshot)
@@ -186,31 +196,48 @@ class Frontline:
                 if first:
                     await self.taken(FIRST_CLAIM_WAIT)  # the first messages leave before the rest is written
                 batch, chunk, first = [], PUBLISH_CHUNK, False
+                if not await self._claim_publication(incident.id, step):
+                    log.warning("incident %s: the publication of version %d was taken over", incident.id, version)
+                    return created
         if batch:
             created += await self.store.add_deliveries(batch)
         await self.store.append_timeline(incident.id, TimelineEvent(at=now, kind="script_sent", data={
             "version": version, "kind": script.kind.value, "deliveries": created, "recipients": recipients,
             "do_not_contact": left_out, "hash": script.content_hash}))
+        await self.store.finish_step(incident.id, step)
         self.wake()
         return created
 
+    async def _claim_publication(self, incident_id: str, step: str) -> bool:
+        """Claim (or, as its holder, renew) the publication of a version."""
+        return await self.store.claim_step(incident_id, step, self.worker, self.clock.now(), PUBLISH_LEASE_SECONDS)
+
+    async def finish_publishing(self, incident: Incident, done: set[str]) -> int:
+        """Finish the publication of the incident's newest approved version if it was
+        not finished (its writer died): unless another live instance holds it. An older
+        version is superseded: sending it now would be wrong. `done`: the incident's
+        finished steps. Returns the deliveries created."""
+        approved = [v for v in incident.scripts if v.approved]
+        if incident.status == IncidentStatus.closed or not approved:
+            return 0
+        newest = approved[-1].version
+        step = publish_step(newest)
+        if step in done or not await self._claim_publication(incident.id, step):
+            return 0
+        # Published before publications were claimed steps: the timeline says so.
+        if any(e.kind == "script_sent" and e.data.get("version") == newest
+               for e in await self.store.timeline(incident.id)):
+            await self.store.finish_step(incident.id, step)
+            return 0
+        log.info("incident %s: finishing the publication of version %d", incident.id, newest)
+        return await self.publish(incident, newest)
+
     async def resume_publishing(self) -> int:
-        """Finish publishing what a stopped service left half-written: the newest
-        approved version of each incident not closed yet, when no `script_sent` event
-        marks it published (an older one is superseded: sending it now would be
-        wrong). Deliveries already written are deduplicated. Returns the deliveries
-        created."""
+        """`finish_publishing` for every incident not closed (at start-up)."""
         created = 0
         for incident in await self.store.list_incidents():
-            approved = [v for v in incident.scripts if v.approved]
-            if incident.status == IncidentStatus.closed or not approved:
-                continue
-            newest = approved[-1].version
-            published = {e.data.get("version") for e in await self.store.timeline(incident.id)
-                         if e.kind == "script_sent"}
-            if newest not in published:
-                log.info("incident %s: finishing the publication of version %d", incident.id, newest)
-                created += await self.publish(incident, newest)
+            if incident.status != IncidentStatus.closed:
+                created += await self.finish_publishing(incident, await self.store.finished_steps(incident.id))
         return created
 
     async def content(self, delivery: Delivery) -> Content:
@@ -233,8 +260,9 @@ class Frontline:
                        email_html=script.email_html, sms_segments=script.sms_segments, ack_url=ack_url)
 
     async def fallback(self, delivery: Delivery, error: SendError) -> None:
-        """An SMS that failed for good goes out again as email, if the person has one."""
-        if delivery.key.medium != "sms":
+        """An SMS that failed for good goes out again as email, if the person has one
+        (not an answer to their own SMS reply: that one has nothing to say by email)."""
+        if delivery.key.medium != "sms" or delivery.key.channel.startswith("sms-answer-"):
             return
         person = self.catalog().contacts.people.get(delivery.key.person_id)
         now = self.clock.now()
@@ -263,8 +291,8 @@ class Frontline:
                 continue
             deadline = role.deadline.astimezone(self.tz).strftime("%H:%M") if role.deadline else "尽快"
             lead = {"assigned": "您被指定为", "reminder": "提醒：您仍是"}.get(purpose, "升级：您现为")
-            text = (f"{drill}【应急】{incident.title}（{incident.id}，{incident.region}）{lead}{role.title}，"
-                    f"请于{deadline}前回复1确认")
+            text = with_code(f"{drill}【应急】{incident.title}（{self._place(incident)}）{lead}{role.title}，"
+                             f"请于{deadline}前回复1确认", incident.code)
             queued += await self._notice(incident.id, 0, role.holder, f"role-{role.role}-{purpose}", text)
         self.wake()
         return queued
@@ -297,16 +325,18 @@ class Frontline:
         waiting = sorted(p for p in reached if p not in acked)
         drill = "【演练】" if incident.drill else ""
         notices: list[tuple[str, str]] = []  # (person to tell, text)
+        mark = code_mark(incident.code) if incident.code else ""
         if not supervisors:
-            notices = [(p, f"{drill}【提醒】您尚未确认{incident.title}口径v{version}，请阅读后回复1确认收到") for p in waiting]
+            notices = [(p, f"{drill}【提醒】您尚未确认{incident.title}口径v{version}，请阅读后回复1确认收到{mark}")
+                       for p in waiting]
         else:
             by_boss: dict[str, list[str]] = {}
             for person_id in waiting:
                 boss = contacts.people[person_id].supervisor if person_id in contacts.people else None
                 if boss is not None:
                     by_boss.setdefault(boss, []).append(contacts.people[person_id].name)
-            notices = [(boss, f"{drill}【督办】{incident.title}口径v{version}以下同事尚未确认：{'、'.join(names)}。请督促确认")
-                       for boss, names in by_boss.items()]
+            notices = [(boss, f"{drill}【督办】{incident.title}口径v{version}以下同事尚未确认：{'、'.join(names)}。"
+                              f"请督促确认{mark}") for boss, names in by_boss.items()]
         queued = 0
         purpose = purpose or ("supervisor" if supervisors else "reminder")
         for person_id, text in notices:
@@ -328,43 +358,78 @@ class Frontline:
         return new
 
     async def reply(self, phone: str, body: str) -> list[tuple[str, int]]:
-        """An SMS reply from `phone`: an acknowledgement word acknowledges the roles this
-        person holds unacknowledged (version 0 in the answer) and the newest version
-        each open incident sent them; STOP and START are mirrored (the provider blocks
-        the number itself; we stop trying SMS). Returns what was acknowledged."""
-        word = body.strip().lower()
-        if word in STOP_WORDS or word in START_WORDS:
-            await self.store.set_opt_out(phone, word in STOP_WORDS)
-            log.info("sms opt-%s mirrored", "out" if word in STOP_WORDS else "in")
+        """An SMS reply from `phone`. An acknowledgement word acknowledges one role or
+        version of one incident, as `replies.decide` picks it from the SMS this phone
+        was sent (found through the store's index by phone, not by reading incidents),
+        and an SMS answers what it did. STOP and START are mirrored (the provider blocks
+        the number itself; we stop trying SMS). Returns what was acknowledged as
+        (incident, version), version 0 for a role."""
+        parsed = parse_reply(body)
+        if parsed.kind in ("stop", "start"):
+            await self.store.set_opt_out(phone, parsed.kind == "stop")
+            log.info("sms opt-%s mirrored", "out" if parsed.kind == "stop" else "in")
             return []
-        if word not in ACK_WORDS:
+        if parsed.kind != "ack":
             return []
-        person = next((p for p in self.catalog().contacts.people.values() if p.phone == phone), None)
-        if person is None:
+        sent = await self.store.sms_sent_to(phone, RECENT_MESSAGES)
+        newest = next((d for d in sent if ackable(d) is not None), None)
+        if newest is None:
             return []
-        acked: list[tuple[str, int]] = []
-        for incident in await self.store.list_incidents(open_only=True):
-            if self.ack_role is not None and any(
-                r.acked_at is None and person.id in r.chain[: r.level + 1] for r in incident.roles
-            ):
-                await self.ack_role(incident.id, person.id, "sms")
-                acked.append((incident.id, 0))
-            sent = [d.key.version for d in await self.store.deliveries(incident.id)
-                    if d.key.person_id == person.id and d.key.channel == "sms"]
-            if sent and await self.acknowledge(incident.id, max(sent), person.id, "sms"):
-                acked.append((incident.id, max(sent)))
-        return acked
+        person_id = newest.key.person_id  # a phone shared by two people answers for the newest one
+        sent = [d for d in sent if d.key.person_id == person_id]
+        incidents: dict[str, Incident] = {}
+        acked: dict[str, set[int]] = {}
+        for incident_id in dict.fromkeys(d.key.incident_id for d in sent):
+            try:
+                incident = await self.store.get_incident(incident_id)
+            except IncidentNotFound:
+                continue
+            if incident.status == IncidentStatus.closed:
+                continue
+            incidents[incident_id] = incident
+            versions = sorted({d.key.version for d in sent if d.key.incident_id == incident_id and d.key.version})
+            acked[incident_id] = await self.store.acked_versions(incident_id, person_id, versions)
+        decision = decide(person_id, parsed, sent, incidents, acked)
+        done: list[tuple[str, int]] = []
+        target = decision.target
+        if target is not None and target.role is not None and self.ack_role is not None:
+            await self.ack_role(target.incident_id, person_id, target.role)
+            done.append((target.incident_id, 0))
+        elif target is not None and target.version is not None:
+            if await self.acknowledge(target.incident_id, target.version, person_id, "sms"):
+                done.append((target.incident_id, target.version))
+        text = answer_text(decision, self._region_names())
+        if text is not None and decision.incident is not None:
+            tag = target.tag if target is not None else f"unknown-{decision.unknown_code}"
+            answer = Delivery(key=DeliveryKey(incident_id=decision.incident.id, version=0, person_id=person_id,
+                                              channel=f"sms-answer-{tag}"),
+                              address=phone, content_hash="", text=text, updated_at=self.clock.now())
+            if await self.store.add_delivery(answer):
+                self.wake()
+        return done
+
+    def _region_names(self) -> dict[str, str]:
+        return {r.id: r.name for r in self.catalog().contacts.regions.values()}
+
+    def _place(self, incident: Incident) -> str:
+        return self._region_names().get(incident.region, "全省" if incident.region == "*" else incident.region)
+
+
+def publish_step(version: int) -> str:
+    """The incident step that stands for publishing `version`."""
+    return f"publish:v{version}"
 
 
 def _latest_params(incident: Incident) -> dict[str, str]:
     return dict(incident.scripts[-1].params) if incident.scripts else dict(incident.params)
 
 
-def _with_texts(version: ScriptVersion, texts: dict[str, str]) -> ScriptVersion:
+def _with_texts(version: ScriptVersion, texts: dict[str, str], code: str) -> ScriptVersion:
     from .scripts import Rendered
     from .segments import sms_segments
 
     merged = {f: texts.get(f, getattr(version, f)) for f in ("sms", "email_subject", "email_text", "email_html")}
+    merged["sms"] = with_code(merged["sms"], code)
     rendered = Rendered(**merged)
     encoding, segments, _ = sms_segments(rendered.sms)
     return version.model_copy(update={**merged, "content_hash": rendered.content_hash, "sms_encoding": encoding,

@@ -176,6 +176,9 @@ class Incident(Record):
     region: str = ""
     # Incidents opened by a surge carry its key; one open incident per key at a time.
     surge_key: str | None = None
+    # Short, unique among open incidents (replies.py): every SMS carries it, and a reply
+    # "1 K7Q" names the incident it acknowledges. Empty on incidents from before codes.
+    code: str = ""
     drill: bool = False
     # The drill run that started it, and the drill's narrower audience (None: the playbook's).
     drill_run: str | None = None

@@ -29,6 +29,7 @@ STANDARD_VARIABLES: dict[str, str] = {
     "version": "script version number (1, 2, ...)",
     "supersedes": "the version this one replaces, or none",
     "drill": "true in a drill: the message must say so",
+    "incident_code": "the incident's short code (K7Q) that an SMS reply may name; added to the SMS as 〔事件码K7Q〕 if the template does not place it",
 }
 
 TEMPLATE_SUFFIX = ".j2"
@@ -108,6 +109,10 @@ class Rendered:
 
         html = self.email_html if DRILL_MARK in self.email_html[:400] else f"<p><strong>{DRILL_MARK}</strong></p>\n{self.email_html}"
         return Rendered(mark(self.sms), mark(self.email_subject), mark(self.email_text), html)
+
+
+    def with_sms(self, sms: str) -> "Rendered":
+        return Rendered(sms, self.email_subject, self.email_text, self.email_html)
 
 
 DRILL_MARK = "【演练】"

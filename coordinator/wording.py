@@ -11,6 +11,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .models import Incident, ScriptKind, ScriptVersion
 from .playbooks import SEVERITY_LABELS
+from .replies import with_code
 from .schemas import Playbook
 from .scripts import fill_params, render
 from .segments import sms_segments
@@ -57,6 +58,7 @@ def compose(
         "version": version if kind == ScriptKind.script else (wording.version if wording else version),
         "supersedes": supersedes,
         "drill": incident.drill,
+        "incident_code": incident.code,
         **values,
     }
     templates = {
@@ -67,6 +69,7 @@ def compose(
     rendered = render(env, templates, context)
     if incident.drill:
         rendered = rendered.marked_as_drill()
+    rendered = rendered.with_sms(with_code(rendered.sms, incident.code))  # a reply names its incident with it
     encoding, segments, _ = sms_segments(rendered.sms)
     return ScriptVersion(
         version=version,

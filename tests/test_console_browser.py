@@ -158,13 +158,17 @@ async def test_a_leader_runs_an_incident_and_a_viewer_only_watches(
     incident_id = page.url.rsplit("/", 1)[1]
     await expect(page.locator("#v1")).to_have_attribute("data-approved", "no")  # approval: leader
 
-    # edit: the SMS count follows the text as it is typed
+    # edit: the SMS count follows the text as it is typed, with the incident's code the
+    # server adds to every SMS (a reply "1 CODE" names the incident)
     sms = "【统一口径v2】11月20日至22日部分客户流量费多收，系统将全额退回，无需申请。勿手工调账。请回复1确认收到"
+    code = await page.locator("textarea[name=sms]").get_attribute("data-code")
+    assert code and len(code) == 3
+    sent_sms = f"{sms}〔事件码{code}〕"
     await page.fill("textarea[name=sms]", sms)
-    await expect(page.locator("#sms-count")).to_have_attribute("data-segments", str(sms_segments(sms).segments))
+    await expect(page.locator("#sms-count")).to_have_attribute("data-segments", str(sms_segments(sent_sms).segments))
     await page.click("button[data-draft]")
     await expect(page.locator("#v2")).to_have_attribute("data-approved", "no", timeout=WAIT_MS)
-    await expect(page.locator("#v2 p.sms")).to_have_text(sms)
+    await expect(page.locator("#v2 p.sms")).to_have_text(sent_sms)
     await expect(page.locator("#compare ins").first).to_be_visible()  # v1 → v2, server-side diff
 
     # approve: v2 goes out through the sandbox

@@ -61,6 +61,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "surge.expected": ("预期", "Expected"),
     "surge.ratio": ("倍数", "Ratio"),
     # incidents
+    "incident.code": ("事件码", "code"),
+    "incident.code_hint": ("一线人员同时有多起事件时，短信回复“1 事件码”确认指定事件",
+                           "Staff with several open incidents reply \"1 CODE\" to acknowledge this one"),
     "incident.id": ("事件编号", "Incident"),
     "incident.title": ("名称", "Title"),
     "incident.region": ("地区", "Region"),

@@ -156,7 +156,10 @@ window.smsSegments = smsSegments;
 function showSegments(textarea) {
   const out = document.getElementById(textarea.dataset.segments);
   if (!out) return;
-  const s = smsSegments(textarea.value.trim()); // the server strips the SMS too
+  let text = textarea.value.trim(); // the server strips the SMS too
+  const code = textarea.dataset.code; // and adds the incident's code unless it is there (replies.py)
+  if (code && !text.includes(`事件码${code}`)) text += `〔事件码${code}〕`;
+  const s = smsSegments(text);
   out.textContent = `${s.segments} ${TEXT["js.segments"]} (${s.encoding}, ${s.units})`;
   out.dataset.segments = String(s.segments);
 }
