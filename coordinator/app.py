@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
 DRILL_JOB = "drill:"  # id prefix of the drills' cron jobs
+RECONCILE_LEASE = "reconcile"  # one instance looks delivery statuses up at a time
 
 
 def create_app(
@@ -68,11 +69,14 @@ def create_app(
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         own_store = store is None
-        the_store = store if store is not None else await open_store(base_settings.store_url,
-                                                                      base_settings.bucket_seconds)
+        the_store = store if store is not None else await open_store(
+            base_settings.store_url, base_settings.bucket_seconds,
+            redis_connections=base_settings.redis_max_connections)
         the_clock = clock or SystemClock()
         sandbox = None
         try:
+            if own_store:
+                await _check_durability(the_store, base_settings)
             sandbox = await start_sandbox(base_settings, the_clock) if base_settings.sandbox else None
             settings = sandbox.settings if sandbox is not None else base_settings
             if sandbox is not None:
@@ -86,6 +90,7 @@ def create_app(
             built = await build_services(settings, store=the_store, catalog=the_catalog, clock=the_clock,
                                          sms=the_sms, email=the_email)
             app[SERVICES] = built
+            _say_channels(built)
             scheduler = _start_ticks(built, settings.tick_seconds)
             stop = asyncio.Event()
             worker = asyncio.create_task(built.outbox.run(stop)) if settings.outbox_worker else None
@@ -128,6 +133,34 @@ def create_app(
 # Bursts of new connections (provider callbacks, intake clients) are queued, not dropped
 # for a 1 s retry as past the default listen queue of 128.
 LISTEN_BACKLOG = 1024
+
+
+def _say_channels(services: Services) -> None:
+    media = ", ".join(sorted(services.media)) or "none"
+    log.info("delivery channels: %s", media)
+    for playbook, missing in services.missing_channels().items():
+        log.warning("playbook %s needs %s but no such channel is configured: those messages will fail",
+                    playbook, " and ".join(missing))
+
+
+async def _check_durability(store: Store, settings: Settings) -> None:
+    """Refuse a Redis that would lose acknowledged complaints when its process dies,
+    unless told to run on one anyway (then say so loudly)."""
+    from .store.redis import RedisStore
+
+    if not isinstance(store, RedisStore):
+        return
+    try:
+        problem = await store.volatility()
+    except StoreError as exc:
+        log.warning("%s; make sure it runs with appendonly yes or a replica", exc)
+        return
+    if problem is None:
+        return
+    if not settings.redis_allow_volatile:
+        raise StoreError(f"refusing to start: {problem}. Run Redis with `appendonly yes` (see README, "
+                         "'Redis persistence'), or set COORDINATOR_REDIS_ALLOW_VOLATILE=1 to accept the loss")
+    log.warning("RUNNING ON A VOLATILE STORE (COORDINATOR_REDIS_ALLOW_VOLATILE=1): %s", problem)
 
 
 def sms_channel(settings: Settings, clock: Clock) -> SmsChannel:
@@ -193,12 +226,12 @@ async def build_services(
     ack_secret = settings.ack_secret or await store.get_or_create_secret("ack-links", secrets.token_hex(32))
     frontline = Frontline(
         store=store, catalog=lambda: built.catalog, clock=clock, update=pipeline.update, tz=ZoneInfo(settings.timezone),
-        ack_secret=ack_secret, public_url=settings.base_url,
+        ack_secret=ack_secret, public_url=settings.base_url, worker=pipeline.worker,
     )
     pipeline.frontline = frontline
 
-    async def ack_role(incident_id: str, person_id: str, via: str) -> None:
-        await pipeline.ack_role(incident_id, person_id, via=via)
+    async def ack_role(incident_id: str, person_id: str, role: str) -> None:
+        await pipeline.ack_role(incident_id, person_id, role, via="sms")
 
     frontline.ack_role = ack_role
     outbox = Outbox(
@@ -214,7 +247,8 @@ async def build_services(
                     sandbox_channels=channels_are_sandbox(settings),
                     misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))
     pipeline.drill_setup = drills.setup_for
-    built = Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills)
+    built = Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills,
+                     media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))
     return built
 
 
@@ -265,10 +299,15 @@ def _start_ticks(services: Services, every_seconds: float) -> AsyncIOScheduler |
         return None
     scheduler = AsyncIOScheduler()
 
+    reconcile_after = timedelta(seconds=services.settings.reconcile_after_seconds)
+
     async def tick() -> None:
         try:
             await services.pipeline.tick()
             await services.drills.tick()
+            if reconcile_after and await services.store.acquire_lease(
+                    RECONCILE_LEASE, services.pipeline.worker, services.clock.now(), every_seconds * 6):
+                await services.outbox.reconcile(after=reconcile_after)
         except StoreError as exc:
             log.warning("tick skipped: %s", exc)
 
@@ -317,6 +356,11 @@ def run_server(settings: Settings) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"refusing to start: {len(exc.problems)} problem(s) in {settings.config_dir}", file=sys.stderr)
+        return 1
+    if not (settings.sandbox or settings.twilio_account_sid or settings.smtp_host or settings.no_channels):
+        print("refusing to start: no delivery channel is configured, so no script or notice could go out. "
+              "Set TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN/TWILIO_FROM (SMS) and/or SMTP_HOST (email), use --sandbox "
+              "for a training instance, or --no-channels to start anyway", file=sys.stderr)
         return 1
     try:
         read_users(settings.users_path)

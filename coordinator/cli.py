@@ -59,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
             config_dir=Path(args.config) if args.config else None,
             store_url=args.store,
             sandbox=True if args.sandbox else None,
+            no_channels=True if args.no_channels else None,
         )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -238,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sandbox", action="store_true",
                        help="send every SMS and email to a sandbox started inside the service, never to a real "
                             "phone or mailbox (a training instance; env COORDINATOR_SANDBOX=1)")
+    serve.add_argument("--no-channels", action="store_true",
+                       help="start although no SMS or email channel is configured (no message can go out; "
+                            "/healthz says degraded; env COORDINATOR_NO_CHANNELS=1)")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="the whole story once, on the embedded store, against the sandbox")

@@ -4,8 +4,9 @@ medium (SMS, email) in its own loop, sends each through its channel within per-c
 concurrency and rate limits, and records the result only after the provider accepted
 it (in group commits shared with the providers' status callbacks). A retryable failure is retried with
 backoff; a permanent one (invalid number, opted out) ends the delivery and is handed
-back, so that an SMS can fall back to email. A crashed worker's claims lapse and
-another worker takes them over."""
+back, so that an SMS can fall back to email. A live worker renews the leases of what it
+holds every few seconds, however long a delivery waits for a send slot; a crashed
+worker's leases lapse within one short lease and another worker takes them over."""
 
 from __future__ import annotations
 
@@ -20,11 +21,19 @@ from typing import Awaitable, Callable, Generic, TypeVar
 
 from .channels.base import Accepted, EmailChannel, SendError, SmsChannel
 from .clock import Clock
-from .models import Delivery, DeliveryStatus
+from .models import DELIVERY_RANK, Delivery, DeliveryKey, DeliveryStatus
 from .store import Store
 from .store.base import MEDIA, Moved, StatusUpdate
 
 log = logging.getLogger(__name__)
+
+
+# Status look-ups per tick, and at once: well inside a provider's API limits.
+RECONCILE_BATCH = 500
+RECONCILE_CONCURRENCY = 20
+# Past this an SMS's status will not change any more (Twilio drops undelivered messages
+# after their validity period, an hour here).
+RECONCILE_GIVE_UP = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,9 @@ class OutboxLimits:
     sms_rate: float = 0.0
     email_rate: float = 0.0
     batch: int = 200
-    lease_seconds: float = 60.0
+    # Short, because the holder renews it (every third of it) while it lives: a dead
+    # worker's claims are due again within this, a live one's never lapse.
+    lease_seconds: float = 15.0
     max_attempts: int = 8
     backoff_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
@@ -216,6 +227,10 @@ class Outbox:
         self._rates = {"sms": RateLimiter(limits.sms_rate), "email": RateLimiter(limits.email_rate)}
         self._statuses: GroupCommit[StatusUpdate, Moved] = GroupCommit(store.update_deliveries)
         self.wake = Wake()
+        # What this worker holds claimed and not yet handled, per medium, and when its
+        # leases were last renewed.
+        self._held: dict[str, dict[str, DeliveryKey]] = {medium: {} for medium in MEDIA}
+        self._renewed: dict[str, datetime] = {}
 
     async def record(self, update: StatusUpdate) -> Moved:
         """Apply a status update (a send's result, a provider's callback) together with
@@ -257,6 +272,7 @@ class Outbox:
         chunk = min(self.limits.batch, max(1, ahead // 2))
         sending: set[asyncio.Task[None]] = set()
         room = asyncio.Event()
+        renewing = asyncio.create_task(self._renew(medium, stop))
 
         def finished(task: asyncio.Task[None]) -> None:
             sending.discard(task)
@@ -277,7 +293,9 @@ class Outbox:
                 except Exception:  # a worker must outlive a store hiccup; the leases bring work back
                     log.exception("outbox: claiming %s deliveries failed", medium)
                     claimed = []
+                held = self._held[medium]
                 for delivery in claimed:
+                    held[delivery.key.as_id()] = delivery.key  # renewed from now on
                     task = asyncio.create_task(self._deliver(delivery, now))
                     sending.add(task)
                     task.add_done_callback(finished)
@@ -291,24 +309,50 @@ class Outbox:
             self.wake.stopped(medium)
         if sending:
             await asyncio.gather(*sending)
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+
+    async def _renew(self, medium: str, stop: asyncio.Event) -> None:
+        """Every third of a lease, extend the leases of what this worker holds."""
+        every = self.limits.lease_seconds / 3
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            held = list(self._held[medium].values())
+            if not held:
+                continue
+            now = self.clock.now()
+            try:
+                await self.store.renew_claims(self.worker, held, now + timedelta(seconds=self.limits.lease_seconds))
+                self._renewed[medium] = now
+            except Exception:  # the next round tries again; a send checks its lease first
+                log.exception("outbox: renewing %d %s claims failed", len(held), medium)
 
     async def _deliver(self, delivery: Delivery, claimed_at: datetime) -> None:
+        did = delivery.key.as_id()
         try:
             await self._attempt(delivery, claimed_at)
         except Exception:  # the lease brings it back; nothing was recorded as sent
-            log.exception("delivery %s: not handled", delivery.key.as_id())
+            log.exception("delivery %s: not handled", did)
+        finally:
+            self._held[delivery.key.medium].pop(did, None)
 
     async def _attempt(self, delivery: Delivery, claimed_at: datetime) -> None:
         medium = delivery.key.medium
         key = delivery.key
         try:
-            content = await self.content(delivery)
+            # The slot first: a backlog of claimed deliveries waits here, not in the
+            # store (each content read is a store call; hundreds at once exhausted it).
             async with self._slots[medium]:
+                content = await self.content(delivery)
                 await self._rates[medium].acquire(content.sms_segments if medium == "sms" else 1)
-                if self.clock.now() - claimed_at > timedelta(seconds=self.limits.lease_seconds / 2):
-                    # Waited so long that the lease could lapse mid-send and another
-                    # worker send it too: leave it to whoever claims it next.
-                    log.warning("delivery %s: claimed too long ago, left for the next claim", key.as_id())
+                lease_from = max(claimed_at, self._renewed.get(medium, claimed_at))
+                if self.clock.now() - lease_from > timedelta(seconds=self.limits.lease_seconds / 2):
+                    # The lease was not renewed for so long (a store outage) that it could
+                    # lapse mid-send and another worker send it too: leave it to whoever
+                    # claims it next.
+                    log.warning("delivery %s: lease not renewed lately, left for the next claim", key.as_id())
                     return
                 accepted = await self._send(delivery, content, claimed_at)
         except SendError as exc:
@@ -346,3 +390,43 @@ class Outbox:
         await self.record(StatusUpdate(key, DeliveryStatus.failed, self.clock.now(), error=error.code, finish=True))
         log.warning("delivery %s failed: %s", key.as_id(), error)
         await self.on_permanent(delivery, error)
+
+    async def reconcile(self, *, after: timedelta, limit: int = RECONCILE_BATCH) -> int:
+        """SMS still `sent` `after` the provider took them (their final status callback
+        never arrived: the service was down, and providers do not retry callbacks) are
+        looked up at the provider, and what it says is recorded as a callback would be,
+        fallback to email included. One the provider still shows as sent is looked at
+        again when it is twice as old, until a day has passed. Returns how many moved."""
+        if self.sms is None:
+            return 0
+        now = self.clock.now()
+        due = await self.store.unsettled_sms(now - after, limit)
+        slots = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+
+        async def check(delivery: Delivery) -> bool:
+            assert self.sms is not None
+            age = now - delivery.updated_at
+            if delivery.provider_id is None or age > RECONCILE_GIVE_UP:
+                await self.store.defer_unsettled([delivery.key], None)
+                return False
+            try:
+                async with slots:
+                    status = await self.sms.status_of(delivery.key.as_id(), delivery.provider_id)
+            except SendError as exc:
+                log.info("delivery %s: status look-up failed (%s), tried again later", delivery.key.as_id(), exc.code)
+                status = None
+            if status is None or DELIVERY_RANK[status] <= DELIVERY_RANK[DeliveryStatus.sent]:
+                await self.store.defer_unsettled([delivery.key], now - after + max(age, after))
+                return False
+            updated, moved = await self.record(StatusUpdate(delivery.key, status, now, provider_id=delivery.provider_id))
+            if updated is not None and moved and status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
+                await self.on_permanent(updated, SendError(delivery.key.as_id(), status.value, "not delivered "
+                                                           "(found by a status look-up)", retryable=False,
+                                                           permanent=True))
+            return moved
+
+        moved = sum(await asyncio.gather(*(check(d) for d in due)))
+        if due:
+            log.info("reconciled %d SMS left at sent: %d moved on", len(due), moved)
+        return moved
+

@@ -31,6 +31,7 @@ from .frontline import Frontline
 from .intake import Intake, IntakeResult
 from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, RoleAssignment, ScriptKind, Surge, TimelineEvent, stream_key
 from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
+from .replies import new_code
 from .roster import assign_roles
 from .schemas import Playbook
 from .store import Store
@@ -133,28 +134,17 @@ class Pipeline:
         if match.playbook is None:
             log.info("surge on %s opens no incident: %s", surge.key, match.reason)
             return None
-        related = await self._related_incident(surge)
-        if related is not None:
-            return await self._attach(related, surge)
         setup = await self.drill_setup(surge.key) if surge.drill and self.drill_setup is not None else None
         params = script_params(match.playbook, setup.params) if setup is not None else {}
+        # One event, one incident: the store opens it unless an incident on the key, or
+        # on the same event seen through the other stream (a category-wide surge while a
+        # regional incident of its category is open, or the reverse), is open already,
+        # atomically across instances; the surge then attaches to that one.
         opened = await self._open(match.playbook, surge.region, params, surge=surge, surge_key=surge.key,
-                                  drill=surge.drill, actor="surge-detector", setup=setup)
+                                  drill=surge.drill, actor="surge-detector", setup=setup, related=True)
         if not opened.created:
             return await self._attach(opened.incident, surge)
         return opened.incident
-
-    async def _related_incident(self, surge: Surge) -> Incident | None:
-        """The same event seen through the other stream: a category-wide surge while a
-        regional incident of that category is open (or the reverse) belongs to it."""
-        if surge.region == ALL_REGIONS:
-            wanted = lambda i: i.category == surge.category  # noqa: E731
-        else:
-            prefix = DRILL_PREFIX if surge.drill else ""
-            wanted = lambda i: i.surge_key == prefix + stream_key(surge.category, ALL_REGIONS)  # noqa: E731
-        live = await self.store.list_incidents(open_only=True, drill=surge.drill)
-        matches = sorted((i for i in live if wanted(i)), key=lambda i: i.opened_at)
-        return matches[0] if matches else None
 
     async def trigger(
         self,
@@ -195,9 +185,11 @@ class Pipeline:
         actor: str,
         severity: str | None = None,
         setup: DrillSetup | None = None,
+        related: bool = False,
     ) -> Opened:
         now = self.clock.now()
         catalog = self.catalog()
+        codes = {i.code for i in await self.store.list_incidents(open_only=True)}
         roles = assign_roles(playbook, catalog.contacts, now, self.tz)
         alerts = [f"role {r.role} ({r.title}): {gap}" for r in roles for gap in r.gaps]
         alerts += [f"role {r.role} ({r.title}) has no one to hold it" for r in roles if r.unfilled]
@@ -209,6 +201,7 @@ class Pipeline:
             category=surge.category if surge else playbook.trigger.categories[0],
             region=region,
             surge_key=surge_key,
+            code=new_code(codes),
             drill=drill,
             drill_run=setup.run_id if setup else None,
             audience_teams=setup.teams if setup else None,
@@ -228,7 +221,7 @@ class Pipeline:
             data={"playbook": playbook.id, "severity": incident.severity, "surge": surge_key,
                   "surge_data": surge.model_dump(mode="json") if surge else None},
         )
-        stored, created = await self.store.open_incident(incident, first)
+        stored, created = await self.store.open_incident(incident, first, related=related)
         if created:
             for role in roles:
                 await self.store.append_timeline(stored.id, TimelineEvent(
@@ -355,6 +348,9 @@ class Pipeline:
         for incident in live:
             playbook = Playbook.model_validate(incident.playbook_snapshot)
             done = await self.store.finished_steps(incident.id)
+            if self.frontline is not None:
+                # A publication whose writer died: finished here (unless a live one holds it).
+                await self.frontline.finish_publishing(incident, done)
             for step in due_steps(incident, playbook, now, done):
                 if not await self.store.claim_step(incident.id, step.key, self.worker, now, self.lease):
                     continue

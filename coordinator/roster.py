@@ -188,3 +188,28 @@ def _describe(who: Assignee) -> str:
     if who.team is not None:
         return f"team {who.team}" + (f", position {who.position}" if who.position else "")
     return f"rotation {who.rotation}" if who.rotation is not None else f"person {who.person}"
+
+
+def media_needed(playbook: Playbook, contacts: Contacts) -> set[str]:
+    """The media ("sms", "email") a playbook's messages go out on: those its audience
+    (in any region) and the people its roles may fall to have an address for."""
+    people = [p for team in playbook.audience.teams for p in contacts.members(team)]
+    for role in playbook.roles:
+        for who in (role.assign, *role.escalation):
+            if who.team is not None:
+                people += contacts.members(who.team, who.position)
+            elif who.rotation is not None and who.rotation in contacts.rotations:
+                people += [contacts.people[m] for m in contacts.rotations[who.rotation].members if m in contacts.people]
+            elif who.person is not None and who.person in contacts.people:
+                people.append(contacts.people[who.person])
+    return {medium for p in people for medium, address in (("sms", p.phone), ("email", p.email)) if address}
+
+
+def missing_media(playbooks: Iterator[Playbook] | list[Playbook], contacts: Contacts, have: set[str]) -> dict[str, list[str]]:
+    """Per playbook, the media it needs that no channel is configured for."""
+    out: dict[str, list[str]] = {}
+    for playbook in playbooks:
+        missing = sorted(media_needed(playbook, contacts) - have)
+        if missing:
+            out[playbook.id] = missing
+    return out

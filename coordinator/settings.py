@@ -97,6 +97,16 @@ class Settings:
     # Fernet key of the session cookies; unset: generated once and kept in the store.
     session_key: str | None = field(default=None, repr=False)
     session_hours: float = 12.0
+    # Connections to Redis per instance; past them a call waits for a free one.
+    redis_max_connections: int = 64
+    # Start on a Redis that keeps nothing across a restart (no AOF, no replica).
+    redis_allow_volatile: bool = False
+    # SMS still "sent" this long after the provider took them are looked up there (their
+    # final status callback never came); 0: never.
+    reconcile_after_seconds: float = 600.0
+    # Start with no delivery channel at all (`serve --no-channels`): incidents open, no
+    # message can go out.
+    no_channels: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -141,6 +151,10 @@ class Settings:
             "COORDINATOR_USERS_FILE": ("users_file", Path),
             "COORDINATOR_SESSION_KEY": ("session_key", str),
             "COORDINATOR_SESSION_HOURS": ("session_hours", float),
+            "COORDINATOR_REDIS_MAX_CONNECTIONS": ("redis_max_connections", int),
+            "COORDINATOR_REDIS_ALLOW_VOLATILE": ("redis_allow_volatile", _flag),
+            "COORDINATOR_RECONCILE_AFTER_SECONDS": ("reconcile_after_seconds", float),
+            "COORDINATOR_NO_CHANNELS": ("no_channels", _flag),
         }
         for var, (name, kind) in simple.items():
             raw = env.get(var)
@@ -182,6 +196,10 @@ class Settings:
                                   ("COORDINATOR_EMAIL_CONCURRENCY", self.email_concurrency)):
             if concurrency < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if self.redis_max_connections < 2:
+            raise SettingsError("COORDINATOR_REDIS_MAX_CONNECTIONS must be at least 2")
+        if self.reconcile_after_seconds < 0:
+            raise SettingsError("COORDINATOR_RECONCILE_AFTER_SECONDS must be 0 (never) or more")
         if self.session_hours <= 0:
             raise SettingsError("COORDINATOR_SESSION_HOURS must be more than 0")
         if self.session_key is not None and not _is_fernet_key(self.session_key):

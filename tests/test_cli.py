@@ -3,6 +3,8 @@ stops it before it listens, bad settings are named."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
 import subprocess
@@ -42,19 +44,38 @@ def wait_until_serving(proc: subprocess.Popen[str], port: int, output: Callable[
             time.sleep(0.1)
 
 
+def test_serve_refuses_to_start_with_no_channel(tmp_path: Path) -> None:
+    """Seen: `serve` without Twilio, SMTP or --sandbox logged only "serving on ..." and
+    every delivery of the next incident failed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(free_port()),
+         "--config", str(FIXTURES / "good"), "--store", f"sqlite:///{tmp_path}/serve.db"],
+        capture_output=True, text=True, timeout=30, env={k: v for k, v in os.environ.items()
+                                                         if not k.startswith(("TWILIO_", "SMTP_", "COORDINATOR_"))},
+    )
+    assert done.returncode == 1
+    assert "no delivery channel is configured" in done.stderr and "--no-channels" in done.stderr
+
+
 def test_serve_starts_and_answers_healthz(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(port), "--no-channels",
          "--config", str(FIXTURES / "good"), "--store", f"sqlite:///{tmp_path}/serve.db"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         wait_until_serving(proc, port, lambda: proc.stdout.read() if proc.stdout else "")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            health = json.loads(resp.read())
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        out = proc.communicate(timeout=10)[0]
     assert (tmp_path / "serve.db").exists()
+    # it says so at start and on /healthz: messages those playbooks send cannot go out
+    assert health["status"] == "degraded" and health["channels"] == {"sms": "missing", "email": "missing"}
+    assert health["missing_channels"]["outage"] == ["email", "sms"]
+    assert "delivery channels: none" in out and "playbook outage needs email and sms" in out
 
 
 def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:

@@ -162,7 +162,10 @@ def test_subscriber_normalisation() -> None:
 
 async def test_healthz_and_json_404(client: TestClient) -> None:
     resp = await client.get("/healthz")
-    assert resp.status == 200 and (await resp.json())["status"] == "ok"
+    health = await resp.json()
+    # this service has no channel while its playbooks need SMS and email: degraded
+    assert resp.status == 200 and health["status"] == "degraded" and health["store"] == "ok"
+    assert health["channels"] == {"sms": "missing", "email": "missing"}
     resp = await client.get("/api/nothing-here")
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "not_found"

@@ -108,7 +108,7 @@ async def test_reload_reschedules_the_drills(store: Store, config: Path) -> None
 def test_serve_reloads_on_sighup(tmp_path: Path, config: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(port), "--config", str(config),
+        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(port), "--no-channels", "--config", str(config),
          "--store", f"sqlite:///{tmp_path}/serve.db"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..models import DeliveryStatus
+
 
 @dataclass(frozen=True)
 class Accepted:
@@ -51,6 +53,11 @@ class SmsChannel(Protocol):
         allows: a retry after an unclear outcome looks for the first attempt's message
         before sending again. `since`: an earlier attempt, perhaps by another worker that
         died, may have sent it since then, so look for it first. Raises SendError."""
+        ...
+
+    async def status_of(self, delivery_id: str, provider_id: str) -> DeliveryStatus:
+        """The message's status at the provider now (a look-up for a status callback
+        that never came). Raises SendError."""
         ...
 
     async def close(self) -> None: ...

@@ -148,6 +148,18 @@ class TwilioSms:
             return await self._settle_unclear(delivery_id, to, text, since, exc)
         return self._accepted(delivery_id, message)
 
+    async def status_of(self, delivery_id: str, provider_id: str) -> DeliveryStatus:
+        try:
+            message = await self._bounded(self._twilio().messages(provider_id).fetch_async())
+        except TWILIO_ERRORS as exc:
+            raise rest_error(delivery_id, exc, doing="looking up the message's status") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SendError(delivery_id, "timeout", f"no answer to the status look-up ({exc!r})", retryable=True) from exc
+        try:
+            return map_twilio_status(str(message.status))
+        except ValueError as exc:
+            raise SendError(delivery_id, "status", str(exc), retryable=False) from exc
+
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()

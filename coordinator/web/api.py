@@ -25,7 +25,12 @@ async def healthz(request: web.Request) -> web.Response:
         await services.store.ping()
     except StoreError as exc:
         return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
-    return web.json_response({"status": "ok", "store": "ok", "playbooks": len(services.catalog.playbooks)})
+    missing = services.missing_channels()
+    channels = {m: "ok" if m in services.media else "missing" for m in ("sms", "email")}
+    # Degraded, not down (200): the instance serves, but some messages cannot go out.
+    return web.json_response({"status": "degraded" if missing else "ok", "store": "ok",
+                              "playbooks": len(services.catalog.playbooks), "channels": channels,
+                              "missing_channels": missing})
 
 
 @routes.post("/api/complaints")

@@ -200,8 +200,14 @@ def _stats_schemas() -> dict[str, Schema]:
 def _paths() -> dict[str, dict[str, Schema]]:
     incident = ref("IncidentView")
     return {
-        "/healthz": {"get": op("Liveness and store reachability", None, {
-            200: _json(_obj({"status": {"const": "ok"}, "store": STR, "playbooks": INT}, ("status", "store"))),
+        "/healthz": {"get": op("Liveness, store reachability and delivery channels", None, {
+            200: _json(_obj({
+                "status": {"enum": ["ok", "degraded"]}, "store": STR, "playbooks": INT,
+                "channels": _obj({m: {"enum": ["ok", "missing"]} for m in ("sms", "email")}, ("sms", "email")),
+                "missing_channels": {"type": "object", "additionalProperties": {
+                    "type": "array", "items": {"enum": ["sms", "email"]}}},
+            }, ("status", "store", "channels", "missing_channels")),
+                "degraded: a playbook needs a channel (SMS, email) that is not configured; its messages fail"),
             503: _json(_obj({"status": {"const": "unavailable"}, "store": STR}, ("status", "store")),
                        "the store is unreachable")})},
         "/api/openapi.json": {"get": op("This document", None, {200: _json({"type": "object"})})},

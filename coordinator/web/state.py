@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -14,6 +14,7 @@ from ..frontline import Frontline
 from ..intake import Intake
 from ..outbox import Outbox
 from ..pipeline import Pipeline
+from ..roster import missing_media
 from ..settings import Settings
 from ..store import Store
 from ..streams import StreamMonitor
@@ -34,6 +35,17 @@ class Services:
     drills: Drills
     # Runs the tick and the drills' cron jobs in `serve` (None where ticks are off).
     scheduler: AsyncIOScheduler | None = None
+    # The delivery media a channel is configured for ("sms", "email").
+    media: frozenset[str] = frozenset()
+    _missing: tuple[int, dict[str, list[str]]] | None = field(default=None, repr=False)
+
+    def missing_channels(self) -> dict[str, list[str]]:
+        """Per playbook, the media it needs that no channel is configured for (computed
+        once per catalog: /healthz and every page ask)."""
+        if self._missing is None or self._missing[0] != id(self.catalog):
+            self._missing = (id(self.catalog), missing_media(list(self.catalog.playbooks.values()),
+                                                             self.catalog.contacts, set(self.media)))
+        return self._missing[1]
 
 
 SERVICES = web.AppKey("services", Services)
