@@ -118,7 +118,7 @@ async def test_open_incidents_of_a_store_from_before_the_group_index_are_found(
 # --- the SMS a phone got, newest first ------------------------------------------------
 
 
-async def test_accepted_sms_are_indexed_by_phone_newest_first(store: Store) -> None:
+async def test_accepted_sms_are_indexed_by_phone_last_recorded_first(store: Store) -> None:
     phone = "+8613800000001"
     role = sms("p1", version=0, channel="sms-role-leader-assigned", phone=phone)
     v1 = sms("p1", 1, phone=phone)
@@ -129,16 +129,18 @@ async def test_accepted_sms_are_indexed_by_phone_newest_first(store: Store) -> N
     assert await store.add_deliveries([role, v1, v2, email, failed]) == 5
     assert await store.sms_sent_to(phone) == []  # queued: nothing reached the phone yet
     await accepted(store, role, T0)
-    await accepted(store, v1, T0 + timedelta(seconds=2), DeliveryStatus.delivered)
-    await accepted(store, v2, T0 + timedelta(seconds=1))
+    await accepted(store, v1, T0, DeliveryStatus.delivered)
+    await accepted(store, v2, T0)  # the same second: the order recorded decides
     await accepted(store, email, T0 + timedelta(seconds=3))
     await store.update_deliveries([StatusUpdate(failed.key, DeliveryStatus.failed, T0, error="21211", finish=True)])
     # a status callback neither adds nor moves an entry
     await store.update_deliveries([StatusUpdate(role.key, DeliveryStatus.delivered, T0 + timedelta(seconds=9))])
     got = await store.sms_sent_to(phone)
-    assert [d.key for d in got] == [v1.key, v2.key, role.key]
-    assert got[0].status == DeliveryStatus.delivered
-    assert [d.key for d in await store.sms_sent_to(phone, limit=1)] == [v1.key]
+    assert [d.key for d in got] == [v2.key, v1.key, role.key]
+    assert got[1].status == DeliveryStatus.delivered
+    assert [d.key for d in await store.sms_sent_to(phone, limit=1)] == [v2.key]
+    await accepted(store, v1, T0)  # recorded again (a re-claimed send): keeps its place
+    assert [d.key for d in await store.sms_sent_to(phone)] == [v2.key, v1.key, role.key]
     assert await store.sms_sent_to("+8613800009999") == []
 
 

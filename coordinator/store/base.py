@@ -178,9 +178,9 @@ class Store(Protocol):
         slot, and a dead worker's lapse after one short lease."""
 
     async def sms_sent_to(self, phone: str, limit: int = 20) -> list[Delivery]:
-        """The SMS deliveries a provider accepted for `phone`, newest first: the index an
-        SMS reply is matched through. Kept by `update_deliveries` (an update with
-        `finish` and an accepted status)."""
+        """The SMS deliveries a provider accepted for `phone`, the last recorded first: the
+        index an SMS reply is matched through. Kept by `update_deliveries` (an update
+        with `finish` and an accepted status; recorded once per delivery)."""
 
     async def unsettled_sms(self, before: datetime, limit: int) -> list[Delivery]:
         """SMS deliveries still `sent` (accepted, no final status yet) whose check time is

@@ -94,8 +94,9 @@ class RedisKeys:
         return f"{self.prefix}provider:{provider_id}"
 
     def sms_to(self, phone: str) -> str:
-        """Sorted set of the SMS delivery ids a provider accepted for a phone, by when: the
-        index an SMS reply is matched through (the newest few kept)."""
+        """Sorted set of the SMS delivery ids a provider accepted for a phone, in the order
+        recorded (scores from the counter `sms_to("#seq")`): the index an SMS reply is
+        matched through (the newest few kept)."""
         return f"{self.prefix}sms-to:{phone}"
 
     def unsettled(self) -> str:

@@ -208,7 +208,8 @@ return ids
 # a provider id is taken when moving or when none is known. An SMS moving to 'sent'
 # enters the unsettled set, moving on leaves it; an accepted SMS (finish, sent or
 # delivered) enters its phone's index. Returns per update the stored doc ('' if
-# unknown) and 1 if moved.
+# unknown) and 1 if moved. A phone's index is ordered by a counter (the order the
+# acceptances were recorded, across instances), not by clocks that may agree to the second.
 _UPDATE_DELIVERIES = """
 local out = {}
 for i = 5, #ARGV, 12 do
@@ -241,7 +242,9 @@ for i = 5, #ARGV, 12 do
       end
       if ARGV[i+9] == '1' and (d['status'] == 'sent' or d['status'] == 'delivered') then
         local phone = ARGV[1] .. d['address']
-        redis.call('ZADD', phone, 'NX', ARGV[i+10], ARGV[i+3])
+        if not redis.call('ZSCORE', phone, ARGV[i+3]) then
+          redis.call('ZADD', phone, redis.call('INCR', ARGV[1] .. '#seq'), ARGV[i+3])
+        end
         redis.call('ZREMRANGEBYRANK', phone, 0, -tonumber(ARGV[3]) - 1)
         redis.call('EXPIRE', phone, ARGV[4])
       end

@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_incident ON deliveries (incident_id);
 CREATE INDEX IF NOT EXISTS deliveries_outbox ON deliveries (due) WHERE pending = 1;
 CREATE UNIQUE INDEX IF NOT EXISTS deliveries_provider ON deliveries (provider_id) WHERE provider_id IS NOT NULL;
--- The SMS a provider accepted, by phone: the index an SMS reply is matched through.
+-- The SMS a provider accepted, by phone, in the order they were recorded: the index an
+-- SMS reply is matched through.
 CREATE TABLE IF NOT EXISTS sms_sent (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, phone TEXT NOT NULL, at REAL NOT NULL, delivery_id TEXT NOT NULL UNIQUE
 );
@@ -575,7 +576,7 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
     async def sms_sent_to(self, phone: str, limit: int = 20) -> list[Delivery]:
         rows = await self._all(
             "SELECT d.doc FROM sms_sent s JOIN deliveries d ON d.id = s.delivery_id WHERE s.phone = ?"
-            " ORDER BY s.at DESC, s.seq DESC LIMIT ?", (phone, limit))
+            " ORDER BY s.seq DESC LIMIT ?", (phone, limit))
         return [Delivery.model_validate_json(r[0]) for r in rows]
 
     async def unsettled_sms(self, before: datetime, limit: int) -> list[Delivery]:
