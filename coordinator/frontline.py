@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import timedelta
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
@@ -146,16 +147,34 @@ class Frontline:
     async def draft_and_send(self, incident_id: str, kind: ScriptKind, author: str, params: dict[str, str] | None = None) -> ScriptVersion:
         """Draft; approve at once where the playbook allows it (auto, nothing missing)."""
         version = await self.draft(incident_id, kind, params or {}, author)
-        incident = await self.store.get_incident(incident_id)
-        playbook = Playbook.model_validate(incident.playbook_snapshot)
-        if kind != ScriptKind.script or not needs_approval(playbook, version):
-            if not version.missing:
-                await self.approve(incident_id, version.version, "auto")
+        await self._send_if_allowed(await self.store.get_incident(incident_id), version)
         return version
+
+    async def _send_if_allowed(self, incident: Incident, version: ScriptVersion) -> None:
+        playbook = Playbook.model_validate(incident.playbook_snapshot)
+        if version.kind != ScriptKind.script or not needs_approval(playbook, version):
+            if not version.missing:
+                await self.approve(incident.id, version.version, "auto")
+
+    async def open_with_wording(self, incident: Incident) -> None:
+        """What follows an incident's opening: its role holders told, version 1 drafted
+        and, where the playbook allows, sent. A claimed step of the incident, done once:
+        by the instance that opened it, or, if that one died half way, by a live
+        instance's tick (`finish_publishing`)."""
+        owner = self._owner()
+        if not await self._claim(incident.id, FIRST_WORDING, owner):
+            return
+        await self.notify_roles(incident, None, "assigned")  # keyed per role: sent once
+        current = await self.store.get_incident(incident.id)
+        if not current.scripts:
+            await self.draft_and_send(incident.id, ScriptKind.script, "system")
+        elif not any(v.approved for v in current.scripts):
+            await self._send_if_allowed(current, current.scripts[0])  # drafted, then the opener died
+        await self.store.finish_step(incident.id, FIRST_WORDING)
 
     # --- sending -------------------------------------------------------------------
 
-    async def publish(self, incident: Incident, version: int) -> int:
+    async def publish(self, incident: Incident, version: int, owner: str | None = None) -> int:
         """One delivery per person in the playbook's audience and channel (the
         do-not-contact list applied per channel), written in chunks, the outbox woken
         after each. The publication is a claimed step of the incident, renewed with every
@@ -165,7 +184,8 @@ class Frontline:
         script = incident.script(version)
         assert script is not None and script.approved
         step = publish_step(version)
-        if not await self._claim_publication(incident.id, step):
+        owner = owner or self._owner()  # given: the caller holds the claim already
+        if not await self._claim(incident.id, step, owner):
             log.info("incident %s: version %d is being (or was) published elsewhere", incident.id, version)
             return 0
         catalog = self.catalog()
@@ -196,7 +216,7 @@ class Frontline:
                 if first:
                     await self.taken(FIRST_CLAIM_WAIT)  # the first messages leave before the rest is written
                 batch, chunk, first = [], PUBLISH_CHUNK, False
-                if not await self._claim_publication(incident.id, step):
+                if not await self._claim(incident.id, step, owner):
                     log.warning("incident %s: the publication of version %d was taken over", incident.id, version)
                     return created
         if batch:
@@ -208,21 +228,34 @@ class Frontline:
         self.wake()
         return created
 
-    async def _claim_publication(self, incident_id: str, step: str) -> bool:
-        """Claim (or, as its holder, renew) the publication of a version."""
-        return await self.store.claim_step(incident_id, step, self.worker, self.clock.now(), PUBLISH_LEASE_SECONDS)
+    def _owner(self) -> str:
+        """A claim's owner: this worker, and this one call of it (a tick and a request in
+        the same process must not renew each other's claims)."""
+        return f"{self.worker}/{secrets.token_hex(4)}"
+
+    async def _claim(self, incident_id: str, step: str, owner: str) -> bool:
+        """Claim (or, as its owner, renew) a step of the incident's wording."""
+        return await self.store.claim_step(incident_id, step, owner, self.clock.now(), PUBLISH_LEASE_SECONDS)
 
     async def finish_publishing(self, incident: Incident, done: set[str]) -> int:
-        """Finish the publication of the incident's newest approved version if it was
-        not finished (its writer died): unless another live instance holds it. An older
-        version is superseded: sending it now would be wrong. `done`: the incident's
-        finished steps. Returns the deliveries created."""
+        """Finish what a dead instance left half done: the incident's opening (role
+        notices, version 1) and the publication of its newest approved version (an
+        older one is superseded: sending it now would be wrong), unless a live instance
+        holds them. `done`: the incident's finished steps. Returns the deliveries created
+        by a finished publication."""
+        if incident.status == IncidentStatus.closed:
+            return 0
+        if FIRST_WORDING not in done and incident.is_open and self.clock.now() - incident.opened_at > timedelta(
+                seconds=PUBLISH_LEASE_SECONDS):
+            await self.open_with_wording(incident)
+            incident = await self.store.get_incident(incident.id)
         approved = [v for v in incident.scripts if v.approved]
-        if incident.status == IncidentStatus.closed or not approved:
+        if not approved:
             return 0
         newest = approved[-1].version
         step = publish_step(newest)
-        if step in done or not await self._claim_publication(incident.id, step):
+        owner = self._owner()
+        if step in done or not await self._claim(incident.id, step, owner):
             return 0
         # Published before publications were claimed steps: the timeline says so.
         if any(e.kind == "script_sent" and e.data.get("version") == newest
@@ -230,7 +263,7 @@ class Frontline:
             await self.store.finish_step(incident.id, step)
             return 0
         log.info("incident %s: finishing the publication of version %d", incident.id, newest)
-        return await self.publish(incident, newest)
+        return await self.publish(incident, newest, owner)
 
     async def resume_publishing(self) -> int:
         """`finish_publishing` for every incident not closed (at start-up)."""
@@ -413,6 +446,10 @@ class Frontline:
 
     def _place(self, incident: Incident) -> str:
         return self._region_names().get(incident.region, "全省" if incident.region == "*" else incident.region)
+
+
+# The incident step that stands for its opening's messages: role notices and version 1.
+FIRST_WORDING = "first-wording"
 
 
 def publish_step(version: int) -> str:

@@ -231,8 +231,7 @@ class Pipeline:
                 await self.store.append_timeline(stored.id, TimelineEvent(at=now, kind="alert", data={"message": alert}))
             log.info("incident %s opened (%s, %s)", stored.id, playbook.id, surge_key)
             if self.frontline is not None:
-                await self.frontline.notify_roles(stored, None, "assigned")
-                await self.frontline.draft_and_send(stored.id, ScriptKind.script, "system")
+                await self.frontline.open_with_wording(stored)
                 stored = await self.store.get_incident(stored.id)
         return Opened(stored, created)
 

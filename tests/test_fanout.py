@@ -70,14 +70,14 @@ class Env:
 
 
 async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None,
-                   timeout: float = 10.0) -> AsyncIterator[Env]:
+                   timeout: float = 10.0, fates: Delivery | None = None) -> AsyncIterator[Env]:
     clock = ManualClock(T0)
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     inbox = SmtpInbox(clock=clock)
     await inbox.start()
     sandbox = TwilioSandbox(SID, TOKEN, numbers=(FROM,), inbound_url=f"{public}/hooks/twilio/inbound", clock=clock,
-                            seed=5, delivery=Delivery(step_delay=0.005, receipt_delay=0.01), faults=faults,
+                            seed=5, delivery=fates or Delivery(step_delay=0.005, receipt_delay=0.01), faults=faults,
                             inbox=inbox)
     await sandbox.start()
     host, smtp_port = inbox.address
@@ -284,6 +284,9 @@ async def test_a_half_written_publication_is_finished_on_restart(
     assert written > 0
     monkeypatch.setattr(store, "add_deliveries", add_deliveries)
 
+    # the stopped service's claim on the publication lapses first (a live one renews it)
+    assert await env.services.frontline.resume_publishing() == 0
+    env.clock.advance(timedelta(seconds=frontline_module.PUBLISH_LEASE_SECONDS + 1))
     created = await env.services.frontline.resume_publishing()
     v1 = [d for d in await store.deliveries(incident.id) if d.key.version == 1]
     assert created == len(v1) - written > 0
