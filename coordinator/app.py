@@ -41,6 +41,7 @@ from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
 from .web import reports, stats
 from .web.errors import json_errors
+from .web.guard import GuardLimits, body_deadline, run_guarded
 from .web.state import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ def create_app(
     `settings.sandbox` every message goes to a sandbox started here."""
     base_settings = settings
     # Access: every route declares who may call it (web/auth.py); the middleware enforces it.
+    # A body is read whole (within its deadline) before anything else looks at it.
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[json_errors, auth.sessions, auth.authorize])
+                          middlewares=[json_errors, body_deadline, auth.sessions, auth.authorize])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         own_store = store is None
@@ -141,6 +143,12 @@ def _say_channels(services: Services) -> None:
     for playbook, missing in services.missing_channels().items():
         log.warning("playbook %s needs %s but no such channel is configured: those messages will fail",
                     playbook, " and ".join(missing))
+
+
+def guard_limits(settings: Settings) -> GuardLimits:
+    return GuardLimits(header_timeout=settings.header_timeout_seconds, body_timeout=settings.body_timeout_seconds,
+                       keepalive_timeout=settings.keepalive_seconds, write_timeout=settings.write_timeout_seconds,
+                       max_connections_per_client=settings.max_connections_per_client)
 
 
 async def _check_durability(store: Store, settings: Settings) -> None:
@@ -239,7 +247,8 @@ async def build_services(
         resume=frontline.resume_publishing,
         worker=pipeline.worker,
         limits=OutboxLimits(sms_concurrency=settings.sms_concurrency, email_concurrency=settings.email_concurrency,
-                            sms_rate=settings.sms_rate, email_rate=settings.email_rate),
+                            sms_rate=settings.sms_rate, email_rate=settings.email_rate,
+                            lease_seconds=settings.outbox_lease_seconds),
     )
     frontline.wake = outbox.wake.set
     frontline.taken = outbox.wake.taken
@@ -306,7 +315,7 @@ def _start_ticks(services: Services, every_seconds: float) -> AsyncIOScheduler |
             await services.pipeline.tick()
             await services.drills.tick()
             if reconcile_after and await services.store.acquire_lease(
-                    RECONCILE_LEASE, services.pipeline.worker, services.clock.now(), every_seconds * 6):
+                    RECONCILE_LEASE, services.pipeline.worker, services.clock.now(), every_seconds * 3):
                 await services.outbox.reconcile(after=reconcile_after)
         except StoreError as exc:
             log.warning("tick skipped: %s", exc)
@@ -378,8 +387,8 @@ def run_server(settings: Settings) -> int:
     app = create_app(settings, catalog=catalog)
     app.on_startup.append(_reload_on_sighup)
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None,
-                    loop=loop, backlog=LISTEN_BACKLOG)
+        run_guarded(app, host=settings.host, port=settings.port, loop=loop, backlog=LISTEN_BACKLOG,
+                    limits=guard_limits(settings))
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -97,6 +97,19 @@ class Settings:
     # Fernet key of the session cookies; unset: generated once and kept in the store.
     session_key: str | None = field(default=None, repr=False)
     session_hours: float = 12.0
+    # Slow clients (coordinator/web/guard.py): a request head must be complete within
+    # header_timeout, a body within body_timeout; an idle kept-alive connection closes
+    # after keepalive_seconds, a response not read for write_timeout is dropped; one
+    # address holds at most max_connections_per_client connections (behind a reverse
+    # proxy every client has the proxy's address: raise it there).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    keepalive_seconds: float = 15.0
+    write_timeout_seconds: float = 10.0
+    max_connections_per_client: int = 256
+    # How long an outbox claim lasts unless its holder renews it (every third of it): a
+    # dead instance's claimed deliveries are sent by another within this.
+    outbox_lease_seconds: float = 15.0
     # Connections to Redis per instance; past them a call waits for a free one.
     redis_max_connections: int = 64
     # Start on a Redis that keeps nothing across a restart (no AOF, no replica).
@@ -151,6 +164,12 @@ class Settings:
             "COORDINATOR_USERS_FILE": ("users_file", Path),
             "COORDINATOR_SESSION_KEY": ("session_key", str),
             "COORDINATOR_SESSION_HOURS": ("session_hours", float),
+            "COORDINATOR_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", float),
+            "COORDINATOR_HEADER_TIMEOUT_SECONDS": ("header_timeout_seconds", float),
+            "COORDINATOR_BODY_TIMEOUT_SECONDS": ("body_timeout_seconds", float),
+            "COORDINATOR_KEEPALIVE_SECONDS": ("keepalive_seconds", float),
+            "COORDINATOR_WRITE_TIMEOUT_SECONDS": ("write_timeout_seconds", float),
+            "COORDINATOR_MAX_CONNECTIONS_PER_CLIENT": ("max_connections_per_client", int),
             "COORDINATOR_REDIS_MAX_CONNECTIONS": ("redis_max_connections", int),
             "COORDINATOR_REDIS_ALLOW_VOLATILE": ("redis_allow_volatile", _flag),
             "COORDINATOR_RECONCILE_AFTER_SECONDS": ("reconcile_after_seconds", float),
@@ -196,6 +215,15 @@ class Settings:
                                   ("COORDINATOR_EMAIL_CONCURRENCY", self.email_concurrency)):
             if concurrency < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        for name, value in (("COORDINATOR_HEADER_TIMEOUT_SECONDS", self.header_timeout_seconds),
+                            ("COORDINATOR_BODY_TIMEOUT_SECONDS", self.body_timeout_seconds),
+                            ("COORDINATOR_KEEPALIVE_SECONDS", self.keepalive_seconds),
+                            ("COORDINATOR_WRITE_TIMEOUT_SECONDS", self.write_timeout_seconds),
+                            ("COORDINATOR_MAX_CONNECTIONS_PER_CLIENT", self.max_connections_per_client)):
+            if not 0 < value < float("inf"):
+                raise SettingsError(f"{name} must be more than 0")
+        if not 3 <= self.outbox_lease_seconds <= 600:
+            raise SettingsError("COORDINATOR_OUTBOX_LEASE_SECONDS must be between 3 and 600")
         if self.redis_max_connections < 2:
             raise SettingsError("COORDINATOR_REDIS_MAX_CONNECTIONS must be at least 2")
         if self.reconcile_after_seconds < 0:

@@ -29,7 +29,7 @@ def incident_view(incident: Incident, timeline: list[Any] | None = None) -> dict
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
+    if not request.body_exists:  # (not can_read_body: the body may have been read already, see guard.py)
         return {}
     try:
         data = json.loads(await request.read() or b"{}")

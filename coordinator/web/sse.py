@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ..errors import IncidentNotFound, StoreError
 from ..models import ALL_REGIONS, DRILL_PREFIX, bucket_start, utc
+from .guard import limits_of, write_or_drop
 from .state import Services
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,11 @@ async def stream(request: web.Request, summary: Callable[[], Awaitable[Summary]]
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     await response.prepare(request)
     stop = request.app[STOP]
+    timeout = limits_of(request).write_timeout  # a page that never reads is dropped
     last: str | None = None
     quiet = 0.0
     try:
-        await response.write(b"retry: 3000\n\n")
+        await write_or_drop(response, b"retry: 3000\n\n", timeout)
         while not stop.is_set():
             try:
                 data = await summary()
@@ -98,15 +100,15 @@ async def stream(request: web.Request, summary: Callable[[], Awaitable[Summary]]
             if data["fingerprint"] != last:
                 last = data["fingerprint"]
                 kind = "trouble" if "trouble" in data else "update"
-                await response.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+                await write_or_drop(response, f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode(), timeout)
                 quiet = 0.0
             elif quiet >= KEEPALIVE_SECONDS:
-                await response.write(b": keepalive\n\n")
+                await write_or_drop(response, b": keepalive\n\n", timeout)
                 quiet = 0.0
             try:
                 await asyncio.wait_for(stop.wait(), every)
             except TimeoutError:
                 quiet += every
     except ConnectionResetError:
-        pass  # the page was closed or navigated away
+        pass  # the page was closed or navigated away, or it stopped reading (StalledClient)
     return response
