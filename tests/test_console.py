@@ -100,6 +100,11 @@ async def test_a_leader_sees_the_actions_and_a_viewer_none(client: TestClient) -
     assert "<svg" in page and 'data-events="/events?incident=' in page
     overview = await (await client.get("/", headers=HTML)).text()
     assert incident["id"] in overview and "移动网络/业务中断 · 杭州" in overview and "<svg" in overview
+    # this service has no SMS or email channel: every page says so, above everything
+    assert 'data-missing-channel="sms"' in overview and "未配置短信通道：移动网络故障 的消息无法经此通道发出" in overview
+    english = await (await client.get("/?lang=en", headers=HTML)).text()
+    assert "No Email channel is configured: messages of 移动网络故障 cannot go out on it" in english
+    await client.get("/?lang=zh", headers=HTML)
     trigger = await (await client.get("/trigger", headers=HTML)).text()
     assert 'data-preview="/api/playbooks/outage/preview"' in trigger and "故障原因" in trigger
 

@@ -143,6 +143,7 @@ def artifacts(tmp_path: Path) -> Path:
 async def test_a_leader_runs_an_incident_and_a_viewer_only_watches(
         browser: Browser, service: Service, tmp_path: Path) -> None:
     page = await sign_in(browser, service, "chen-li")
+    assert await page.locator(".banner.warn").count() == 0  # SMS and email are both configured
 
     # trigger: the preview follows the parameters before anything is sent
     await page.click("nav >> text=启动预案")

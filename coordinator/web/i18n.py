@@ -27,6 +27,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "role.trainer": ("演练员", "trainer"),
     "role.viewer": ("只读", "viewer"),
     "role.none": ("无角色", "no role"),
+    "banner.missing_channel": ("未配置%s通道：%s 的消息无法经此通道发出。请联系运维配置。",
+                               "No %s channel is configured: messages of %s cannot go out on it. Ask the operators to configure it."),
     # live updates
     "live.offline": ("实时更新已断开，正在重连…", "Live updates lost; reconnecting…"),
     "live.trouble": ("数据存储暂不可用，页面可能不是最新", "The store is not answering; this page may be stale"),

@@ -36,6 +36,8 @@ class Nav:
     csrf: str
     sandbox_url: str | None
     switch: str  # the language link: this page, its query kept, in the other language
+    # Media a playbook needs that no channel is configured for -> those playbooks' titles.
+    missing_channels: dict[str, list[str]]
 
     @property
     def role(self) -> str:
@@ -85,10 +87,19 @@ async def nav_context(request: web.Request) -> dict[str, Any]:
     services = request.app.get(SERVICES)
     nav = Nav(who=who, lang=lang, path=request.path, csrf=await csrf_token(request),
               sandbox_url=sandbox_inbox(services.settings) if services else None,
-              switch=lang_switch(request.query.items(), lang))
+              switch=lang_switch(request.query.items(), lang),
+              missing_channels=_missing_by_medium(services) if services and who else {})
     t = translator(lang)
     return {"nav": nav, "t": t, "lang": HTML_LANG[lang], "csrf_field": CSRF_FIELD,
             "js_text": {key: t(key) for key in JS_KEYS}}
+
+
+def _missing_by_medium(services: Any) -> dict[str, list[str]]:
+    by_medium: dict[str, list[str]] = {}
+    for playbook_id, media in services.missing_channels().items():
+        for medium in media:
+            by_medium.setdefault(medium, []).append(services.catalog.playbooks[playbook_id].title)
+    return by_medium
 
 
 @dataclass(frozen=True)
