@@ -34,6 +34,7 @@ from .frontline import Frontline
 from .outbox import Outbox, OutboxLimits
 from .drills import Drills, channels_are_sandbox, cron
 from .pipeline import Pipeline
+from .reconcile import StatusReconciler
 from .sandbox.inprocess import start_sandbox
 from .streams import StreamMonitor, detector_config, trigger_minimums
 from .surge import DetectorConfig
@@ -256,8 +257,10 @@ async def build_services(
                     sandbox_channels=channels_are_sandbox(settings),
                     misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))
     pipeline.drill_setup = drills.setup_for
+    reconciler = StatusReconciler(store=store, clock=clock, sms=sms, record=outbox.record,
+                                  on_permanent=frontline.fallback)
     built = Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills,
-                     media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))
+                     reconciler, media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))
     return built
 
 
@@ -316,7 +319,7 @@ def _start_ticks(services: Services, every_seconds: float) -> AsyncIOScheduler |
             await services.drills.tick()
             if reconcile_after and await services.store.acquire_lease(
                     RECONCILE_LEASE, services.pipeline.worker, services.clock.now(), every_seconds * 3):
-                await services.outbox.reconcile(after=reconcile_after)
+                await services.reconciler.run(after=reconcile_after)
         except StoreError as exc:
             log.warning("tick skipped: %s", exc)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
@@ -44,10 +45,18 @@ FIRST_CLAIM_WAIT = 0.1
 # A publication is claimed (a step of its incident) while it is written, renewed with
 # every chunk: a live instance's tick takes over a dead publisher's within this plus a
 # tick, and never one still being written.
-PUBLISH_LEASE_SECONDS = 8.0
+PUBLISH_LEASE_SECONDS = 5.0
 
 
 Update = Callable[[str, Callable[[Incident], tuple[Incident, list[TimelineEvent]]]], Awaitable[Incident]]
+
+
+@dataclass(frozen=True)
+class Replied:
+    acked: list[tuple[str, int]]
+    """What the reply acknowledged: (incident, version), version 0 for a role."""
+    answer: str | None
+    """The SMS to send back (replies.answer_text), or None."""
 
 
 class ScriptError(ValueError):
@@ -293,9 +302,8 @@ class Frontline:
                        email_html=script.email_html, sms_segments=script.sms_segments, ack_url=ack_url)
 
     async def fallback(self, delivery: Delivery, error: SendError) -> None:
-        """An SMS that failed for good goes out again as email, if the person has one
-        (not an answer to their own SMS reply: that one has nothing to say by email)."""
-        if delivery.key.medium != "sms" or delivery.key.channel.startswith("sms-answer-"):
+        """An SMS that failed for good goes out again as email, if the person has one."""
+        if delivery.key.medium != "sms":
             return
         person = self.catalog().contacts.people.get(delivery.key.person_id)
         now = self.clock.now()
@@ -384,30 +392,27 @@ class Frontline:
 
     async def acknowledge(self, incident_id: str, version: int, person_id: str, via: str) -> bool:
         ack = Ack(incident_id=incident_id, person_id=person_id, version=version, via=via, at=self.clock.now())
-        new = await self.store.record_ack(ack)
-        if new:
-            await self.store.append_timeline(incident_id, TimelineEvent(
-                at=ack.at, kind="script_acked", actor=person_id, data={"version": version, "via": via}))
-        return new
+        return await self.store.record_ack(ack, TimelineEvent(
+            at=ack.at, kind="script_acked", actor=person_id, data={"version": version, "via": via}))
 
-    async def reply(self, phone: str, body: str) -> list[tuple[str, int]]:
+    async def reply(self, phone: str, body: str) -> Replied:
         """An SMS reply from `phone`. An acknowledgement word acknowledges one role or
         version of one incident, as `replies.decide` picks it from the SMS this phone
-        was sent (found through the store's index by phone, not by reading incidents),
-        and an SMS answers what it did. STOP and START are mirrored (the provider blocks
-        the number itself; we stop trying SMS). Returns what was acknowledged as
-        (incident, version), version 0 for a role."""
+        was sent (found through the store's index by phone, not by reading incidents);
+        the answer to send back says what it did (the channel sends it: Twilio as the
+        TwiML answer to its webhook). STOP and START are mirrored (the provider blocks
+        the number itself; we stop trying SMS)."""
         parsed = parse_reply(body)
         if parsed.kind in ("stop", "start"):
             await self.store.set_opt_out(phone, parsed.kind == "stop")
             log.info("sms opt-%s mirrored", "out" if parsed.kind == "stop" else "in")
-            return []
+            return Replied([], None)
         if parsed.kind != "ack":
-            return []
+            return Replied([], None)
         sent = await self.store.sms_sent_to(phone, RECENT_MESSAGES)
         newest = next((d for d in sent if ackable(d) is not None), None)
         if newest is None:
-            return []
+            return Replied([], None)
         person_id = newest.key.person_id  # a phone shared by two people answers for the newest one
         sent = [d for d in sent if d.key.person_id == person_id]
         incidents: dict[str, Incident] = {}
@@ -431,15 +436,7 @@ class Frontline:
         elif target is not None and target.version is not None:
             if await self.acknowledge(target.incident_id, target.version, person_id, "sms"):
                 done.append((target.incident_id, target.version))
-        text = answer_text(decision, self._region_names())
-        if text is not None and decision.incident is not None:
-            tag = target.tag if target is not None else f"unknown-{decision.unknown_code}"
-            answer = Delivery(key=DeliveryKey(incident_id=decision.incident.id, version=0, person_id=person_id,
-                                              channel=f"sms-answer-{tag}"),
-                              address=phone, content_hash="", text=text, updated_at=self.clock.now())
-            if await self.store.add_delivery(answer):
-                self.wake()
-        return done
+        return Replied(done, answer_text(decision, self._region_names()))
 
     def _region_names(self) -> dict[str, str]:
         return {r.id: r.name for r in self.catalog().contacts.regions.values()}

@@ -21,19 +21,11 @@ from typing import Awaitable, Callable, Generic, TypeVar
 
 from .channels.base import Accepted, EmailChannel, SendError, SmsChannel
 from .clock import Clock
-from .models import DELIVERY_RANK, Delivery, DeliveryKey, DeliveryStatus
+from .models import Delivery, DeliveryKey, DeliveryStatus
 from .store import Store
 from .store.base import MEDIA, Moved, StatusUpdate
 
 log = logging.getLogger(__name__)
-
-
-# Status look-ups per tick, and at once: well inside a provider's API limits.
-RECONCILE_BATCH = 500
-RECONCILE_CONCURRENCY = 20
-# Past this an SMS's status will not change any more (Twilio drops undelivered messages
-# after their validity period, an hour here).
-RECONCILE_GIVE_UP = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,7 @@ class OutboxLimits:
     batch: int = 200
     # Short, because the holder renews it (every third of it) while it lives: a dead
     # worker's claims are due again within this, a live one's never lapse.
-    lease_seconds: float = 15.0
+    lease_seconds: float = 8.0
     max_attempts: int = 8
     backoff_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
@@ -390,43 +382,3 @@ class Outbox:
         await self.record(StatusUpdate(key, DeliveryStatus.failed, self.clock.now(), error=error.code, finish=True))
         log.warning("delivery %s failed: %s", key.as_id(), error)
         await self.on_permanent(delivery, error)
-
-    async def reconcile(self, *, after: timedelta, limit: int = RECONCILE_BATCH) -> int:
-        """SMS still `sent` `after` the provider took them (their final status callback
-        never arrived: the service was down, and providers do not retry callbacks) are
-        looked up at the provider, and what it says is recorded as a callback would be,
-        fallback to email included. One the provider still shows as sent is looked at
-        again when it is twice as old, until a day has passed. Returns how many moved."""
-        if self.sms is None:
-            return 0
-        now = self.clock.now()
-        due = await self.store.unsettled_sms(now - after, limit)
-        slots = asyncio.Semaphore(RECONCILE_CONCURRENCY)
-
-        async def check(delivery: Delivery) -> bool:
-            assert self.sms is not None
-            age = now - delivery.updated_at
-            if delivery.provider_id is None or age > RECONCILE_GIVE_UP:
-                await self.store.defer_unsettled([delivery.key], None)
-                return False
-            try:
-                async with slots:
-                    status = await self.sms.status_of(delivery.key.as_id(), delivery.provider_id)
-            except SendError as exc:
-                log.info("delivery %s: status look-up failed (%s), tried again later", delivery.key.as_id(), exc.code)
-                status = None
-            if status is None or DELIVERY_RANK[status] <= DELIVERY_RANK[DeliveryStatus.sent]:
-                await self.store.defer_unsettled([delivery.key], now - after + max(age, after))
-                return False
-            updated, moved = await self.record(StatusUpdate(delivery.key, status, now, provider_id=delivery.provider_id))
-            if updated is not None and moved and status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
-                await self.on_permanent(updated, SendError(delivery.key.as_id(), status.value, "not delivered "
-                                                           "(found by a status look-up)", retryable=False,
-                                                           permanent=True))
-            return moved
-
-        moved = sum(await asyncio.gather(*(check(d) for d in due)))
-        if due:
-            log.info("reconciled %d SMS left at sent: %d moved on", len(due), moved)
-        return moved
-

@@ -109,7 +109,7 @@ class Settings:
     max_connections_per_client: int = 256
     # How long an outbox claim lasts unless its holder renews it (every third of it): a
     # dead instance's claimed deliveries are sent by another within this.
-    outbox_lease_seconds: float = 15.0
+    outbox_lease_seconds: float = 8.0
     # Connections to Redis per instance; past them a call waits for a free one.
     redis_max_connections: int = 64
     # Start on a Redis that keeps nothing across a restart (no AOF, no replica).

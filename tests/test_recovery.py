@@ -55,9 +55,9 @@ async def test_statuses_whose_callbacks_were_refused_are_looked_up(store: Store,
         sms = [d for d in await services.store.deliveries(body["id"]) if d.key.medium == "sms"]  # notices too
         assert sms and {d.status for d in sms} == {DeliveryStatus.sent}
         # not yet: a status may still come by itself
-        assert await services.outbox.reconcile(after=timedelta(minutes=10)) == 0
+        assert await services.reconciler.run(after=timedelta(minutes=10)) == 0
         env.clock.advance(timedelta(minutes=11))
-        moved = await services.outbox.reconcile(after=timedelta(minutes=10))
+        moved = await services.reconciler.run(after=timedelta(minutes=10))
         after = {d.key.as_id(): d for d in await services.store.deliveries(body["id"]) if d.key.medium == "sms"}
         assert moved == len(sms)
         assert {d.status for d in after.values() if d.address != failing} == {DeliveryStatus.delivered}
@@ -78,12 +78,12 @@ async def test_a_status_still_sent_is_looked_up_again_later_then_given_up(store:
         services = env.services
         sms = [d for d in await services.store.deliveries(body["id"]) if d.key.medium == "sms"]
         env.clock.advance(timedelta(minutes=11))
-        assert await services.outbox.reconcile(after=timedelta(minutes=10)) == 0  # the sandbox says "sent"
+        assert await services.reconciler.run(after=timedelta(minutes=10)) == 0  # the sandbox says "sent"
         assert await services.store.unsettled_sms(env.clock.now(), 100) == []  # deferred
         env.clock.advance(timedelta(minutes=11))
         assert len(await services.store.unsettled_sms(env.clock.now() - timedelta(minutes=10), 100)) == len(sms)
         env.clock.advance(timedelta(days=2))
-        assert await services.outbox.reconcile(after=timedelta(minutes=10)) == 0
+        assert await services.reconciler.run(after=timedelta(minutes=10)) == 0
         assert await services.store.unsettled_sms(env.clock.now(), 100) == []  # given up after a day
 
 

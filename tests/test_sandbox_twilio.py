@@ -94,6 +94,7 @@ class Receiver:
 
     base_url: str = ""
     received: list[Webhook] = field(default_factory=list)
+    answer: str = "<Response/>"  # what an inbound webhook is answered with (TwiML)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -111,7 +112,7 @@ class Receiver:
                 token=request.headers.get("I-Twilio-Idempotency-Token", ""),
             )
         )
-        return web.Response(text="<Response/>", content_type="text/xml")
+        return web.Response(text=self.answer, content_type="text/xml")
 
 
 @pytest.fixture
@@ -501,6 +502,26 @@ async def test_inbound_webhook_is_signed_and_the_reply_is_listed(make_sandbox: M
     assert (listed.direction, listed.status, listed.body) == ("inbound", "received", "收到，已按口径答复")
     with pytest.raises(ValueError):
         await sandbox.reply(STAFF, "+15550009999", "not our number")
+
+
+async def test_a_twiml_message_in_the_answer_is_sent_back(make_sandbox: MakeSandbox, receiver: Receiver) -> None:
+    """As Twilio does: <Message> verbs in the answer to the inbound webhook go to the
+    sender from the number it wrote to, as outbound-reply messages, without callbacks."""
+    sandbox, client = await make_sandbox(inbound_url=receiver.url("/hooks/twilio/inbound"))
+    receiver.answer = ('<?xml version="1.0" encoding="UTF-8"?><Response><Message>已确认：口径v1 &lt;K7Q&gt;</Message>'
+                       "<Message><Body>第二条</Body></Message></Response>")
+    await sandbox.reply(STAFF, SENDER, "1")
+    await sandbox.settled()
+    answers = [m for m in sandbox.received_by(STAFF)]
+    assert [(m.direction, m.from_, m.body, m.status) for m in answers] == [
+        ("outbound-reply", SENDER, "已确认：口径v1 <K7Q>", "delivered"), ("outbound-reply", SENDER, "第二条", "delivered")]
+    assert receiver.at("/status") == []  # no status callbacks for them
+    listed = await client.messages.list_async(to=STAFF)
+    assert {m.direction for m in listed} == {"outbound-reply"}
+    for empty in ("<Response/>", "", "not xml", "<Other><Message>x</Message></Other>"):
+        receiver.answer = empty
+        await sandbox.reply(STAFF, SENDER, "1")
+    assert len(sandbox.received_by(STAFF)) == 2
 
 
 # -- rate limits and injected faults --------------------------------------------------------

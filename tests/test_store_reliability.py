@@ -13,7 +13,16 @@ from typing import AsyncIterator
 
 import pytest
 
-from coordinator.models import Ack, Channel, Complaint, Delivery, DeliveryKey, DeliveryStatus, IncidentStatus
+from coordinator.models import (
+    Ack,
+    Channel,
+    Complaint,
+    Delivery,
+    DeliveryKey,
+    DeliveryStatus,
+    IncidentStatus,
+    TimelineEvent,
+)
 from coordinator.store import Store
 from coordinator.store.base import StatusUpdate
 from coordinator.store.redis import RedisStore
@@ -152,6 +161,15 @@ async def test_acknowledged_versions_are_looked_up_per_person(store: Store) -> N
     assert await store.acked_versions("INC-1", "p2", [2, 3]) == set()
     assert await store.acked_versions("INC-2", "p1", [1]) == set()
     assert await store.acked_versions("INC-1", "p1", []) == set()
+
+
+async def test_an_ack_and_its_timeline_event_are_written_together(store: Store) -> None:
+    await store.open_incident(incident("INC-1"), opened())
+    ack = Ack(incident_id="INC-1", person_id="p1", version=1, via="sms", at=T0)
+    event = TimelineEvent(at=T0, kind="script_acked", actor="p1", data={"version": 1, "via": "sms"})
+    assert await store.record_ack(ack, event) is True
+    assert await store.record_ack(ack.model_copy(update={"via": "email"}), event) is False  # the first wins
+    assert [e.kind for e in await store.timeline("INC-1")] == ["opened", "script_acked"]
 
 
 # --- leases --------------------------------------------------------------------------

@@ -10,6 +10,10 @@ commands on stdin, one JSON line each on stdout:
     stats    counts (messages by status, emails, callbacks and their answers) and
              this process's CPU seconds and peak RSS
     settle   waits until every status step and callback went out, then answers stats
+    count    how many messages the sandbox has and emails the inbox took (cheap: for polling)
+    tally S E  per phone, the SMS whose text holds S; per mailbox, the emails whose
+             Message-ID holds E (the fault benchmark's duplicates and losses: S the
+             incident's code with its script version, E the incident's id)
     quit     stops both servers and exits
 """
 
@@ -88,6 +92,12 @@ class InProcess:
         await self.sandbox.settled()
         return collect(self.sandbox, self.inbox)
 
+    async def tally(self, sms: str, email: str) -> dict[str, Any]:
+        return tally(self.sandbox, self.inbox, sms, email)
+
+    async def count(self) -> dict[str, Any]:
+        return {"messages": len(self.sandbox.messages), "emails": sum(map(len, self.inbox.mailboxes().values()))}
+
     async def stop(self) -> None:
         await self.sandbox.stop()
         await self.inbox.stop()
@@ -110,7 +120,7 @@ class Subprocess:
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.fanout.providers", *self.args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**20)
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**24)
         hello = await self._read()
         self.twilio_base_url = hello["twilio"]
         self.smtp = (hello["smtp"][0], int(hello["smtp"][1]))
@@ -135,6 +145,12 @@ class Subprocess:
     async def settle(self) -> dict[str, Any]:
         return await self._ask("settle")
 
+    async def tally(self, sms: str, email: str) -> dict[str, Any]:
+        return await self._ask(f"tally {sms} {email}")
+
+    async def count(self) -> dict[str, Any]:
+        return await self._ask("count")
+
     async def stop(self) -> None:
         if self.proc is None:
             return
@@ -147,6 +163,15 @@ class Subprocess:
         except TimeoutError:
             self.proc.kill()  # our own child, by its handle
             await self.proc.wait()
+
+
+def tally(sandbox: TwilioSandbox, inbox: SmtpInbox, sms_mark: str, email_mark: str) -> dict[str, Any]:
+    sms = Counter(m.to for m in sandbox.messages if m.direction == "outbound-api" and sms_mark in m.body)
+    # The Message-ID searched for in the raw bytes: parsing 20,000 emails each time would
+    # make the providers the fan-out's bottleneck.
+    needle = email_mark.encode()
+    email = Counter(address for address, box in inbox.mailboxes().items() for mail in box if needle in mail.raw)
+    return {"sms": dict(sms), "email": dict(email)}
 
 
 def collect(sandbox: TwilioSandbox, inbox: SmtpInbox) -> dict[str, Any]:
@@ -183,7 +208,13 @@ async def serve(args: argparse.Namespace) -> None:
                     out.write(json.dumps({"bye": True}) + "\n")
                     out.flush()
                 return
-            answer = await (providers.settle() if line == "settle" else providers.stats())
+            if line == "count":
+                answer = await providers.count()
+            elif line.startswith("tally "):
+                _, sms_mark, email_mark = line.split(" ")
+                answer = await providers.tally(sms_mark, email_mark)
+            else:
+                answer = await (providers.settle() if line == "settle" else providers.stats())
             out.write(json.dumps(answer) + "\n")
             out.flush()
     finally:

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
+from xml.etree import ElementTree
 
 import aiohttp
 from aiohttp import web
@@ -231,8 +232,25 @@ class TwilioSandbox:
         self._messages[message.sid] = message
         if self.inbound_url is not None:
             params = inbound_params(message, opt_out)
-            await self._webhooks.post("inbound", self.inbound_url, params, message.sid, "received")
+            answer = await self._webhooks.post("inbound", self.inbound_url, params, message.sid, "received")
+            for text in twiml_messages(answer):
+                self._send_reply(message, text)
         return message
+
+    def _send_reply(self, inbound: Message, text: str) -> None:
+        """What Twilio does with a TwiML <Message> in the answer to an inbound webhook: a
+        message back to the sender from the number it wrote to (direction outbound-reply,
+        no status callbacks unless the verb asks for them; it does not here)."""
+        now = self._clock.now()
+        message = Message(sid=self._new_sid(), account_sid=self.account_sid, direction="outbound-reply",
+                          to=inbound.from_ or "", from_=inbound.to, messaging_service_sid=inbound.messaging_service_sid,
+                          body=text, status="queued", num_segments=sms_segments(text).segments, date_created=now,
+                          date_updated=now)
+        self._messages[message.sid] = message
+        plan = plan_delivery(via_service=False, error_code=None, delivery=self._delivery, rng=self._fate_rng)
+        task = asyncio.create_task(self._deliver(message, plan))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- the REST API ----------------------------------------------------------------
 
@@ -371,3 +389,23 @@ class TwilioSandbox:
         message.date_updated = now
         if step.status == "sent":
             message.date_sent = now
+
+
+def twiml_messages(answer: bytes) -> list[str]:
+    """The texts of the <Message> verbs of a TwiML answer (its text, or its <Body>);
+    none for an empty or unreadable answer, as Twilio sends nothing then."""
+    if not answer.strip():
+        return []
+    try:
+        root = ElementTree.fromstring(answer)
+    except ElementTree.ParseError:
+        return []
+    if root.tag != "Response":
+        return []
+    texts = []
+    for verb in root.findall("Message"):
+        body = verb.find("Body")
+        text = (body.text if body is not None else verb.text) or ""
+        if text.strip():
+            texts.append(text.strip())
+    return texts

@@ -74,7 +74,7 @@ def inbound_params(message: Message, opt_out_type: str | None) -> dict[str, str]
 class WebhookSender:
     """POSTs signed webhooks, once each (Twilio does not retry a failed status
     callback), and logs every attempt in `log`. Plain-http URLs (the service on
-    loopback) go over kept-alive connections written here (`_HttpPoster`); others
+    loopback) go over kept-alive connections written here (`WebhookPoster`); others
     through aiohttp."""
 
     def __init__(self, auth_token: str, clock: Clock, timeout: float) -> None:
@@ -82,13 +82,13 @@ class WebhookSender:
         self._clock = clock
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
-        self._poster: _HttpPoster | None = None
+        self._poster: WebhookPoster | None = None
         self.log: list[CallbackAttempt] = []
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout),
                                               cookie_jar=aiohttp.DummyCookieJar())
-        self._poster = _HttpPoster(CALLBACK_CONNECTIONS)
+        self._poster = WebhookPoster(CALLBACK_CONNECTIONS)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -96,7 +96,9 @@ class WebhookSender:
         if self._poster is not None:
             self._poster.close()
 
-    async def post(self, kind: str, url: str, params: dict[str, str], sid: str, event: str) -> None:
+    async def post(self, kind: str, url: str, params: dict[str, str], sid: str, event: str) -> bytes:
+        """POST a signed webhook; the answer's body (TwiML, for an inbound message) or
+        b"" when there was none."""
         if self._session is None or self._poster is None:
             raise RuntimeError("start the sandbox before it sends webhooks")
         signature = twilio_signature(self._auth_token, url, params)
@@ -109,20 +111,22 @@ class WebhookSender:
         }
         answer: int | None = None
         error: str | None = None
+        content = b""
         # Verbatim, as Twilio sends it: a re-encoded query would not match the signature.
         target = URL(url, encoded=True)
         body = urlencode(params).encode()
         try:
             if target.scheme == "http" and target.host:
                 async with asyncio.timeout(self._timeout):
-                    answer = await self._poster.post(target, body, headers)
+                    answer, content = await self._poster.post(target, body, headers)
             else:
                 async with self._session.post(target, data=body, headers=headers) as response:
                     answer = response.status
-                    await response.read()
+                    content = await response.read()
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
             error = repr(exc)
         self.log.append(CallbackAttempt(kind, url, params, signature, sid, self._clock.now(), answer, error))
+        return content if answer is not None and 200 <= answer < 300 else b""
 
 
 # Callbacks in flight at once, as with aiohttp's default connection limit: the 10k fan-out
@@ -131,7 +135,7 @@ class WebhookSender:
 CALLBACK_CONNECTIONS = 100
 
 
-class _HttpPoster:
+class WebhookPoster:
     """A minimal HTTP/1.1 client for the sandbox's webhooks: POST with a Content-Length
     body, read the status and the answer's body, keep the connection for the next one.
     aiohttp's client took ~40% of the provider process in a fan-out (three callbacks
@@ -141,7 +145,7 @@ class _HttpPoster:
         self._slots = asyncio.Semaphore(limit)
         self._idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
-    async def post(self, url: URL, body: bytes, headers: dict[str, str]) -> int:
+    async def post(self, url: URL, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         host, port = url.raw_host or "", url.port or 80
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         request = (f"POST {url.raw_path_qs} HTTP/1.1\r\nHost: {url.raw_authority}\r\n{head}"
@@ -153,7 +157,7 @@ class _HttpPoster:
                 reader, writer = idle.pop() if reused else await asyncio.open_connection(host, port)
                 try:
                     writer.write(request)
-                    status, keep = await _read_answer(reader)
+                    status, keep, content = await _read_answer(reader)
                 except (OSError, asyncio.IncompleteReadError, ValueError):
                     writer.close()
                     if reused:
@@ -166,7 +170,7 @@ class _HttpPoster:
                     idle.append((reader, writer))
                 else:
                     writer.close()
-                return status
+                return status, content
 
     def close(self) -> None:
         for connections in self._idle.values():
@@ -175,9 +179,9 @@ class _HttpPoster:
         self._idle.clear()
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """The status of one HTTP/1.1 answer, its body read; and whether the connection can
-    carry another request."""
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """The status of one HTTP/1.1 answer, whether the connection can carry another
+    request, and the answer's body."""
     line = await reader.readline()
     if not line:
         raise asyncio.IncompleteReadError(b"", None)
@@ -200,15 +204,16 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
             chunked = b"chunked" in value.lower()
         elif name == b"connection":
             keep = value.strip().lower() != b"close"
+    content = b""
     if chunked:
         while True:
             size = int((await reader.readline()).split(b";")[0], 16)
-            await reader.readexactly(size + 2)
+            content += (await reader.readexactly(size + 2))[:size]
             if size == 0:
                 break
     elif length is not None:
-        await reader.readexactly(length)
+        content = await reader.readexactly(length)
     elif status not in (204, 304) and not 100 <= status < 200:
-        await reader.read()  # the body runs to the end of the connection
+        content = await reader.read()  # the body runs to the end of the connection
         keep = False
-    return status, keep
+    return status, keep, content

@@ -196,8 +196,9 @@ class Store(Protocol):
     async def opted_out(self) -> set[str]:
         """Phones that replied STOP and not START since."""
 
-    async def record_ack(self, ack: Ack) -> bool:
+    async def record_ack(self, ack: Ack, event: TimelineEvent | None = None) -> bool:
         """Record an acknowledgement; the first per (incident, person, version, role) wins.
+        A new one's `event` is appended to the incident's timeline in the same write.
         True if it was new."""
 
     async def acks(self, incident_id: str) -> list[Ack]:

@@ -92,6 +92,14 @@ end
 return out
 """
 
+# KEYS: the incident's acks hash, its timeline. ARGV: ack id, ack json, timeline event
+# json ('' for none). 1 if the ack was new (and its event appended), 0 if known.
+_RECORD_ACK = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if ARGV[3] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[3]) end
+return 1
+"""
+
 # KEYS: state hash. ARGV: version, doc. 1 saved, 0 the stored version is not version-1.
 _SAVE_STATE = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -309,6 +317,7 @@ class RedisStore(RedisDrillRuns, RedisStats):
         self._save_state = client.register_script(_SAVE_STATE)
         self._finish_step = client.register_script(_FINISH_STEP)
         self._update_deliveries = client.register_script(_UPDATE_DELIVERIES)
+        self._record_ack = client.register_script(_RECORD_ACK)
         self._split_outbox = client.register_script(_SPLIT_OUTBOX)
         self._drill_scripts()
 
@@ -783,9 +792,11 @@ class RedisStore(RedisDrillRuns, RedisStats):
         async with _reachable():
             return set(await self._r.smembers(self.keys.opt_outs()))
 
-    async def record_ack(self, ack: Ack) -> bool:
+    async def record_ack(self, ack: Ack, event: TimelineEvent | None = None) -> bool:
         async with _reachable():
-            return bool(await self._r.hsetnx(self.keys.acks(ack.incident_id), ack_id(ack), ack.model_dump_json()))
+            return bool(await self._record_ack(keys=[self.keys.acks(ack.incident_id), self.keys.timeline(ack.incident_id)],
+                                               args=[ack_id(ack), ack.model_dump_json(),
+                                                     event.model_dump_json() if event is not None else ""]))
 
     async def acks(self, incident_id: str) -> list[Ack]:
         async with _reachable():

@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS acks (
 );
 """
 
-_IN_CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
+_IN_CHUNK = 500
+_INCIDENT_CACHE = 2048  # parsed incidents kept (by revision); more are read again  # ids per `IN (...)`, well under SQLite's variable limit
 # The buckets table's column for each kind of count.
 _COUNT_COLUMN: dict[str, str] = {"all": "count", "repeat": "repeat", "regulator": "regulator"}
 
@@ -134,6 +135,7 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
         self._reader = reader
         self.bucket_seconds = bucket_seconds
         self._write = asyncio.Lock()
+        self._incidents: dict[str, Incident] = {}
 
     @classmethod
     async def open(cls, path: str | Path, bucket_seconds: int) -> "SqliteStore":
@@ -325,7 +327,7 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
         async with self._write:
             if related and incident.surge_key is not None:
                 group, keys, any_of_group = related_to(incident.surge_key)
-                sql = "SELECT doc FROM incidents WHERE is_open = 1 AND (surge_key IN ({})"
+                sql = "SELECT id, revision, doc FROM incidents WHERE is_open = 1 AND (surge_key IN ({})"
                 if any_of_group:
                     sql += f" OR substr(surge_key, 1, {len(group) + 1}) = ?"
                 row = await self._one(
@@ -333,7 +335,7 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
                     (incident.surge_key, *keys, *([group + "/"] if any_of_group else [])),
                 )
                 if row is not None:
-                    return Incident.model_validate_json(row[0]), False
+                    return self._parsed(*row), False
             try:
                 await self._db.execute(
                     "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?)",
@@ -354,17 +356,29 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
             except sqlite3.IntegrityError:
                 await self._db.rollback()
         row = await self._one(
-            "SELECT doc FROM incidents WHERE surge_key = ? AND is_open = 1", (incident.surge_key,)
+            "SELECT id, revision, doc FROM incidents WHERE surge_key = ? AND is_open = 1", (incident.surge_key,)
         )
         if row is None:  # the id itself collided: a caller bug, not a race
             raise StoreError(f"incident id {incident.id} already exists")
-        return Incident.model_validate_json(row[0]), False
+        return self._parsed(*row), False
+
+    def _parsed(self, incident_id: str, revision: int, doc: str) -> Incident:
+        """The incident of a row, parsed once per revision: an incident's document holds
+        every version's texts, and an ack storm reads the same two or three thousands of
+        times a second (the models are frozen, so sharing them is safe)."""
+        cached = self._incidents.get(incident_id)
+        if cached is not None and cached.revision == revision:
+            return cached
+        if len(self._incidents) >= _INCIDENT_CACHE:
+            self._incidents.clear()
+        parsed = self._incidents[incident_id] = Incident.model_validate_json(doc)
+        return parsed
 
     async def get_incident(self, incident_id: str) -> Incident:
-        row = await self._one("SELECT doc FROM incidents WHERE id = ?", (incident_id,))
+        row = await self._one("SELECT id, revision, doc FROM incidents WHERE id = ?", (incident_id,))
         if row is None:
             raise IncidentNotFound(incident_id)
-        return Incident.model_validate_json(row[0])
+        return self._parsed(*row)
 
     async def save_incident(self, incident: Incident) -> None:
         async with self._write:
@@ -381,12 +395,12 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
     async def list_incidents(
         self, *, open_only: bool | None = None, drill: bool | None = None, playbook: str | None = None
     ) -> list[Incident]:
-        sql, params = "SELECT doc FROM incidents", []
+        sql, params = "SELECT id, revision, doc FROM incidents", []
         if open_only is not None:
             sql += " WHERE is_open = ?"
             params.append(int(open_only))
         rows = await self._all(sql + " ORDER BY opened_at DESC, id DESC", params)
-        found = (Incident.model_validate_json(r[0]) for r in rows)
+        found = (self._parsed(*r) for r in rows)
         return [
             i for i in found if (drill is None or i.drill == drill) and (playbook is None or i.playbook == playbook)
         ]
@@ -605,14 +619,18 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
     async def opted_out(self) -> set[str]:
         return {r[0] for r in await self._all("SELECT phone FROM opt_outs")}
 
-    async def record_ack(self, ack: Ack) -> bool:
+    async def record_ack(self, ack: Ack, event: TimelineEvent | None = None) -> bool:
         async with self._write:
             cur = await self._db.execute(
                 "INSERT OR IGNORE INTO acks (incident_id, ack_id, doc) VALUES (?, ?, ?)",
                 (ack.incident_id, ack_id(ack), ack.model_dump_json()),
             )
+            new = cur.rowcount == 1
+            if new and event is not None:
+                await self._db.execute("INSERT INTO timeline (incident_id, doc) VALUES (?, ?)",
+                                       (ack.incident_id, event.model_dump_json()))
             await self._db.commit()
-        return cur.rowcount == 1
+        return new
 
     async def acks(self, incident_id: str) -> list[Ack]:
         rows = await self._all("SELECT doc FROM acks WHERE incident_id = ? ORDER BY seq", (incident_id,))

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable, cast
 
 from aiohttp import web
 
+from .accesslog import AccessLog
 from .errors import error_response
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ async def start_guarded_site(app: web.Application, host: str | None, port: int, 
     if body_deadline not in app.middlewares:
         log.warning("the app has no body_deadline middleware: request bodies have no deadline")
     app[LIMITS] = limits
-    runner = web.AppRunner(app, keepalive_timeout=limits.keepalive_timeout,
+    runner = web.AppRunner(app, keepalive_timeout=limits.keepalive_timeout, access_log_class=AccessLog,
                            shutdown_timeout=shutdown_timeout, handle_signals=handle_signals)
     await runner.setup()
     try:

@@ -14,6 +14,7 @@ from ..frontline import Frontline
 from ..intake import Intake
 from ..outbox import Outbox
 from ..pipeline import Pipeline
+from ..reconcile import StatusReconciler
 from ..roster import missing_media
 from ..settings import Settings
 from ..store import Store
@@ -33,6 +34,7 @@ class Services:
     outbox: Outbox
     ack_secret: str
     drills: Drills
+    reconciler: StatusReconciler
     # Runs the tick and the drills' cron jobs in `serve` (None where ticks are off).
     scheduler: AsyncIOScheduler | None = None
     # The delivery media a channel is configured for ("sms", "email").
