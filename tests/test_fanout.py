@@ -22,6 +22,7 @@ from coordinator.models import DeliveryStatus
 from coordinator.outbox import Wake
 from coordinator.roster import audience
 from coordinator.sandbox import Delivery, Faults, SmtpInbox, TwilioSandbox, twilio_signature
+from coordinator.sandbox.proxy import FaultProxy, ProxyFaults
 from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES, Services
@@ -49,6 +50,7 @@ class Env:
     def __init__(self, client: TestClient, sandbox: TwilioSandbox, inbox: SmtpInbox, public: str,
                  clock: ManualClock) -> None:
         self.client, self.sandbox, self.inbox, self.public, self.clock = client, sandbox, inbox, public, clock
+        self.proxy: FaultProxy | None = None
 
     @property
     def services(self) -> Services:
@@ -70,7 +72,10 @@ class Env:
 
 
 async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None,
-                   timeout: float = 10.0, fates: Delivery | None = None) -> AsyncIterator[Env]:
+                   timeout: float = 10.0, fates: Delivery | None = None,
+                   proxy: ProxyFaults | None = None) -> AsyncIterator[Env]:
+    """The service against the sandbox and an SMTP inbox; `proxy`: the twilio client
+    talks to the sandbox through a FaultProxy with these faults (`Env.proxy`)."""
     clock = ManualClock(T0)
     port = free_port()
     public = f"http://127.0.0.1:{port}"
@@ -80,10 +85,14 @@ async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None,
                             seed=5, delivery=fates or Delivery(step_delay=0.005, receipt_delay=0.01), faults=faults,
                             inbox=inbox)
     await sandbox.start()
+    between = FaultProxy(sandbox.base_url, proxy) if proxy is not None else None
+    if between is not None:
+        await between.start()
     host, smtp_port = inbox.address
     settings = Settings(
         public_url=public, subscriber_key="k", ack_secret="ack-secret", tick_seconds=0, outbox_worker=False,
-        twilio_account_sid=SID, twilio_auth_token=TOKEN, twilio_from=FROM, twilio_base_url=sandbox.base_url,
+        twilio_account_sid=SID, twilio_auth_token=TOKEN, twilio_from=FROM,
+        twilio_base_url=between.base_url if between is not None else sandbox.base_url,
         smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com", twilio_timeout_seconds=timeout,
         admin_token=ADMIN_TOKEN,
     )
@@ -91,9 +100,13 @@ async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None,
     client = TestClient(server, headers=ADMIN_HEADERS)
     await client.start_server()
     try:
-        yield Env(client, sandbox, inbox, public, clock)
+        env = Env(client, sandbox, inbox, public, clock)
+        env.proxy = between
+        yield env
     finally:
         await client.close()
+        if between is not None:
+            await between.stop()
         await sandbox.stop()
         await inbox.stop()
 
