@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from .processes import kill9, stop
 
 
 def free_port() -> int:
@@ -69,15 +70,11 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL: what a crash or the OOM killer does."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        kill9(self.proc)
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        stop(self.proc)
         self.proc = None
 
     def restart(self) -> None:

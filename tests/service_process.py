@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from .processes import kill9, stop
 
 ADMIN_TOKEN = "fault-admin-token-0123456789"
 
@@ -58,19 +59,11 @@ class ServeProcess:
                     await asyncio.sleep(0.1)
 
     def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        kill9(self.proc)
         self.proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop(self.proc)
         self.proc = None
 
     def output(self) -> str:

@@ -22,7 +22,7 @@ from coordinator.models import DeliveryStatus
 from coordinator.outbox import Wake
 from coordinator.roster import audience
 from coordinator.sandbox import Delivery, Faults, SmtpInbox, TwilioSandbox, twilio_signature
-from coordinator.sandbox.proxy import FaultProxy, ProxyFaults
+from coordinator.sandbox.faultproxy import FaultProxy, FaultRates
 from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES, Services
@@ -73,7 +73,7 @@ class Env:
 
 async def make_env(store: Store, catalog: Catalog, faults: Faults | None = None,
                    timeout: float = 10.0, fates: Delivery | None = None,
-                   proxy: ProxyFaults | None = None) -> AsyncIterator[Env]:
+                   proxy: FaultRates | None = None) -> AsyncIterator[Env]:
     """The service against the sandbox and an SMTP inbox; `proxy`: the twilio client
     talks to the sandbox through a FaultProxy with these faults (`Env.proxy`)."""
     clock = ManualClock(T0)
@@ -272,23 +272,31 @@ async def test_an_sms_sent_by_a_worker_that_died_before_recording_it_is_not_sent
     assert stored.status in (DeliveryStatus.sent, DeliveryStatus.delivered)
 
 
-async def test_a_half_written_publication_is_finished_on_restart(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = env.services.store
+def dies_after_two_chunks(monkeypatch: pytest.MonkeyPatch, store: Store, why: str) -> Any:
+    """Publications in chunks of 3 people, and a store whose third chunk fails with
+    StoreError(why), as the writer dying there would leave it. Returns the store's own
+    add_deliveries, to put back."""
     monkeypatch.setattr(frontline_module, "FIRST_CHUNK", 3)
     monkeypatch.setattr(frontline_module, "PUBLISH_CHUNK", 3)
     writes = 0
     add_deliveries = store.add_deliveries
 
-    async def stops_after_two_chunks(deliveries: Any) -> int:
+    async def dies(deliveries: Any) -> int:
         nonlocal writes
         writes += 1
         if writes > 2:
-            raise StoreError("the service stopped")
+            raise StoreError(why)
         return await add_deliveries(deliveries)
 
-    monkeypatch.setattr(store, "add_deliveries", stops_after_two_chunks)
+    monkeypatch.setattr(store, "add_deliveries", dies)
+    return add_deliveries
+
+
+async def test_a_half_written_publication_is_finished_on_restart(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = env.services.store
+    add_deliveries = dies_after_two_chunks(monkeypatch, store, "the service stopped")
     resp = await env.client.post("/api/incidents", json={"playbook": "broadband-outage", "region": "ningbo",
                                                          "by": "chen-li"})
     assert resp.status >= 500

@@ -27,6 +27,7 @@ from coordinator.store.redis import RedisStore
 from coordinator.web.state import Services
 
 from .conftest import REPO
+from .test_fanout import dies_after_two_chunks
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 SID, TOKEN, FROM = "AC" + "1" * 32, "sandbox-auth-token", "+15005550006"
@@ -87,19 +88,7 @@ async def test_a_dead_instances_half_written_publication_is_finished_by_a_live_o
     deliveries; B, running, never finished it (only an outbox starting did)."""
     clock = ManualClock(T0)
     a, b = await two(store, other_store, catalog, clock)
-    monkeypatch.setattr(frontline_module, "FIRST_CHUNK", 3)
-    monkeypatch.setattr(frontline_module, "PUBLISH_CHUNK", 3)
-    writes = 0
-    add_deliveries = store.add_deliveries
-
-    async def dies_after_two_chunks(deliveries: Any) -> int:
-        nonlocal writes
-        writes += 1
-        if writes > 2:
-            raise StoreError("instance A was killed")
-        return await add_deliveries(deliveries)
-
-    monkeypatch.setattr(store, "add_deliveries", dies_after_two_chunks)
+    add_deliveries = dies_after_two_chunks(monkeypatch, store, "instance A was killed")
     with pytest.raises(StoreError):
         await a.pipeline.trigger("broadband-outage", region="ningbo", actor="chen-li")
     monkeypatch.setattr(store, "add_deliveries", add_deliveries)

@@ -97,14 +97,14 @@ def section(results: dict[str, Any], seconds: float, machine: str) -> str:
         add("| --- | --- | --- | --- | --- | --- | --- |")
         for r in results["storm"]:
             add(f"| {r['store']} | {r['per_s']:,.0f} | {r['p50_ms']:.0f} ms | {r['p99_ms']:.0f} ms | {r['max_ms']:.0f} ms | "
-                f"{r['statuses']} | {'yes' if r['right_incident'] else 'NO'} ({r['drill_acks']:,} drill, "
+                f"{answers(r['statuses'])} | {'yes' if r['right_incident'] else 'NO'} ({r['drill_acks']:,} drill, "
                 f"{r['real_acks']:,} real) |")
         add("")
     if "burst" in results:
         r = results["burst"]
         add(f"### {r['clients']} intake clients at once on Redis")
         add("")
-        add(f"{r['requests']:,} requests, {r['errors']} errors ({r['statuses']}), {r['complaints_per_s']:,.0f} "
+        add(f"{r['requests']:,} requests, {r['errors']} errors ({answers(r['statuses'])}), {r['complaints_per_s']:,.0f} "
             "complaints/s.")
         add("")
     if "instances" in results:
@@ -124,6 +124,10 @@ def section(results: dict[str, Any], seconds: float, machine: str) -> str:
             f"{r['refused_meanwhile']} requests refused (503) while Redis was down, all retried.")
         add("")
     return "\n".join(lines)
+
+
+def answers(statuses: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} x {status}" for status, n in sorted(statuses.items()))
 
 
 def write_section(text: str) -> None:
