@@ -104,12 +104,8 @@ async def test_racing_regional_and_category_wide_surges_open_one_incident(store:
         assert len({inc.id for inc, _ in results}) == 1
 
 
-async def test_open_incidents_of_a_store_from_before_the_group_index_are_found(
-    store_kind: str, request: pytest.FixtureRequest
-) -> None:
-    if store_kind != "redis":
-        pytest.skip("the group index is Redis's own")
-    url = request.getfixturevalue("redis_url")
+async def test_open_incidents_of_a_redis_store_from_before_the_group_index_are_found(redis_url: str) -> None:
+    url = redis_url
     prefix = f"test-{uuid.uuid4().hex[:12]}:"
     old = await RedisStore.open(url, BUCKET_SECONDS, prefix=prefix)
     await old.open_incident(incident("INC-OLD", surge_key="broadband/ningbo"), opened())
