@@ -46,7 +46,7 @@ POOL = ("+15005550007", "+15005550008")
 STAFF = "+8613800138000"
 FAST = Delivery(step_delay=0.005, receipt_delay=0.005)
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "twilio" / "messages-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent / "fixtures" / "twilio" / "messages-openapi.json"  # licence: its README
 SPEC = json.loads(SPEC_PATH.read_text())
 MESSAGE_SCHEMA = SPEC["components"]["schemas"]["api.v2010.account.message"]
 LIST_SCHEMA = SPEC["paths"]["/2010-04-01/Accounts/{AccountSid}/Messages.json"]["get"]["responses"]["200"][
