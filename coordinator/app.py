@@ -257,8 +257,7 @@ async def build_services(
                     sandbox_channels=channels_are_sandbox(settings),
                     misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))
     pipeline.drill_setup = drills.setup_for
-    reconciler = StatusReconciler(store=store, clock=clock, sms=sms, record=outbox.record,
-                                  on_permanent=frontline.fallback)
+    reconciler = StatusReconciler(store=store, clock=clock, sms=sms, report=outbox.report)
     built = Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills,
                      reconciler, media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))
     return built

@@ -229,6 +229,17 @@ class Outbox:
         whatever else is being recorded meanwhile: one store write per batch."""
         return await self._statuses.submit(update)
 
+    async def report(self, update: StatusUpdate) -> Moved:
+        """The provider's word on a delivery after the send (a status callback, or a
+        status look-up): recorded; one that moves it to undelivered or failed is handed
+        on as a permanent failure, so an SMS falls back to email. Unknown (not ours, or
+        from before a reset) or not news: nothing more happens."""
+        updated, moved = await self.record(update)
+        if updated is not None and moved and update.status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
+            await self.on_permanent(updated, SendError(updated.key.as_id(), update.error or update.status.value,
+                                                       "not delivered", retryable=False, permanent=True))
+        return Moved(updated, moved)
+
     async def run_once(self) -> int:
         """Claim what is due on each medium and send it; returns how many were handled."""
         now = self.clock.now()

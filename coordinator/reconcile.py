@@ -13,7 +13,6 @@ from typing import Awaitable, Callable
 from .channels.base import SendError, SmsChannel
 from .clock import Clock
 from .models import DELIVERY_RANK, Delivery, DeliveryStatus
-from .outbox import PermanentFailure
 from .store import Store
 from .store.base import Moved, StatusUpdate
 
@@ -29,12 +28,12 @@ GIVE_UP = timedelta(days=1)
 
 class StatusReconciler:
     def __init__(self, *, store: Store, clock: Clock, sms: SmsChannel | None,
-                 record: Callable[[StatusUpdate], Awaitable[Moved]], on_permanent: PermanentFailure) -> None:
+                 report: Callable[[StatusUpdate], Awaitable[Moved]]) -> None:
+        """`report`: what a status callback's answer goes through (Outbox.report)."""
         self.store = store
         self.clock = clock
         self.sms = sms
-        self.record = record
-        self.on_permanent = on_permanent
+        self.report = report
 
     async def run(self, *, after: timedelta, limit: int = BATCH) -> int:
         """Look up the SMS left at `sent` for `after` or more; one the provider still
@@ -61,11 +60,7 @@ class StatusReconciler:
             if status is None or DELIVERY_RANK[status] <= DELIVERY_RANK[DeliveryStatus.sent]:
                 await self.store.defer_unsettled([delivery.key], now - after + max(age, after))
                 return False
-            updated, moved = await self.record(StatusUpdate(delivery.key, status, now, provider_id=delivery.provider_id))
-            if updated is not None and moved and status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
-                await self.on_permanent(updated, SendError(delivery.key.as_id(), status.value, "not delivered "
-                                                           "(found by a status look-up)", retryable=False,
-                                                           permanent=True))
+            _, moved = await self.report(StatusUpdate(delivery.key, status, now, provider_id=delivery.provider_id))
             return moved
 
         moved = sum(await asyncio.gather(*(check(d) for d in due)))

@@ -15,7 +15,6 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from ..acklinks import AckTokenInvalid, read_token
-from ..channels.base import SendError
 from ..channels.sms import map_twilio_status
 from ..models import DeliveryKey, DeliveryStatus
 from ..store.base import StatusUpdate
@@ -66,14 +65,8 @@ async def twilio_status(request: web.Request) -> web.Response:
     sid = form.get("MessageSid") or None
     if key is None and sid is None:
         return web.Response(status=204)
-    error = form.get("ErrorCode") or None
-    updated, moved = await services.outbox.record(
-        StatusUpdate(key, status, services.clock.now(), provider_id=sid, error=error))
-    # Unknown (not ours, or from before a reset) or not news: nothing more to do.
-    if updated is not None and moved and status in (DeliveryStatus.undelivered, DeliveryStatus.failed):
-        await services.frontline.fallback(
-            updated, SendError(updated.key.as_id(), error or status.value, "not delivered", retryable=False,
-                               permanent=True))
+    await services.outbox.report(StatusUpdate(key, status, services.clock.now(), provider_id=sid,
+                                              error=form.get("ErrorCode") or None))
     return web.Response(status=204)
 
 
