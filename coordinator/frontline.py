@@ -436,13 +436,12 @@ class Frontline:
         elif target is not None and target.version is not None:
             if await self.acknowledge(target.incident_id, target.version, person_id, "sms"):
                 done.append((target.incident_id, target.version))
-        return Replied(done, answer_text(decision, self._region_names()))
-
-    def _region_names(self) -> dict[str, str]:
-        return {r.id: r.name for r in self.catalog().contacts.regions.values()}
+        return Replied(done, answer_text(decision, self._place))
 
     def _place(self, incident: Incident) -> str:
-        return self._region_names().get(incident.region, "全省" if incident.region == "*" else incident.region)
+        """How the incident's region reads in a notice or an answer."""
+        region = self.catalog().contacts.regions.get(incident.region)
+        return region.name if region is not None else "全省" if incident.region == "*" else incident.region
 
 
 # The incident step that stands for its opening's messages: role notices and version 1.

@@ -20,7 +20,7 @@ import random
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from .models import Delivery, Incident, ScriptKind
 
@@ -172,9 +172,10 @@ def decide(
     return Decision(todo[0], incidents[chosen], pending_here=len(todo) - 1, elsewhere=others)
 
 
-def answer_text(decision: Decision, region_names: dict[str, str]) -> str | None:
+def answer_text(decision: Decision, place: Callable[[Incident], str]) -> str | None:
     """The SMS that tells the person what their reply did; None when there is nothing to
-    say (a repeated "1" with everything acknowledged)."""
+    say (a repeated "1" with everything acknowledged). `place`: how the incident's
+    region reads."""
     incident = decision.incident
     if incident is None:
         return None
@@ -193,8 +194,7 @@ def answer_text(decision: Decision, region_names: dict[str, str]) -> str | None:
     else:
         script = incident.script(target.version or 0)
         what = f"{KIND_LABELS.get(script.kind, '口径') if script else '口径'}v{target.version}"
-    place = region_names.get(incident.region, incident.region)
-    text = f"{drill}已确认：{incident.title}（{place}，事件码{incident.code}）{what}。"
+    text = f"{drill}已确认：{incident.title}（{place(incident)}，事件码{incident.code}）{what}。"
     if decision.pending_here:
         text += f"本事件尚有{decision.pending_here}项待确认，请再回复1。"
     if others:

@@ -12,13 +12,14 @@ import uuid
 from collections import Counter
 from datetime import date
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
 from bench.fanout.config import write_config
+from bench.faults.harness import board, converged, wait_for
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.roster import audience
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
@@ -73,29 +74,16 @@ def store_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"{request.getfixturevalue('redis_url')}?prefix=fault-{uuid.uuid4().hex[:8]}:"
 
 
-async def until(check: Any, timeout: float, what: str, every: float = 0.05) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not await check():
-                await asyncio.sleep(every)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout:g} s: {what}") from None
-
-
 def in_scope_of(catalog: Catalog) -> tuple[int, int]:
     """How many SMS and emails broadband-outage's script takes in ningbo."""
     recipients, _ = audience(catalog.playbooks["broadband-outage"], catalog.contacts, "ningbo", date(2026, 11, 24))
     return (sum("sms" in r.channels for r in recipients), sum("email" in r.channels for r in recipients))
 
 
-async def converged(service: ServeProcess, incident_id: str, catalog: Catalog) -> bool:
+async def final(service: ServeProcess, incident_id: str, catalog: Catalog) -> bool:
     """Every script delivery is written and has a final status (SMS delivered or failed,
     email sent)."""
-    board = await service.get(f"/api/incidents/{incident_id}/deliveries")
-    v1 = board["counts"].get("1", {})
-    sms, email = v1.get("sms", {}), v1.get("email", {})
-    return ((sum(sms.values()), sum(email.values())) == in_scope_of(catalog)
-            and set(sms) <= {"delivered", "undelivered", "failed"} and set(email) <= {"sent", "failed"})
+    return converged(await board(service, incident_id), in_scope_of(catalog))
 
 
 async def check_everyone_once(providers: Providers, catalog: Catalog, service: ServeProcess,
@@ -146,12 +134,13 @@ async def test_serve_killed_mid_fan_out_finishes_after_restart(
         incident_id = await trigger(service)
         async def some_sent() -> bool:
             return script_messages(providers) >= 60
-        await until(some_sent, 30, "60 script SMS sent")
+        await wait_for(some_sent, 30, "60 script SMS sent")
         service.kill9()
         at_kill = script_messages(providers)
         assert at_kill < PEOPLE, "the fan-out was over before the kill"
         await service.start()
-        await until(lambda: converged(service, incident_id, catalog), 60, "every delivery final after the restart", every=0.5)
+        await wait_for(lambda: final(service, incident_id, catalog), 60, "every delivery final after the restart",
+                       every=0.5)
         duplicates = await check_everyone_once(providers, catalog, service, incident_id)
         # An SMS in flight is looked for at Twilio before it is sent again; an email in
         # flight (SMTP has no such look-up) may arrive twice.
@@ -190,13 +179,13 @@ async def test_a_live_instance_finishes_a_killed_ones_publication(
             written = await client.scard(keys.deliveries(ids[0]))
             return written > 10  # past the 4 role notices: the script's deliveries are being written
 
-        await until(mid_publication, 20, "A started writing the script's deliveries", every=0.002)
+        await wait_for(mid_publication, 20, "A started writing the script's deliveries", every=0.002)
         a.kill9()
         with pytest.raises((aiohttp.ClientError, AssertionError)):
             await posting
         [incident_id] = await client.zrange(keys.incidents(), 0, -1)
         assert written < total, "A finished writing before it was killed: nothing to take over"
-        await until(lambda: converged(b, incident_id, catalog), 60, "B finished the publication and the fan-out",
+        await wait_for(lambda: final(b, incident_id, catalog), 60, "B finished the publication and the fan-out",
                     every=0.5)
         duplicates = await check_everyone_once(providers, catalog, b, incident_id)
         assert duplicates["sms"] == 0 and duplicates["email"] <= EMAIL_CONCURRENCY

@@ -11,7 +11,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from coordinator.catalog import Catalog
-from coordinator.models import Delivery, DeliveryKey, Incident, RoleAssignment, ScriptKind, ScriptVersion
+from coordinator.models import Delivery, DeliveryKey, Incident, RoleAssignment, ScriptVersion
 from coordinator.replies import (
     CODE_ALPHABET,
     Reply,
@@ -108,8 +108,10 @@ A, B, D = incident("INC-A", "AAA"), incident("INC-B", "BBB"), incident("DRL-D", 
      ("INC-A", None, 1)),
     ("everything acknowledged: nothing more", Reply("ack"), [message("INC-A", 1)], [A], {"INC-A": {1}}, None),
 ])
-def test_what_a_reply_acknowledges(case: str, reply: Reply, sent: list[Delivery], incidents: list[Incident],
-                                   acked: dict[str, set[int]], expected: tuple[str, str | None, int | None] | None) -> None:
+def test_what_a_reply_acknowledges(
+    case: str, reply: Reply, sent: list[Delivery], incidents: list[Incident], acked: dict[str, set[int]],
+    expected: tuple[str, str | None, int | None] | None,
+) -> None:
     decision = decide("p1", reply, sent, {i.id: i for i in incidents}, acked)
     got = None if decision.target is None else (decision.target.incident_id, decision.target.role,
                                                 decision.target.version)
@@ -121,14 +123,16 @@ def test_the_answer_says_what_was_acknowledged_and_what_waits() -> None:
             message("INC-A", 1)]
     both = incident("INC-A", "AAA", roles=[leader_role()])
     decision = decide("p1", Reply("ack", "AAA"), sent, {i.id: i for i in (both, B, D)}, {})
-    text = answer_text(decision, {"ningbo": "宁波"})
+    text = answer_text(decision, lambda incident: {"ningbo": "宁波"}[incident.region])
     assert text == ("已确认：事件INC-A（宁波，事件码AAA）组长角色。本事件尚有1项待确认，请再回复1。"
                     "其他事件待确认，请回复“1 DDD”（事件DRL-D）、“1 BBB”（事件INC-B）。")
-    drill = answer_text(decide("p1", Reply("ack"), sent, {i.id: i for i in (both, B, D)}, {}), {})
+    drill = answer_text(decide("p1", Reply("ack"), sent, {i.id: i for i in (both, B, D)}, {}), lambda i: i.region)
     assert drill is not None and drill.startswith("【演练】已确认：事件DRL-D（ningbo，事件码DDD）口径v1。")
-    unknown = answer_text(decide("p1", Reply("ack", "ZZZ"), sent, {i.id: i for i in (both, B, D)}, {}), {})
+    unknown = answer_text(decide("p1", Reply("ack", "ZZZ"), sent, {i.id: i for i in (both, B, D)}, {}),
+                          lambda i: i.region)
     assert unknown is not None and unknown.startswith("【演练】未找到事件码ZZZ。")
-    assert answer_text(decide("p1", Reply("ack"), [message("INC-B", 1)], {"INC-B": B}, {"INC-B": {1}}), {}) is None
+    assert answer_text(decide("p1", Reply("ack"), [message("INC-B", 1)], {"INC-B": B}, {"INC-B": {1}}),
+                       lambda i: i.region) is None
 
 
 # --- end to end ----------------------------------------------------------------------

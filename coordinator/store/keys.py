@@ -95,9 +95,14 @@ class RedisKeys:
 
     def sms_to(self, phone: str) -> str:
         """Sorted set of the SMS delivery ids a provider accepted for a phone, in the order
-        recorded (scores from the counter `sms_to("#seq")`): the index an SMS reply is
-        matched through (the newest few kept)."""
+        recorded (scores from `sms_order()`): the index an SMS reply is matched through
+        (the newest few kept)."""
         return f"{self.prefix}sms-to:{phone}"
+
+    def sms_order(self) -> str:
+        """Counter numbering the accepted SMS, across instances (their clocks may agree
+        to the second)."""
+        return f"{self.prefix}sms-order"
 
     def unsettled(self) -> str:
         """Sorted set of the SMS delivery ids still `sent` (no final status yet), by when

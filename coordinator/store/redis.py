@@ -209,8 +209,8 @@ return ids
 """
 
 # ARGV[1]: the key prefix of the phones' SMS index (keys.sms_to), ARGV[2]: the
-# unsettled-SMS set, ARGV[3]: how many SMS each phone's index keeps, ARGV[4]: its TTL;
-# then 12 per update: delivery hash key, its outbox, provider key ('' for none),
+# unsettled-SMS set, ARGV[3]: how many SMS each phone's index keeps, ARGV[4]: its TTL,
+# ARGV[5]: the counter that orders the index (keys.sms_order); then 12 per update: delivery hash key, its outbox, provider key ('' for none),
 # delivery id, rank, status, at, provider id, error, finish ('1'/'0'), at as epoch
 # seconds, '1' for an SMS. The rule of base.apply_update: the status only moves forward;
 # a provider id is taken when moving or when none is known. An SMS moving to 'sent'
@@ -220,7 +220,7 @@ return ids
 # acceptances were recorded, across instances), not by clocks that may agree to the second.
 _UPDATE_DELIVERIES = """
 local out = {}
-for i = 5, #ARGV, 12 do
+for i = 6, #ARGV, 12 do
   local doc = redis.call('HGET', ARGV[i], 'doc')
   local moved = 0
   if doc then
@@ -251,7 +251,7 @@ for i = 5, #ARGV, 12 do
       if ARGV[i+9] == '1' and (d['status'] == 'sent' or d['status'] == 'delivered') then
         local phone = ARGV[1] .. d['address']
         if not redis.call('ZSCORE', phone, ARGV[i+3]) then
-          redis.call('ZADD', phone, redis.call('INCR', ARGV[1] .. '#seq'), ARGV[i+3])
+          redis.call('ZADD', phone, redis.call('INCR', ARGV[5]), ARGV[i+3])
         end
         redis.call('ZREMRANGEBYRANK', phone, 0, -tonumber(ARGV[3]) - 1)
         redis.call('EXPIRE', phone, ARGV[4])
@@ -757,7 +757,8 @@ class RedisStore(RedisDrillRuns, RedisStats):
             if by_sid:
                 found = await self._r.mget([self.keys.provider(s) for s in by_sid])
                 owners |= {sid: did for sid, did in zip(by_sid, found) if did}
-            args: list[Any] = [self.keys.sms_to(""), self.keys.unsettled(), SMS_INDEX_KEEP, SMS_INDEX_TTL]
+            args: list[Any] = [self.keys.sms_to(""), self.keys.unsettled(), SMS_INDEX_KEEP, SMS_INDEX_TTL,
+                               self.keys.sms_order()]
             known: list[bool] = []
             for u in updates:
                 did = u.key.as_id() if u.key is not None else owners.get(u.provider_id or "")

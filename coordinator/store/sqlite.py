@@ -80,17 +80,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS deliveries_provider ON deliveries (provider_id
 -- The SMS a provider accepted, by phone, in the order they were recorded: the index an
 -- SMS reply is matched through.
 CREATE TABLE IF NOT EXISTS sms_sent (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, phone TEXT NOT NULL, at REAL NOT NULL, delivery_id TEXT NOT NULL UNIQUE
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, phone TEXT NOT NULL, delivery_id TEXT NOT NULL UNIQUE
 );
-CREATE INDEX IF NOT EXISTS sms_sent_phone ON sms_sent (phone, at);
+CREATE INDEX IF NOT EXISTS sms_sent_phone ON sms_sent (phone, seq);
 CREATE TABLE IF NOT EXISTS acks (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL, ack_id TEXT NOT NULL,
     doc TEXT NOT NULL, UNIQUE (incident_id, ack_id)
 );
 """
 
-_IN_CHUNK = 500
-_INCIDENT_CACHE = 2048  # parsed incidents kept (by revision); more are read again  # ids per `IN (...)`, well under SQLite's variable limit
+_IN_CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
+_INCIDENT_CACHE = 2048  # parsed incidents kept (by revision); more are read again
 # The buckets table's column for each kind of count.
 _COUNT_COLUMN: dict[str, str] = {"all": "count", "repeat": "repeat", "regulator": "regulator"}
 
@@ -491,13 +491,9 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
         return [claimed(r[0], r[1]) for r in rows]
 
     async def renew_claims(self, owner: str, keys: Sequence[DeliveryKey], until: datetime) -> None:
-        ids = [k.as_id() for k in keys]
         async with self._write:
-            for i in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[i : i + _IN_CHUNK]
-                await self._db.execute(
-                    f"UPDATE deliveries SET due = ? WHERE id IN ({','.join('?' * len(chunk))})"
-                    " AND pending = 1 AND owner = ?", (until.timestamp(), *chunk, owner))
+            await self._db.executemany("UPDATE deliveries SET due = ? WHERE id = ? AND pending = 1 AND owner = ?",
+                                       [(until.timestamp(), k.as_id(), owner) for k in keys])
             await self._db.commit()
 
     async def finish_delivery(self, key: DeliveryKey) -> None:
@@ -555,7 +551,7 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
             changed: set[str] = set()
             finished: set[str] = set()
             settle: dict[str, float | None] = {}  # the unsettled index: check time, None to leave it
-            accepted: dict[str, tuple[str, float]] = {}  # SMS accepted: phone, when
+            accepted: dict[str, str] = {}  # SMS accepted: id -> phone
             answers: list[Moved] = []
             for did, update in zip(ids, updates):
                 current = stored.get(did) if did is not None else None
@@ -572,7 +568,7 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
                     if moved:
                         settle[did] = update.at.timestamp() if after.status == DeliveryStatus.sent else None
                     if update.finish and after.status in ACCEPTED:
-                        accepted.setdefault(did, (after.address, update.at.timestamp()))
+                        accepted.setdefault(did, after.address)
                 answers.append(Moved(after, moved))
             await self._db.executemany(
                 "UPDATE deliveries SET rank = ?, provider_id = ?, doc = ? WHERE id = ?",
@@ -582,8 +578,8 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
                                        [(i,) for i in sorted(finished)])
             await self._db.executemany("UPDATE deliveries SET settle_at = ? WHERE id = ?",
                                        [(at, i) for i, at in settle.items()])
-            await self._db.executemany("INSERT OR IGNORE INTO sms_sent (phone, at, delivery_id) VALUES (?, ?, ?)",
-                                       [(phone, at, i) for i, (phone, at) in accepted.items()])
+            await self._db.executemany("INSERT OR IGNORE INTO sms_sent (phone, delivery_id) VALUES (?, ?)",
+                                       [(phone, i) for i, phone in accepted.items()])
             await self._db.commit()
         return answers
 

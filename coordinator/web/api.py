@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..errors import StoreError
 from ..intake import BodyError, parse_body
+from ..store.base import MEDIA
 from ..users import Role
 from .auth import public, requires
 from .errors import error_response
@@ -26,7 +27,7 @@ async def healthz(request: web.Request) -> web.Response:
     except StoreError as exc:
         return web.json_response({"status": "unavailable", "store": str(exc)}, status=503)
     missing = services.missing_channels()
-    channels = {m: "ok" if m in services.media else "missing" for m in ("sms", "email")}
+    channels = {m: "ok" if m in services.media else "missing" for m in MEDIA}
     # Degraded, not down (200): the instance serves, but some messages cannot go out.
     return web.json_response({"status": "degraded" if missing else "ok", "store": "ok",
                               "playbooks": len(services.catalog.playbooks), "channels": channels,

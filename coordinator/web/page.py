@@ -21,7 +21,7 @@ from ..settings import Settings
 from ..users import Role
 from .auth import CSRF_FIELD, Principal, csrf_token, principal
 from .i18n import DEFAULT_LANG, HTML_LANG, JS_KEYS, LANGS, translator
-from .state import SERVICES
+from .state import SERVICES, Services
 
 LANG_KEY = "lang"
 # Requests that never render a page: no session work for them.
@@ -94,7 +94,7 @@ async def nav_context(request: web.Request) -> dict[str, Any]:
             "js_text": {key: t(key) for key in JS_KEYS}}
 
 
-def _missing_by_medium(services: Any) -> dict[str, list[str]]:
+def _missing_by_medium(services: Services) -> dict[str, list[str]]:
     by_medium: dict[str, list[str]] = {}
     for playbook_id, media in services.missing_channels().items():
         for medium in media:

@@ -39,14 +39,14 @@ class Services:
     scheduler: AsyncIOScheduler | None = None
     # The delivery media a channel is configured for ("sms", "email").
     media: frozenset[str] = frozenset()
-    _missing: tuple[int, dict[str, list[str]]] | None = field(default=None, repr=False)
+    _missing: tuple[Catalog, dict[str, list[str]]] | None = field(default=None, repr=False)
 
     def missing_channels(self) -> dict[str, list[str]]:
         """Per playbook, the media it needs that no channel is configured for (computed
-        once per catalog: /healthz and every page ask)."""
-        if self._missing is None or self._missing[0] != id(self.catalog):
-            self._missing = (id(self.catalog), missing_media(list(self.catalog.playbooks.values()),
-                                                             self.catalog.contacts, set(self.media)))
+        once per catalog in use: /healthz and every page ask)."""
+        if self._missing is None or self._missing[0] is not self.catalog:
+            self._missing = (self.catalog, missing_media(list(self.catalog.playbooks.values()),
+                                                         self.catalog.contacts, set(self.media)))
         return self._missing[1]
 
 
