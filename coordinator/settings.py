@@ -97,6 +97,8 @@ class Settings:
     # Fernet key of the session cookies; unset: generated once and kept in the store.
     session_key: str | None = field(default=None, repr=False)
     session_hours: float = 12.0
+    # Password checks (argon2, about a core for a third of a second each) run at once.
+    login_concurrency: int = 2
     # Slow clients (coordinator/web/guard.py): a request head must be complete within
     # header_timeout, a body within body_timeout; an idle kept-alive connection closes
     # after keepalive_seconds, a response not read for write_timeout is dropped; one
@@ -164,6 +166,7 @@ class Settings:
             "COORDINATOR_USERS_FILE": ("users_file", Path),
             "COORDINATOR_SESSION_KEY": ("session_key", str),
             "COORDINATOR_SESSION_HOURS": ("session_hours", float),
+            "COORDINATOR_LOGIN_CONCURRENCY": ("login_concurrency", int),
             "COORDINATOR_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", float),
             "COORDINATOR_HEADER_TIMEOUT_SECONDS": ("header_timeout_seconds", float),
             "COORDINATOR_BODY_TIMEOUT_SECONDS": ("body_timeout_seconds", float),
@@ -219,7 +222,8 @@ class Settings:
                             ("COORDINATOR_BODY_TIMEOUT_SECONDS", self.body_timeout_seconds),
                             ("COORDINATOR_KEEPALIVE_SECONDS", self.keepalive_seconds),
                             ("COORDINATOR_WRITE_TIMEOUT_SECONDS", self.write_timeout_seconds),
-                            ("COORDINATOR_MAX_CONNECTIONS_PER_CLIENT", self.max_connections_per_client)):
+                            ("COORDINATOR_MAX_CONNECTIONS_PER_CLIENT", self.max_connections_per_client),
+                            ("COORDINATOR_LOGIN_CONCURRENCY", self.login_concurrency)):
             if not 0 < value < float("inf"):
                 raise SettingsError(f"{name} must be more than 0")
         if not 3 <= self.outbox_lease_seconds <= 600:

@@ -212,6 +212,15 @@ class Directory:
         entry = self._users.get(name)
         return User(entry.name, Role(entry.role)) if entry else None
 
+    def stamp(self, name: str) -> str | None:
+        """A fingerprint of the user's role and password hash (a fresh salt every time it
+        is set): a session begun under another stamp is over. None: no such user."""
+        self.refresh()
+        entry = self._users.get(name)
+        if entry is None:
+            return None
+        return hashlib.sha256(f"{entry.role}\0{entry.password or ''}".encode()).hexdigest()[:32]
+
     def by_token(self, token: str) -> User | None:
         self.refresh()
         name = self._tokens.get(token_digest(token))

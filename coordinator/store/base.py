@@ -209,6 +209,29 @@ class Store(Protocol):
         must not read every acknowledgement of a 10,000-person fan-out)."""
 
 
+    # --- access (store/access.py) -------------------------------------------------
+
+    async def start_session(self, session_id: str, user: str, stamp: str, now: datetime, expires: datetime) -> None:
+        """Record a signed-in session; `stamp` fingerprints the user's credentials then, so
+        a password change ends every session begun before it. Drops expired sessions."""
+
+    async def session_holder(self, session_id: str, now: datetime) -> tuple[str, str] | None:
+        """(user, stamp) of a live session; None once it ended or expired."""
+
+    async def end_session(self, session_id: str) -> None: ...
+
+    async def end_sessions_of(self, user: str) -> int:
+        """End every session of `user` (removed, or a new password); how many ended."""
+
+    async def note_login_failure(self, key: str, now: datetime, forget_after: float) -> int:
+        """Count one failed sign-in under `key` (a user or an address); the count restarts
+        once no failure came for `forget_after` seconds. Returns the new count."""
+
+    async def login_failures(self, key: str, now: datetime, forget_after: float) -> tuple[int, datetime | None]:
+        """(failures, time of the last) under `key`; (0, None) once forgotten."""
+
+    async def clear_login_failures(self, key: str) -> None: ...
+
     # --- drills (store/drill_runs.py) ----------------------------------------------
 
     async def create_drill_run(self, run: DrillRun) -> bool:

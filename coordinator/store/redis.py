@@ -28,6 +28,7 @@ from ..models import (
     bucket_start,
 )
 from .base import MEDIA, Added, CountKind, Moved, StatusUpdate, ack_id, ack_key, claimed, medium_of, related_to
+from .access import RedisAccess
 from .drill_runs import RedisDrillRuns
 from .stats import RedisStats, redis_stat_args
 from .keys import RedisKeys
@@ -299,7 +300,7 @@ async def _reachable() -> AsyncIterator[None]:
         raise StoreError(f"Redis store unavailable: {exc}") from exc
 
 
-class RedisStore(RedisDrillRuns, RedisStats):
+class RedisStore(RedisDrillRuns, RedisStats, RedisAccess):
     # Several instances share it: anything may have changed since the last read.
     single_process = False
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sqlite3
+import stat
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +36,7 @@ from ..models import (
     bucket_start,
 )
 from .base import ACCEPTED, Added, CountKind, Moved, StatusUpdate, ack_id, ack_key, apply_update, claimed, medium_of, related_to
+from .access import ACCESS_SCHEMA, SqliteAccess
 from .drill_runs import DRILL_SCHEMA, SqliteDrillRuns
 from .stats import HOUR, STATS_SCHEMA, STATS_UPSERT, SqliteStats, StatTally
 
@@ -100,6 +104,33 @@ _ADD_DELIVERY = (
 )
 
 
+log = logging.getLogger(__name__)
+
+
+def _private_file(path: str | Path) -> None:
+    """The file holds complaints (hashed subscribers, but texts), staff contacts and, unless
+    the operator passes them as settings, the service's secrets: create it readable by
+    its owner only (SQLite gives its -wal and -shm files the same mode). An older file
+    that others may read is left as it is, with a warning that says how to mend it."""
+    if str(path) == ":memory:":
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        mode = os.stat(path).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("the store file %s can be read by other users (mode %o): run chmod 600 %s",
+                        path, stat.S_IMODE(mode), path)
+    except OSError:
+        return  # sqlite3 names the problem when it opens the path
+    else:
+        os.close(fd)
+    folder = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(folder).st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:  # sticky (/tmp): others cannot replace it
+        log.warning("the store's folder %s can be written by any user: they could replace the store", folder)
+
+
 async def _migrate_deliveries(db: aiosqlite.Connection) -> None:
     """Files from before the per-medium outbox get the `medium` column, filled in;
     files from before the first-claim time get its column (empty: never claimed, or
@@ -126,7 +157,7 @@ def _row(d: Delivery, due: datetime) -> tuple[Any, ...]:
             d.model_dump_json(), d.key.medium)
 
 
-class SqliteStore(SqliteDrillRuns, SqliteStats):
+class SqliteStore(SqliteDrillRuns, SqliteStats, SqliteAccess):
     # One process owns the file: what it wrote last is what is stored.
     single_process = True
 
@@ -140,11 +171,12 @@ class SqliteStore(SqliteDrillRuns, SqliteStats):
     @classmethod
     async def open(cls, path: str | Path, bucket_seconds: int) -> "SqliteStore":
         try:
+            _private_file(path)
             db = await aiosqlite.connect(str(path))
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA busy_timeout=5000")
-            await db.executescript(SCHEMA + DRILL_SCHEMA + STATS_SCHEMA)
+            await db.executescript(SCHEMA + DRILL_SCHEMA + STATS_SCHEMA + ACCESS_SCHEMA)
             await _migrate_deliveries(db)
             await db.commit()
             reader = await aiosqlite.connect(str(path))

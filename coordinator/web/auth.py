@@ -43,6 +43,8 @@ from cryptography.fernet import Fernet
 from ..settings import Settings
 from ..users import GRANTS, Directory, Role
 from .errors import error_response
+from .logins import Backoff, Logins
+from .sessions import ServerSessions
 from .state import SERVICES
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ CSRF_HEADER = "X-CSRF-Token"
 COOKIE_NAME = "coordinator_session"
 ADMIN = "admin"
 INTAKE = "intake"
+# Sign-ins waiting for a password check beyond which more are turned away (logins.py).
+LOGIN_QUEUE = 32
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class Gate:
     admin_token: str | None
     intake_token: str | None
     sessions: Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+    server_sessions: ServerSessions
+    logins: Logins
 
     def bearer(self, token: str) -> Principal | None:
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
@@ -131,7 +137,10 @@ def gate_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[No
         directory = Directory(settings.users_path)
         for problem in directory.problems:
             log.error("users file: %s", problem)
-        app[GATE] = Gate(directory, settings.admin_token, settings.intake_token, session_middleware(storage))
+        clock = app[SERVICES].clock
+        app[GATE] = Gate(directory, settings.admin_token, settings.intake_token, session_middleware(storage),
+                         ServerSessions(store, clock, directory, settings.session_hours),
+                         Logins(store, clock, directory, Backoff(), settings.login_concurrency, LOGIN_QUEUE))
         yield
 
     return ctx
@@ -202,20 +211,28 @@ async def identify(request: web.Request) -> Principal | None:
     who: Principal | None = None
     if header is not None:
         scheme, _, token = header.partition(" ")
-        who = gate.bearer(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        token = token.strip()
+        # A token is printable ASCII; anything else (undecodable bytes arrive as surrogates)
+        # is simply wrong, never an encoding error further down.
+        usable = scheme.lower() == "bearer" and token and token.isascii() and token.isprintable()
+        who = gate.bearer(token) if usable else None
         if who is None:
             raise _BadBearer()
     else:
-        session = await get_session(request)
-        name = session.get("user")
-        user = gate.directory.get(name) if isinstance(name, str) else None
+        user = await gate.server_sessions.user_of(await get_session(request))
         if user is not None:
             who = Principal(user.name, GRANTS[user.role], "session")
-        elif name is not None:
-            session.pop("user", None)  # removed from the users file since: signed out
     if who is not None:
         request[_PRINCIPAL] = who
     return who
+
+
+async def caller(request: web.Request) -> Principal | None:
+    """The caller on an open route, which does not care about a wrong bearer token."""
+    try:
+        return await identify(request)
+    except _BadBearer:
+        return None
 
 
 def principal(request: web.Request) -> Principal:

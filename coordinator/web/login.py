@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import math
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
-from .auth import CSRF_FIELD, GATE, csrf_token, identify, public
+from .auth import CSRF_FIELD, GATE, caller, csrf_token, public
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -19,8 +20,13 @@ HOME = "/"
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: an open redirect would lend our name to phishing."""
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+    """Only a path on this site: an open redirect would lend our name to phishing. Browsers
+    and URL builders drop tabs and line breaks and read a backslash as a slash, so
+    `/<tab>/evil.example` would become `//evil.example`: any of them refuses the target."""
+    if not target or any(ord(c) < 0x21 or c in "\\\x7f" for c in target):
+        return HOME
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
         return HOME
     return target
 
@@ -31,7 +37,7 @@ async def _form_page(request: web.Request, *, error: str = "", name: str = "", s
     if gate.directory.empty:
         return aiohttp_jinja2.render_template("no_users.html", request, {
             "users_file": str(gate.directory.path), "problems": [str(p) for p in gate.directory.problems]})
-    who = await identify(request)
+    who = await caller(request)
     context: dict[str, Any] = {
         "who": who, "error": error, "name": name, "next": safe_next(target or request.query.get("next")),
         "csrf_field": CSRF_FIELD, "csrf": await csrf_token(request),
@@ -54,13 +60,27 @@ async def login(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))
     target = str(form.get("next", ""))
     gate = request.app[GATE]
-    user = await asyncio.to_thread(gate.directory.check_password, name, password) if name and password else None
+    if not name or not password:
+        return await _form_page(request, error="请输入用户名和密码 · Enter your name and password", name=name,
+                                status=400, target=target)
+    attempt = await gate.logins.attempt(name[:64], password, request.remote or "unknown")
+    if attempt.retry_after > 0:
+        minutes = max(1, math.ceil(attempt.retry_after / 60))
+        page = await _form_page(request, error=f"尝试次数过多，请 {minutes} 分钟后再试 · Too many attempts: "
+                                f"try again in {minutes} min", name=name, status=429, target=target)
+        page.headers["Retry-After"] = str(math.ceil(attempt.retry_after))
+        return page
+    if attempt.busy:
+        page = await _form_page(request, error="登录请求过多，请稍后再试 · Too many sign-ins at once: try again shortly",
+                                name=name, status=503, target=target)
+        page.headers["Retry-After"] = "5"
+        return page
+    user = attempt.user
     if user is None:
-        log.warning("failed login for %r from %s", name[:64], request.remote)
         return await _form_page(request, error="用户名或密码错误 · Wrong name or password", name=name,
                                 status=401, target=target)
     session = await new_session(request)  # a fresh session: nothing from before the login survives
-    session["user"] = user.name
+    await gate.server_sessions.begin(session, user)
     await csrf_token(request)
     log.info("%s signed in (%s)", user.name, user.role.value)
     raise web.HTTPSeeOther(safe_next(target))
@@ -69,6 +89,5 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/logout")
 @public
 async def logout(request: web.Request) -> web.Response:
-    session = await get_session(request)
-    session.invalidate()
+    await request.app[GATE].server_sessions.end(await get_session(request))
     raise web.HTTPSeeOther("/login")
