@@ -42,6 +42,7 @@ from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
 from .web import reports, stats
 from .web.errors import json_errors
+from .web.headers import secure_headers
 from .web.guard import GuardLimits, body_deadline, run_guarded
 from .web.state import SERVICES, Services
 
@@ -94,6 +95,8 @@ def create_app(
                                          sms=the_sms, email=the_email)
             app[SERVICES] = built
             _say_channels(built)
+            if own_store:
+                _say_secrets(base_settings)
             scheduler = _start_ticks(built, settings.tick_seconds)
             stop = asyncio.Event()
             worker = asyncio.create_task(built.outbox.run(stop)) if settings.outbox_worker else None
@@ -115,6 +118,7 @@ def create_app(
             if own_store:
                 await the_store.close()
 
+    app.on_response_prepare.append(secure_headers)
     app.cleanup_ctx.append(services)
     app.cleanup_ctx.append(auth.gate_ctx(settings))
     # Pages: server-rendered, autoescaped; every asset is served from here (no CDN).
@@ -144,6 +148,17 @@ def _say_channels(services: Services) -> None:
     for playbook, missing in services.missing_channels().items():
         log.warning("playbook %s needs %s but no such channel is configured: those messages will fail",
                     playbook, " and ".join(missing))
+
+
+def _say_secrets(settings: Settings) -> None:
+    """Keys the operator did not set are made once and kept in the store, where anyone who
+    can read the store file (or the Redis) could forge a leader's session or an ack link."""
+    kept = [var for var, value in (("COORDINATOR_SESSION_KEY", settings.session_key),
+                                   ("COORDINATOR_ACK_SECRET", settings.ack_secret),
+                                   ("COORDINATOR_SUBSCRIBER_KEY", settings.subscriber_key)) if not value]
+    if kept:
+        log.warning("secrets kept in the store, where whoever reads it could forge sessions or ack links: "
+                    "set %s (`coordinator secrets` prints new values; docs/security.md)", ", ".join(kept))
 
 
 def guard_limits(settings: Settings) -> GuardLimits:

@@ -67,6 +67,24 @@ def _serve(args: argparse.Namespace) -> int:
     return run_server(settings)
 
 
+def _secrets(args: argparse.Namespace) -> int:
+    """Fresh values for every secret setting, as environment lines for a service's unit file
+    or secret store; instances sharing a store must share them."""
+    import secrets as random_secrets
+
+    from cryptography.fernet import Fernet
+
+    print("# Coordinator's secrets: keep them out of version control, readable by the service only.")
+    print(f"COORDINATOR_SESSION_KEY={Fernet.generate_key().decode()}")
+    print(f"COORDINATOR_ACK_SECRET={random_secrets.token_hex(32)}")
+    print("# The subscriber key keys the hashes of subscriber numbers: changing it on a running")
+    print("# service breaks repeat-complainant matching with earlier complaints.")
+    print(f"COORDINATOR_SUBSCRIBER_KEY={random_secrets.token_hex(32)}")
+    print(f"COORDINATOR_ADMIN_TOKEN={random_secrets.token_urlsafe(32)}")
+    print(f"COORDINATOR_INTAKE_TOKEN={random_secrets.token_urlsafe(32)}")
+    return 0
+
+
 def _detect(args: argparse.Namespace) -> int:
     from . import detect
 
@@ -244,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "/healthz says degraded; env COORDINATOR_NO_CHANNELS=1)")
     serve.set_defaults(func=_serve)
 
+    secrets_cmd = sub.add_parser("secrets", help="print fresh values for the secret settings (session key, "
+                                                 "ack-link key, subscriber key, admin and intake tokens)")
+    secrets_cmd.set_defaults(func=_secrets)
+
     demo = sub.add_parser("demo", help="the whole story once, on the embedded store, against the sandbox")
     demo.add_argument("--config", default=os.environ.get("COORDINATOR_CONFIG", "."), help="config directory")
     demo.add_argument("--keep-running", type=float, default=0.0, metavar="SECONDS",
@@ -334,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosqlite logs every statement with its parameters (phones, texts) at DEBUG.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     return int(args.func(args))
 
 

@@ -144,6 +144,10 @@ async def test_a_leader_runs_an_incident_and_a_viewer_only_watches(
         browser: Browser, service: Service, tmp_path: Path) -> None:
     page = await sign_in(browser, service, "chen-li")
     assert await page.locator(".banner.warn").count() == 0  # SMS and email are both configured
+    # The pages' Content-Security-Policy runs no inline script: nothing on them may need one.
+    blocked: list[str] = []
+    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page.on("pageerror", lambda exc: blocked.append(str(exc)))
 
     # trigger: the preview follows the parameters before anything is sent
     await page.click("nav >> text=启动预案")
@@ -209,11 +213,16 @@ async def test_a_leader_runs_an_incident_and_a_viewer_only_watches(
     await expect(page.locator("#timeline tr.ev-audience_reminder")).to_have_count(1, timeout=WAIT_MS)
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     await page.fill("#resolve-form input[name=note]", "差错已纠正")
+    url = page.url
+    await page.press("#resolve-form input[name=note]", "Enter")  # the form never submits itself
+    await expect(page.locator("#resolve-form input[name=note]")).to_have_value("差错已纠正")
+    assert page.url == url
     await page.click("#resolve-form button[data-post]")
     await expect(page.locator("#head")).to_have_attribute("data-status", "resolved", timeout=WAIT_MS)
     await expect(viewer.locator("#head")).to_have_attribute("data-status", "resolved", timeout=WAIT_MS)
     incident = await service.store.get_incident(incident_id)
     assert incident.status.value == "resolved" and incident.scripts[-1].kind.value == "stand_down"
+    assert blocked == []
 
 
 SMS_CASES = [

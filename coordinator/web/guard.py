@@ -58,6 +58,7 @@ class GuardLimits:
                 raise ValueError(f"GuardLimits.{field.name} must be a positive number of seconds, got {value!r}")
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 LIMITS = web.AppKey("guard_limits", GuardLimits)
 DEFAULT_LIMITS = GuardLimits()
 
@@ -72,15 +73,22 @@ async def body_deadline(request: web.Request, handler: Handler) -> web.StreamRes
     """Read a request's whole body within `body_timeout` before the handler runs, so a body
     trickled in is answered 408 instead of holding a handler. The body is cached: the
     handler's read()/json()/text()/post() return at once, and client_max_size still
-    raises 413 here. Place it right after json_errors, before anything that reads bodies."""
+    raises 413 here. Place it right after json_errors, before anything that reads bodies.
+
+    A form is parsed here too, so one that cannot be read is a clear 400 and never an
+    exception in a handler or the CSRF check: aiohttp's post() raises ValueError for
+    multipart without a boundary or a part without a name, UnicodeDecodeError (a
+    ValueError) for bytes that are not UTF-8, LookupError for an unknown charset."""
     if request.body_exists:
         timeout = limits_of(request).body_timeout
         try:
             async with asyncio.timeout(timeout):
-                if request.content_type == "multipart/form-data" and request.method in request.POST_METHODS:
-                    await request.post()  # its multipart parser reads the stream, not read()'s cache
+                if request.content_type in FORM_TYPES and request.method in request.POST_METHODS:
+                    await request.post()  # multipart is parsed from the stream, not from read()'s cache
                 else:
                     await request.read()
+        except (ValueError, LookupError) as exc:
+            return error_response(400, "bad_form", f"the {request.content_type} body cannot be read: {exc}")
         except TimeoutError:
             response = error_response(408, "request_timeout", f"the request body did not arrive within {timeout:g} s")
             response.force_close()  # the rest of the body may still come: no next request here

@@ -23,6 +23,13 @@ async function api(method, url, body) {
   return data;
 }
 
+// Forms whose buttons call the API must not submit themselves on Enter (no inline
+// handlers: the page's Content-Security-Policy runs no inline script).
+// Delegated, so forms in live sections swapped in later are covered too.
+document.addEventListener("submit", (event) => {
+  if (event.target.matches("form[data-nosubmit]")) event.preventDefault();
+});
+
 function say(near, message, bad) {
   const out = near.closest("form, p, .actions, header, article")?.querySelector(".result");
   if (!out) return;
