@@ -293,3 +293,16 @@ async def test_a_password_typed_as_the_name_is_not_logged(env: Env, caplog: Any)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert secret not in logged and base64.b64encode(secret.encode()).decode() not in logged
     assert "unknown#" in logged and "failed sign-in of chen-li" in logged
+
+
+async def test_a_live_page_stops_updating_once_its_session_is_signed_out(env: Env) -> None:  # noqa: F811
+    copied = await signed_in_cookie(env)
+    async with TestClient(env.client.server) as watcher:  # the wall screen, same cookie
+        stream = await watcher.get("/events", cookies=copied)
+        assert stream.status == 200
+        first = b""
+        while b"event: update" not in first:
+            first += await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 5)
+        await env.client.post("/logout", data={"csrf_token": await csrf_of(env.client)})
+        rest = await asyncio.wait_for(stream.content.read(), 10)  # the server ends the stream
+        assert stream.content.at_eof(), rest

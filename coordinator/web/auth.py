@@ -235,6 +235,19 @@ async def caller(request: web.Request) -> Principal | None:
         return None
 
 
+async def still_allowed(request: web.Request) -> bool:
+    """For a long-lived answer (a live page's event stream): is its caller still who they
+    were? A session may have been signed out and a user's token revoked meanwhile."""
+    who = request.get(_PRINCIPAL)
+    if who is None or who.via in ("admin", "intake"):
+        return True
+    gate = request.app[GATE]
+    if who.via == "token":
+        header = request.headers.get("Authorization", "")
+        return gate.directory.by_token(header.partition(" ")[2].strip()) is not None
+    return await gate.server_sessions.user_of(await get_session(request)) is not None
+
+
 def principal(request: web.Request) -> Principal:
     """The authenticated caller of a route that `requires` a role."""
     who = request.get(_PRINCIPAL)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ..errors import IncidentNotFound, StoreError
 from ..models import ALL_REGIONS, DRILL_PREFIX, bucket_start, utc
+from .auth import still_allowed
 from .guard import limits_of, write_or_drop
 from .state import Services
 
@@ -90,6 +91,8 @@ async def stream(request: web.Request, summary: Callable[[], Awaitable[Summary]]
     try:
         await write_or_drop(response, b"retry: 3000\n\n", timeout)
         while not stop.is_set():
+            if not await still_allowed(request):
+                break  # signed out (elsewhere too) or its token revoked: the page stops updating
             try:
                 data = await summary()
             except StoreError as exc:
