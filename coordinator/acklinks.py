@@ -1,6 +1,8 @@
 """Signed, expiring acknowledgement links for the email: the token names the incident,
 the script version and the person, and carries its expiry; an HMAC over them means it
-cannot be forged or moved to another person."""
+cannot be forged or moved to another person. The signature only says we made the
+token, so before it acknowledges anything the incident must bear its claim out
+(`unfounded`): no ack is written for a message that was never sent."""
 
 from __future__ import annotations
 
@@ -11,9 +13,21 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .models import Incident
+
+# The deliveries whose email carries a link: a version of the wording, and the reminder
+# about it. Role notices carry none (they are acknowledged by SMS or in the console).
+LINK_CHANNELS = ("email", "email-reminder")
+
 
 class AckTokenInvalid(ValueError):
-    """Forged, damaged or expired; the message says which."""
+    """A link that acknowledges nothing. `reason` says why, for the page: malformed,
+    forged, expired, or unfounded (signed, but naming what we never sent); the message
+    says it in English, for the log."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -45,12 +59,28 @@ def read_token(secret: str, token: str, now: datetime) -> AckClaim:
         payload_text, signature_text = token.split(".")
         payload, signature = _unb64(payload_text), _unb64(signature_text)
     except (ValueError, TypeError):
-        raise AckTokenInvalid("malformed acknowledgement link") from None
+        raise AckTokenInvalid("malformed", "malformed acknowledgement link") from None
     expected = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
     if not hmac.compare_digest(signature, expected):
-        raise AckTokenInvalid("acknowledgement link signature does not match")
+        raise AckTokenInvalid("forged", "acknowledgement link signature does not match")
     incident_id, version, person_id, expires = json.loads(payload)
     claim = AckClaim(incident_id, int(version), person_id, datetime.fromtimestamp(expires, timezone.utc))
     if now > claim.expires:
-        raise AckTokenInvalid("acknowledgement link has expired")
+        raise AckTokenInvalid("expired", "acknowledgement link has expired")
     return claim
+
+
+def unfounded(claim: AckClaim, incident: Incident | None, contact: bool, emailed: bool) -> str | None:
+    """Why the incident does not bear `claim` out, or None if it does: the incident
+    exists (`incident` is None if not), has the version, and the person is a contact
+    (`contact`) who was sent that version by email (`emailed`: a delivery on one of
+    LINK_CHANNELS)."""
+    if incident is None:
+        return f"no incident {claim.incident_id}"
+    if incident.script(claim.version) is None:
+        return f"incident {incident.id} has no version {claim.version}"
+    if not contact:
+        return f"{claim.person_id} is not a contact"
+    if not emailed:
+        return f"{claim.person_id} was not sent version {claim.version} of {incident.id} by email"
+    return None

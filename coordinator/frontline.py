@@ -8,8 +8,9 @@
     status_update step ──► an update under the wording in force
     resolved ──► the stand-down, to everyone the wording reached
     SMS failed for good ──► the same version by email instead
-    acks ──► the signed email link, or an SMS reply ("1", "1 K7Q"): exactly one role or
-             version of one incident, as replies.py decides, answered by SMS
+    acks ──► the signed email link (if the incident bears out what it names), or an SMS
+             reply ("1", "1 K7Q"): exactly one role or version of one incident, as
+             replies.py decides, answered by SMS
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import timedelta
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
-from .acklinks import AckClaim, make_token
+from .acklinks import LINK_CHANNELS, AckClaim, AckTokenInvalid, make_token, unfounded
 from .catalog import Catalog
 from .channels.base import SendError
 from .clock import Clock
@@ -294,7 +295,7 @@ class Frontline:
                 raise IncidentNotFound(f"{delivery.key.incident_id} v{delivery.key.version}")
             self._content[key] = script
         ack_url = None
-        if delivery.key.channel in ("email", "email-reminder"):
+        if delivery.key.channel in LINK_CHANNELS:
             claim = AckClaim(delivery.key.incident_id, delivery.key.version, delivery.key.person_id,
                              self.clock.now() + self.ack_ttl)
             ack_url = f"{self.public_url}/ack/{make_token(self.ack_secret, claim)}"
@@ -394,6 +395,31 @@ class Frontline:
         ack = Ack(incident_id=incident_id, person_id=person_id, version=version, via=via, at=self.clock.now())
         return await self.store.record_ack(ack, TimelineEvent(
             at=ack.at, kind="script_acked", actor=person_id, data={"version": version, "via": via}))
+
+    async def acknowledge_link(self, claim: AckClaim) -> bool:
+        """An email link's acknowledgement, once `check_link` accepts its claim."""
+        await self.check_link(claim)
+        return await self.acknowledge(claim.incident_id, claim.version, claim.person_id, "email")
+
+    async def check_link(self, claim: AckClaim) -> None:
+        """Raises AckTokenInvalid (unfounded) unless the incident bears the link's claim
+        out (`acklinks.unfounded`): its signature proves only that we made the token."""
+        try:
+            incident: Incident | None = await self.store.get_incident(claim.incident_id)
+        except IncidentNotFound:
+            incident = None
+        contact = claim.person_id in self.catalog().contacts.people
+        emailed = False
+        if incident is not None and contact:
+            for channel in LINK_CHANNELS:
+                key = DeliveryKey(incident_id=claim.incident_id, version=claim.version, person_id=claim.person_id,
+                                  channel=channel)
+                if await self.store.get_delivery(key) is not None:
+                    emailed = True
+                    break
+        problem = unfounded(claim, incident, contact, emailed)
+        if problem is not None:
+            raise AckTokenInvalid("unfounded", problem)
 
     async def reply(self, phone: str, body: str) -> Replied:
         """An SMS reply from `phone`. An acknowledgement word acknowledges one role or

@@ -1,6 +1,6 @@
 """Provider webhooks and the email acknowledgement link. Twilio's callbacks are checked
 by signature (HMAC over the public URL and the form), never by session; the ack link
-by its own signed token."""
+by its own signed token, then against what the incident sent (Frontline.check_link)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,19 @@ from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from ..acklinks import AckTokenInvalid, read_token
+from ..acklinks import AckClaim, AckTokenInvalid, read_token
 from ..channels.sms import map_twilio_status
 from ..models import DeliveryKey, DeliveryStatus
 from ..store.base import StatusUpdate
 from .auth import signed
+from .i18n import DEFAULT_LANG, translator
 from .state import SERVICES, Services
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+# The ack page speaks to the frontline, who read Chinese; it has no session to keep a
+# language in.
+_T = translator(DEFAULT_LANG)
 
 
 async def _signed_form(request: web.Request) -> dict[str, str]:
@@ -105,14 +109,14 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
 async def ack_page(request: web.Request) -> web.Response:
     """A page with a button: mail scanners fetch links, so the GET itself acknowledges
     nothing."""
-    services = request.app[SERVICES]
     try:
-        claim = read_token(services.ack_secret, request.match_info["token"], services.clock.now())
+        claim = await _founded_claim(request)
     except AckTokenInvalid as exc:
-        return _page("确认链接无效", f"<p>{html.escape(str(exc))}</p>", status=403)
-    return _page("确认收到口径", (
-        f"<p>事件 {html.escape(claim.incident_id)} · 口径 v{claim.version}</p>"
-        '<form method="post"><button type="submit" style="font-size:1.2em;padding:.5em 2em">确认收到</button></form>'))
+        return _bad_link(exc)
+    return _page(_T("ack.title"), (
+        f"<p>{html.escape(_T('ack.about') % (claim.incident_id, claim.version))}</p>"
+        '<form method="post"><button type="submit" style="font-size:1.2em;padding:.5em 2em">'
+        f"{html.escape(_T('ack.button'))}</button></form>"))
 
 
 @routes.post("/ack/{token}")
@@ -121,7 +125,22 @@ async def ack_confirm(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
         claim = read_token(services.ack_secret, request.match_info["token"], services.clock.now())
+        new = await services.frontline.acknowledge_link(claim)
     except AckTokenInvalid as exc:
-        return _page("确认链接无效", f"<p>{html.escape(str(exc))}</p>", status=403)
-    new = await services.frontline.acknowledge(claim.incident_id, claim.version, claim.person_id, "email")
-    return _page("已确认", f"<p>口径 v{claim.version} {'已确认，谢谢。' if new else '此前已确认。'}</p>")
+        return _bad_link(exc)
+    said = _T("ack.done" if new else "ack.done_before") % claim.version
+    return _page(_T("ack.done_title"), f"<p>{html.escape(said)}</p>")
+
+
+async def _founded_claim(request: web.Request) -> AckClaim:
+    """The link's claim, if it is signed, current, and borne out by the incident."""
+    services = request.app[SERVICES]
+    claim = read_token(services.ack_secret, request.match_info["token"], services.clock.now())
+    await services.frontline.check_link(claim)
+    return claim
+
+
+def _bad_link(exc: AckTokenInvalid) -> web.Response:
+    # The English reason goes to the log (never the token: it is a credential while it lasts).
+    log.warning("refused an acknowledgement link: %s", exc)
+    return _page(_T("ack.invalid"), f"<p>{html.escape(_T('ack.' + exc.reason))}</p>", status=403)

@@ -270,6 +270,43 @@ MESSAGES: dict[str, tuple[str, str]] = {
                          ("To detect: onset → detected (incidents the detector found); to open: onset or manual "
                           "trigger → opened; first script and resolve: from opening. As in each incident's report.")),
     "stats.drill_incidents": ("演练事件（不计入以上统计）", "Drill incidents (not counted above)"),
+    # the sandbox page (trainers, on a service running its own sandbox)
+    "sandbox.title": ("沙箱：短信与邮件", "Sandbox: SMS and email"),
+    "sandbox.note": ("此服务的短信和邮件只发到沙箱，不会到达真实手机或邮箱。可以以员工身份回复短信（如回复“1”确认）。",
+                     "This service sends SMS and email to the sandbox only, never to a real phone or mailbox. "
+                     "Reply to an SMS as the staff member (say, \"1\" to acknowledge)."),
+    "sandbox.counts": ("短信状态：", "SMS by status: "),
+    "sandbox.none": ("无", "none"),
+    "sandbox.sms": ("短信（按手机号）", "SMS, by phone"),
+    "sandbox.email": ("邮件（按收件箱）", "Email, by mailbox"),
+    "sandbox.time": ("时间（UTC）", "Time (UTC)"),
+    "sandbox.direction": ("方向", "Direction"),
+    "sandbox.from": ("发送方", "From"),
+    "sandbox.body": ("内容", "Body"),
+    "sandbox.status": ("状态", "Status"),
+    "sandbox.subject": ("主题", "Subject"),
+    "sandbox.received": ("收到", "received"),
+    "sandbox.replied": ("回复", "replied"),
+    "sandbox.reply_as": ("以 %s 的身份回复 %s：", "Reply as %s to %s:"),
+    "sandbox.send": ("发送回复", "Send reply"),
+    "sandbox.no_sms": ("还没有短信。", "No SMS yet."),
+    "sandbox.no_email": ("还没有邮件。", "No email yet."),
+    "sandbox.has_html": ("（另有 HTML 版本）", "(an HTML version too)"),
+    # the email's acknowledgement link (a page for the frontline, in Chinese)
+    "ack.title": ("确认收到口径", "Acknowledge the script"),
+    "ack.about": ("事件 %s · 口径 v%d", "Incident %s · script v%d"),
+    "ack.button": ("确认收到", "Acknowledge"),
+    "ack.done_title": ("已确认", "Acknowledged"),
+    "ack.done": ("口径 v%d 已确认，谢谢。", "Script v%d acknowledged, thank you."),
+    "ack.done_before": ("口径 v%d 此前已确认。", "Script v%d was acknowledged before."),
+    "ack.invalid": ("确认链接无效", "Invalid acknowledgement link"),
+    "ack.malformed": ("链接不完整或已损坏，请从邮件中重新打开。",
+                      "The link is incomplete or damaged: open it again from the email."),
+    "ack.forged": ("链接校验未通过。", "The link did not pass its check."),
+    "ack.expired": ("链接已过期。", "The link has expired."),
+    "ack.unfounded": ("链接与事件记录不符（事件、口径版本或收件人不存在），未作任何确认。",
+                      "The link does not match the incident's records (incident, version or recipient): "
+                      "nothing was acknowledged."),
 }
 
 # Strings console.js needs, handed to it in the page.
