@@ -40,11 +40,11 @@ from .streams import StreamMonitor, detector_config, trigger_minimums
 from .surge import DetectorConfig
 from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
-from .web import reports, stats
+from .web import reports, sandbox_page, stats
 from .web.errors import json_errors
 from .web.headers import secure_headers
 from .web.guard import GuardLimits, body_deadline, run_guarded
-from .web.state import SERVICES, Services
+from .web.state import SANDBOX, SERVICES, Services
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,9 @@ def create_app(
             sandbox = await start_sandbox(base_settings, the_clock) if base_settings.sandbox else None
             settings = sandbox.settings if sandbox is not None else base_settings
             if sandbox is not None:
-                log.info("sandbox mode: SMS to %s (page %s/sandbox/), email to %s:%d; nothing reaches a real phone",
-                         sandbox.sms.base_url, sandbox.sms.base_url, *sandbox.inbox.address)
+                app[SANDBOX] = sandbox
+                log.info("sandbox mode: SMS to %s, email to %s:%d (page %s/sandbox/); nothing reaches a real phone",
+                         sandbox.sms.base_url, *sandbox.inbox.address, settings.base_url)
             the_catalog = catalog if catalog is not None else load_catalog(settings.config_dir)
             own_sms = sms is None and settings.twilio_account_sid is not None
             own_email = email is None and settings.smtp_host is not None
@@ -134,6 +135,7 @@ def create_app(
     app.add_routes(login.routes)
     app.add_routes(openapi.routes)
     app.add_routes(stats.routes)
+    app.add_routes(sandbox_page.routes if settings.sandbox else [])  # its page, for its own sandbox only
     return app
 
 

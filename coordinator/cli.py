@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole story once, on the embedded store, against the sandbox")
     demo.add_argument("--config", default=os.environ.get("COORDINATOR_CONFIG", "."), help="config directory")
     demo.add_argument("--keep-running", type=float, default=0.0, metavar="SECONDS",
-                      help="keep the service and the sandbox page up this long afterwards")
+                      help="keep the service and the sandbox up this long afterwards")
     demo.set_defaults(func=_demo)
 
     trigger = sub.add_parser("trigger", help="open an incident by hand on a running service")

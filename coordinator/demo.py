@@ -95,7 +95,9 @@ async def run_demo(config_dir: Path, store_path: Path, say: Callable[[str], None
             await _story(services, sandbox, inbox, http, clock, rng, result, say)
         say("")
         say(f"service:  {public}  (API: {public}/api/incidents, {public}/api/streams)")
-        say(f"sandbox:  {sandbox.base_url}/sandbox/  (what every phone and mailbox received; reply as staff)")
+        say(f"sandbox:  SMS API {sandbox.base_url}, SMTP inbox {inbox.address[0]}:{inbox.address[1]}")
+        say("          to read what every phone and mailbox received and reply as staff: `coordinator serve "
+            "--sandbox`, sign in as a trainer, open /sandbox/")
         if keep_running > 0:
             say(f"admin token for the API (this run only): {up.settings.admin_token}")
             say(f"keeping both up for {keep_running:.0f} s (Ctrl-C to stop)")

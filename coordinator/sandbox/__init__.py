@@ -1,5 +1,6 @@
-"""Stand-ins for the providers on loopback: a Twilio-compatible SMS API, an SMTP inbox,
-and a page showing both (see docs/sandbox.md)."""
+"""Stand-ins for the providers on loopback: a Twilio-compatible SMS API and an SMTP inbox
+(see docs/sandbox.md). The page showing both is the service's own, for trainers
+(coordinator/web/sandbox_page.py)."""
 
 from coordinator.sandbox.client import point_client, sandbox_client
 from coordinator.sandbox.lifecycle import Delivery

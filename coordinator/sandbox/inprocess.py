@@ -1,8 +1,8 @@
 """The sandbox inside the service (`coordinator serve --sandbox`, COORDINATOR_SANDBOX=1):
 a training or staging instance whose every SMS and email goes to the Twilio-compatible
 API and SMTP inbox on loopback, never to a phone or mailbox. Drills in `sandbox`
-channels run there; the console links to the sandbox page, where a person can read
-what each phone received and reply as a staff member."""
+channels run there; the console links trainers to its sandbox page (/sandbox/, behind
+the login), where they read what each phone received and reply as a staff member."""
 
 from __future__ import annotations
 

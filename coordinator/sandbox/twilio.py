@@ -27,7 +27,6 @@ from coordinator.sandbox.limits import Faults, RateLimit, SenderRateLimiter
 from coordinator.sandbox.listing import list_page
 from coordinator.sandbox.messages import API_VERSION, ApiError, Message, is_e164, parse_send
 from coordinator.sandbox.optout import OptOuts
-from coordinator.sandbox.page import page_routes
 from coordinator.segments import sms_segments
 from coordinator.sandbox.webhooks import CallbackAttempt, WebhookSender, inbound_params, status_params
 
@@ -49,7 +48,9 @@ class TwilioSandbox:
     Twilio's inbound-message webhook. `clock` stamps the messages and times the rate
     limit; `seed` makes every random draw (SIDs, fates, duplicates, reordering, faults)
     replayable; `delivery`, `faults` and `rate_limit` are described on their classes.
-    `inbox`, when given, is shown on the page too. Webhooks time out after
+    `inbox`, when given, is the SMTP inbox that goes with it (kept for whoever shows
+    both; the page is the service's, coordinator/web/sandbox_page.py, behind its login:
+    this port serves the Messages API only). Webhooks time out after
     `callback_timeout` seconds.
 
     `latency` delays every REST answer by that many seconds, as the round trip to
@@ -129,7 +130,6 @@ class TwilioSandbox:
                 web.post(account + "/Messages.json", self._create),
                 web.get(account + "/Messages.json", self._list),
                 web.get(account + "/Messages/{sid}.json", self._fetch),
-                *page_routes(self),
             ]
         )
         await self._webhooks.open()
@@ -172,7 +172,7 @@ class TwilioSandbox:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    # -- what tests and the page look at ---------------------------------------------
+    # -- what tests and the service's sandbox page look at ----------------------------
 
     @property
     def callbacks(self) -> list[CallbackAttempt]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -15,13 +15,11 @@ from aiohttp_jinja2 import REQUEST_CONTEXT_KEY
 from aiohttp_session import get_session
 
 from ..catalog import Catalog
-from ..drills import channels_are_sandbox
 from ..models import DRILL_PREFIX
-from ..settings import Settings
 from ..users import Role
 from .auth import CSRF_FIELD, Principal, csrf_token, principal
 from .i18n import DEFAULT_LANG, HTML_LANG, JS_KEYS, LANGS, translator
-from .state import SERVICES, Services
+from .state import SANDBOX, SERVICES, Services
 
 LANG_KEY = "lang"
 # Requests that never render a page: no session work for them.
@@ -62,17 +60,32 @@ def lang_switch(query: Iterable[tuple[str, str]], lang: str) -> str:
     return "?" + urlencode([(k, v) for k, v in query if k != LANG_KEY] + [(LANG_KEY, other)])
 
 
-def sandbox_inbox(settings: Settings) -> str | None:
-    """The sandbox's own page, when this service sends through it (never a real provider)."""
-    if settings.twilio_base_url and channels_are_sandbox(settings):
-        return settings.twilio_base_url.rstrip("/") + "/sandbox/"
-    return None
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+def console_page(handler: H) -> H:
+    """Marks a handler that always renders a page: it gets the nav context whatever the
+    request's Accept says (curl and scripts send `*/*` or nothing; the page's template
+    needs `t` and `nav` all the same)."""
+    handler.__console_page__ = True  # type: ignore[attr-defined]
+    return handler
+
+
+def renders_page(request: web.Request) -> bool:
+    """A console page, or a request that asks for HTML (the login page, a refusal, a
+    report with `Accept: text/html`). JSON calls skip the session work."""
+    if request.path.startswith(NOT_PAGES):
+        return False
+    if getattr(request.match_info.handler, "__console_page__", False):
+        return True
+    return "text/html" in request.headers.get("Accept", "")
 
 
 async def nav_context(request: web.Request) -> dict[str, Any]:
     """`nav`, `t` (the translator) and `lang` for the layout. `?lang=en` (or zh) is kept
     in the session from then on."""
-    if request.path.startswith(NOT_PAGES) or "text/html" not in request.headers.get("Accept", ""):
+    if not renders_page(request):
         return {}
     session = await get_session(request)
     asked = request.query.get("lang")
@@ -86,7 +99,7 @@ async def nav_context(request: web.Request) -> dict[str, Any]:
         who = None  # an open page (the login page shows who is signed in itself)
     services = request.app.get(SERVICES)
     nav = Nav(who=who, lang=lang, path=request.path, csrf=await csrf_token(request),
-              sandbox_url=sandbox_inbox(services.settings) if services else None,
+              sandbox_url="/sandbox/" if SANDBOX in request.app else None,
               switch=lang_switch(request.query.items(), lang),
               missing_channels=_missing_by_medium(services) if services and who else {})
     t = translator(lang)

@@ -16,6 +16,7 @@ from ..outbox import Outbox
 from ..pipeline import Pipeline
 from ..reconcile import StatusReconciler
 from ..roster import missing_media
+from ..sandbox.inprocess import RunningSandbox
 from ..settings import Settings
 from ..store import Store
 from ..streams import StreamMonitor
@@ -51,3 +52,6 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+# The sandbox this service started (`serve --sandbox`); absent when the service sends to
+# real providers or to a sandbox it did not start.
+SANDBOX = web.AppKey("sandbox", RunningSandbox)
