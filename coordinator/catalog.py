@@ -31,6 +31,7 @@ from .scripts import (
     TemplateInvalid,
     inspect_template,
     make_environment,
+    outside,
 )
 from .yamlsource import PathKey, Problem, YamlDoc, format_loc, parse_yaml
 
@@ -284,6 +285,9 @@ class _Builder:
             return infos
         for path in sorted(directory.rglob("*" + TEMPLATE_SUFFIX)):
             name = path.relative_to(directory).as_posix()
+            if outside(directory, name):
+                self.problems.append(Problem(self.rel(path), 1, "leads outside templates/ by a symlink (not read)"))
+                continue
             try:
                 infos[name] = inspect_template(env, name, path.read_text(encoding="utf-8"))
             except TemplateInvalid as exc:

@@ -1,7 +1,8 @@
 """Checks between config files, once each file passed its own schema: a playbook naming
-a team, rotation, person, template, role or region that does not exist; a drill naming
-a missing playbook or parameter; people naming unknown teams or supervisors. Every
-problem is reported where the reference stands, as `path:line: message`."""
+a team, rotation, person, template, role or region that does not exist, or a template
+outside templates/; a drill naming a missing playbook or parameter; people naming
+unknown teams or supervisors. Every problem is reported where the reference stands, as
+`path:line: message`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import TemplateOutside
 from .schemas import Assignee, DoNotContact, Drill, Person, Playbook, Rotation, ScriptTemplates
-from .scripts import STANDARD_VARIABLES, TemplateInfo
+from .scripts import STANDARD_VARIABLES, TemplateInfo, outside
 from .yamlsource import PathKey, Problem, YamlDoc, format_loc
 
 Sections = dict[str, dict[str, "Entry"]]
@@ -160,6 +162,9 @@ class CrossChecks:
         pb_id = entry.model.id
         template_dir = self.template_dir
         for channel, name in names.model_dump().items():
+            if outside(template_dir, name):  # never looked up, nor read by the renderer
+                self.problems.append(entry.at(loc + (channel,), str(TemplateOutside(name))))
+                continue
             info = templates.get(name)
             if info is None:
                 if not (template_dir / name).is_file():

@@ -37,3 +37,12 @@ class PlaybookNotFound(CoordinatorError):
     def __init__(self, playbook_id: str) -> None:
         self.playbook_id = playbook_id
         super().__init__(f"no playbook with id {playbook_id!r}")
+
+
+class TemplateOutside(CoordinatorError):
+    """A template name that would be read from outside templates/ (`..`, an absolute
+    path, a symlink leading out): never read, whatever the file holds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"template {name!r} is outside templates/")

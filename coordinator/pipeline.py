@@ -23,9 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
+from jinja2 import TemplateNotFound
+
 from .catalog import Catalog
 from .clock import Clock
-from .errors import Conflict, PlaybookNotFound
+from .errors import Conflict, PlaybookNotFound, TemplateOutside
 from .escalation import DueStep, due_steps
 from .frontline import Frontline
 from .intake import Intake, IntakeResult
@@ -36,6 +38,7 @@ from .roster import assign_roles
 from .schemas import Playbook
 from .store import Store
 from .streams import Found, StreamMonitor
+from .wording import load_templates
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,8 @@ Change = Callable[[Incident], tuple[Incident, list[TimelineEvent]]]
 
 
 class InvalidAction(ValueError):
-    """The action does not fit the incident's state (resolving a closed incident...)."""
+    """The action does not fit the incident's state (resolving a closed incident...), or
+    the playbook cannot open one (a template refused or gone since the config check)."""
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,12 @@ class Pipeline:
         # on the same event seen through the other stream (a category-wide surge while a
         # regional incident of its category is open, or the reverse), is open already,
         # atomically across instances; the surge then attaches to that one.
-        opened = await self._open(match.playbook, surge.region, params, surge=surge, surge_key=surge.key,
-                                  drill=surge.drill, actor="surge-detector", setup=setup, related=True)
+        try:
+            opened = await self._open(match.playbook, surge.region, params, surge=surge, surge_key=surge.key,
+                                      drill=surge.drill, actor="surge-detector", setup=setup, related=True)
+        except InvalidAction as exc:  # its templates changed since the check: the surge stays recorded
+            log.error("surge on %s opens no incident: %s", surge.key, exc)
+            return None
         if not opened.created:
             return await self._attach(opened.incident, surge)
         return opened.incident
@@ -189,6 +197,13 @@ class Pipeline:
     ) -> Opened:
         now = self.clock.now()
         catalog = self.catalog()
+        try:
+            load_templates(catalog.templates, playbook)
+        except TemplateOutside as exc:
+            raise InvalidAction(f"playbook {playbook.id} cannot open an incident: {exc}") from exc
+        except TemplateNotFound as exc:
+            raise InvalidAction(f"playbook {playbook.id} cannot open an incident: "
+                                f"template {exc.name!r} not found in templates/") from exc
         codes = {i.code for i in await self.store.list_incidents(open_only=True)}
         roles = assign_roles(playbook, catalog.contacts, now, self.tz)
         alerts = [f"role {r.role} ({r.title}): {gap}" for r in roles for gap in r.gaps]

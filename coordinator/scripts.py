@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Protocol
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping, Protocol
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import TemplateOutside
 
 # Variables every script template may use. The script is byte-identical for every
 # recipient, so nothing here is per person (the email's ack link is added outside it).
@@ -39,11 +41,36 @@ def _autoescape(name: str | None) -> bool:
     return name is not None and name.endswith((".html.j2", ".html"))
 
 
+def outside(templates_dir: Path, name: str) -> bool:
+    """Whether template `name` would be read from outside `templates_dir`: an absolute
+    path, a `..` part, or a symlink (the file, or a folder on the way) leading out. A
+    name with no file behind it is judged by its spelling alone."""
+    if not name or PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
+        return True
+    return not (templates_dir / name).resolve().is_relative_to(templates_dir.resolve())
+
+
+class _ContainedLoader(FileSystemLoader):
+    """Jinja's file loader, reading nothing outside its folder. Its own check stops a
+    `..` part only: it would read a symlink leading out, and reads "/etc/passwd" as
+    templates/etc/passwd, which `coordinator check` would have looked for elsewhere."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        super().__init__(str(templates_dir))
+        self.templates_dir = templates_dir
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        if outside(self.templates_dir, template):
+            raise TemplateOutside(template)
+        return super().get_source(environment, template)
+
+
 def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
     """Sandboxed (templates are files an admin edits, still not code we run), strict about
-    undefined names, HTML autoescaped for `*.html.j2`."""
+    undefined names, HTML autoescaped for `*.html.j2`, and reading nothing outside
+    `templates_dir` (TemplateOutside), whatever a playbook names or a symlink points to."""
     return ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(str(templates_dir)),
+        loader=_ContainedLoader(templates_dir),
         undefined=StrictUndefined,
         autoescape=_autoescape,
         keep_trailing_newline=False,

@@ -89,6 +89,16 @@ def compose(
     )
 
 
+def load_templates(env: ImmutableSandboxedEnvironment, playbook: Playbook) -> None:
+    """Load every template `playbook` names (`env` caches them), ahead of an incident's
+    opening: one refused (TemplateOutside) or gone (TemplateNotFound) since the config
+    was checked then stops the opening, rather than leaving an incident open with no
+    wording."""
+    for names in (playbook.script.templates, playbook.script.update, playbook.stand_down.templates):
+        for name in names.model_dump().values():
+            env.get_template(name)
+
+
 def needs_approval(playbook: Playbook, version: ScriptVersion) -> bool:
     """`approval: leader` always; `auto` unless a parameter is still missing (a
     placeholder must never reach the frontline)."""
