@@ -29,8 +29,9 @@ from coordinator.web.logins import Backoff, Logins
 from coordinator.web.login import safe_next
 
 from .test_auth import FAST, PASSWORD, T0, Env, csrf_of, login, make_app, settings_for
-from .test_auth import env  # noqa: F401  (the fixture)
+from . import test_auth
 
+env = test_auth.env  # the fixture: three users and their tokens
 OTHER_PASSWORD = "another long password"
 
 
@@ -51,7 +52,7 @@ def test_next_keeps_an_ordinary_path() -> None:
         assert safe_next(target) == target
 
 
-async def test_a_tab_after_the_slash_does_not_redirect_off_site(env: Env) -> None:  # noqa: F811
+async def test_a_tab_after_the_slash_does_not_redirect_off_site(env: Env) -> None:
     # The reproduction: /login?next=/%09/evil.example answered Location: //evil.example.
     page = await (await env.client.get("/login?next=/%09/evil.example")).text()
     assert 'name="next" value="/"' in page
@@ -90,7 +91,7 @@ async def signed_in_cookie(env: Env, name: str = "chen-li") -> dict[str, str]:
     return {"coordinator_session": cookie}
 
 
-async def test_a_copied_cookie_dies_with_logout(env: Env) -> None:  # noqa: F811
+async def test_a_copied_cookie_dies_with_logout(env: Env) -> None:
     copied = await signed_in_cookie(env)
     resp = await env.client.post("/logout", data={"csrf_token": await csrf_of(env.client)}, allow_redirects=False)
     assert resp.status == 303
@@ -98,7 +99,7 @@ async def test_a_copied_cookie_dies_with_logout(env: Env) -> None:  # noqa: F811
         assert (await other.get("/api/incidents", cookies=copied)).status == 401
 
 
-async def test_a_new_password_ends_every_session(env: Env) -> None:  # noqa: F811
+async def test_a_new_password_ends_every_session(env: Env) -> None:
     copied = await signed_in_cookie(env)
     assert (await env.client.get("/api/incidents")).status == 200
     set_password(env.users_file, "chen-li", FAST.hash(OTHER_PASSWORD))
@@ -109,7 +110,7 @@ async def test_a_new_password_ends_every_session(env: Env) -> None:  # noqa: F81
     assert (await env.client.get("/api/incidents")).status == 200
 
 
-async def test_a_removed_user_is_signed_out_even_if_added_again(env: Env) -> None:  # noqa: F811
+async def test_a_removed_user_is_signed_out_even_if_added_again(env: Env) -> None:
     copied = await signed_in_cookie(env, "sun-yue")
     remove_user(env.users_file, "sun-yue")
     env.client.session.cookie_jar.clear()
@@ -134,7 +135,7 @@ async def test_sessions_are_kept_on_redis_too(tmp_path: Path, redis_url: str) ->
 
 # --- 4. guessing passwords --------------------------------------------------------------
 
-async def test_guessing_is_throttled_and_the_right_password_waits_too(env: Env, caplog: Any) -> None:  # noqa: F811
+async def test_guessing_is_throttled_and_the_right_password_waits_too(env: Env, caplog: Any) -> None:
     caplog.set_level(logging.WARNING)
     backoff = Backoff()
     for _ in range(backoff.free):
@@ -156,7 +157,7 @@ def _clock_of(env: Env) -> ManualClock:
     return clock
 
 
-async def test_many_failures_lock_the_name_with_an_audit_entry(env: Env, caplog: Any) -> None:  # noqa: F811
+async def test_many_failures_lock_the_name_with_an_audit_entry(env: Env, caplog: Any) -> None:
     caplog.set_level(logging.WARNING)
     backoff = Backoff()
     clock = _clock_of(env)
@@ -223,7 +224,7 @@ async def test_password_checks_are_capped_and_a_crowd_is_turned_away(tmp_path: P
 
 # --- 5. security headers ---------------------------------------------------------------
 
-async def test_pages_and_answers_carry_security_headers(env: Env) -> None:  # noqa: F811
+async def test_pages_and_answers_carry_security_headers(env: Env) -> None:
     await signed_in_cookie(env)
     for path in ("/login", "/", "/api/incidents", "/no/such/page", "/static/console.css"):
         resp = await env.client.get(path, headers={"Accept": "text/html"})
@@ -252,13 +253,13 @@ def test_no_template_holds_inline_script() -> None:
 @pytest.mark.parametrize("path", ["/hooks/twilio/status", "/hooks/twilio/inbound", "/login", "/logout"])
 @pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=",
                                           "application/x-www-form-urlencoded; charset=nonsense"])
-async def test_a_form_that_cannot_be_read_is_a_400(env: Env, path: str, content_type: str) -> None:  # noqa: F811
+async def test_a_form_that_cannot_be_read_is_a_400(env: Env, path: str, content_type: str) -> None:
     resp = await env.client.post(path, data=b"a=1", headers={"Content-Type": content_type})
     assert resp.status == 400, await resp.text()
     assert (await resp.json())["error"]["code"] == "bad_form"
 
 
-async def test_undecodable_form_bytes_are_a_400(env: Env) -> None:  # noqa: F811
+async def test_undecodable_form_bytes_are_a_400(env: Env) -> None:
     resp = await env.client.post("/login", data=b"\xff\xfe=%ff",
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert resp.status == 400 and (await resp.json())["error"]["code"] == "bad_form"
@@ -266,14 +267,14 @@ async def test_undecodable_form_bytes_are_a_400(env: Env) -> None:  # noqa: F811
 
 @pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Basic !!!", "Bearer \u00e9t\u00e9", "garbage",
                                     "Bearer a b c"])
-async def test_a_bad_authorization_header_never_breaks_a_page(env: Env, header: str) -> None:  # noqa: F811
+async def test_a_bad_authorization_header_never_breaks_a_page(env: Env, header: str) -> None:
     resp = await env.client.get("/login", headers={"Authorization": header})
     assert resp.status == 200, await resp.text()
     resp = await env.client.get("/api/incidents", headers={"Authorization": header})
     assert resp.status == 401 and (await resp.json())["error"]["code"] == "unauthorized"
 
 
-async def test_undecodable_header_bytes_are_a_401(env: Env) -> None:  # noqa: F811
+async def test_undecodable_header_bytes_are_a_401(env: Env) -> None:
     # Raw bytes that are not UTF-8 reach the handler as surrogates.
     reader, writer = await asyncio.open_connection(env.client.host, env.client.port)
     writer.write(b"GET /api/incidents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
@@ -285,7 +286,7 @@ async def test_undecodable_header_bytes_are_a_401(env: Env) -> None:  # noqa: F8
 
 # --- 7. what the log says about a failed sign-in ---------------------------------------
 
-async def test_a_password_typed_as_the_name_is_not_logged(env: Env, caplog: Any) -> None:  # noqa: F811
+async def test_a_password_typed_as_the_name_is_not_logged(env: Env, caplog: Any) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "MySecretPassw0rd!"
     assert (await login(env.client, secret, "x" * 9)).status == 401
@@ -295,7 +296,7 @@ async def test_a_password_typed_as_the_name_is_not_logged(env: Env, caplog: Any)
     assert "unknown#" in logged and "failed sign-in of chen-li" in logged
 
 
-async def test_a_live_page_stops_updating_once_its_session_is_signed_out(env: Env) -> None:  # noqa: F811
+async def test_a_live_page_stops_updating_once_its_session_is_signed_out(env: Env) -> None:
     copied = await signed_in_cookie(env)
     async with TestClient(env.client.server) as watcher:  # the wall screen, same cookie
         stream = await watcher.get("/events", cookies=copied)
