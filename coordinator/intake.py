@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Iterable
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic_core import PydanticCustomError
 
 from .clock import Clock
 from .models import Channel, Complaint
@@ -70,6 +73,20 @@ class Limits:
 
 
 _NoControl = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]+$")]
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _iso_text(value: Any) -> Any:
+    """`received_at` is ISO-8601 text with a UTC offset, as documented. pydantic would
+    also take a number, or a string of digits, as Unix time: a source sending epoch
+    milliseconds, or local time as epoch seconds, would be stored wrong without a word."""
+    if isinstance(value, str) and not _NUMBER.fullmatch(value.strip()):
+        return value
+    got = "a number" if isinstance(value, (int, float, str)) and not isinstance(value, bool) else type(value).__name__
+    raise PydanticCustomError("iso_datetime", "not ISO-8601 text", {"got": got})
+
+
+_IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 
 
 class ComplaintIn(BaseModel):
@@ -78,7 +95,7 @@ class ComplaintIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     id: Annotated[_NoControl, StringConstraints(min_length=1, max_length=128)]
-    received_at: AwareDatetime
+    received_at: _IsoDatetime
     channel: Channel
     category: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
@@ -109,6 +126,85 @@ def normalise_subscriber(raw: str) -> str:
     return "+86" + mobile.group(1) if mobile else compact
 
 
+# Deeper than any body this service reads (a complaint is an object of strings), and far
+# below the interpreter's recursion limit, which json.loads, repr and friends would
+# otherwise meet on a value nested a thousand deep.
+MAX_DEPTH = 32
+
+
+class TrailingData(BodyError):
+    """A JSON document followed by more: perhaps NDJSON sent as application/json."""
+
+
+def read_json(text: str) -> Any:
+    """json.loads for what anyone may send. Everything it cannot take is a BodyError
+    `invalid_json` whose message says why, never another exception: syntax errors,
+    nesting deeper than MAX_DEPTH (RecursionError in the parser, or later in whatever
+    walks the value), integers past Python's 4,300-digit limit (ValueError), and NaN or
+    infinite numbers (not JSON; they would be answered back as invalid JSON)."""
+    try:
+        value = json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        error = TrailingData if exc.msg == "Extra data" else BodyError
+        where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        raise error("invalid_json", f"not JSON: {exc.msg} at {where}") from None
+    except RecursionError:
+        raise BodyError("invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except _Unreadable as exc:
+        raise BodyError("invalid_json", f"not JSON this service reads: {exc}") from None
+    except ValueError:  # what else json.loads raises: the int() of an integer too long
+        raise BodyError("invalid_json", "not JSON this service reads: an integer of more than "
+                                        f"{sys.get_int_max_str_digits()} digits") from None
+    if _deeper_than(value, MAX_DEPTH):
+        raise BodyError("invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+class _Unreadable(ValueError):
+    pass
+
+
+def _not_a_number(name: str) -> Any:
+    raise _Unreadable(f"{name} is not a JSON number")
+
+
+def _finite(literal: str) -> float:
+    number = float(literal)
+    if math.isinf(number):
+        raise _Unreadable(f"the number {literal if len(literal) <= 24 else literal[:24] + '…'} is too large")
+    return number
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def holds_lone_surrogate(text: str, value: Any) -> bool:
+    """Whether a string of `value` (read from `text`) holds half of a surrogate pair: JSON
+    lets `\\ud800` through, but it is no character, and UTF-8 cannot encode it (a template,
+    a hash or a store then fails). Looked for only when `text` has such an escape."""
+    if not _SURROGATE_ESCAPE.search(text):
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Level by level, without recursion; only containers are visited."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    for _ in range(limit):
+        below: list[Any] = []
+        for container in level:
+            children = container.values() if isinstance(container, dict) else container
+            below.extend(c for c in children if isinstance(c, (dict, list)))
+        if not below:
+            return False
+        level = below
+    return True
+
+
 def parse_body(body: bytes, content_type: str, max_items: int) -> list[tuple[int, Any]]:
     """Items with their 1-based line (NDJSON) or position (array). An NDJSON line that is
     not JSON comes back as a BodyError in the item's place, so the others still count."""
@@ -116,25 +212,28 @@ def parse_body(body: bytes, content_type: str, max_items: int) -> list[tuple[int
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BodyError("invalid_body", f"body is not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise BodyError("empty_body", "the body is empty: send a complaint object, an array of them, or NDJSON")
     ndjson = content_type in NDJSON_TYPES
     if not ndjson:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = read_json(text)
+        except TrailingData as exc:
             # Several JSON documents one per line, sent as plain JSON: read as NDJSON.
-            if exc.msg == "Extra data" and "\n" in text.strip():
-                ndjson = True
-            else:
-                raise BodyError("invalid_json", f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            if "\n" not in text.strip():
+                raise BodyError(exc.code, f"body is {exc}") from None
+            ndjson = True
+        except BodyError as exc:
+            raise BodyError(exc.code, f"body is {exc}") from None
     if ndjson:
         items: list[tuple[int, Any]] = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                items.append((number, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                items.append((number, BodyError("invalid_json", f"not JSON: {exc.msg} at column {exc.colno}")))
+                items.append((number, read_json(line)))
+            except BodyError as exc:
+                items.append((number, exc))
     elif isinstance(data, list):
         items = list(enumerate(data, start=1))
     elif isinstance(data, dict):
@@ -227,10 +326,19 @@ def _reason(err: Any) -> str:
         return f"missing required field '{name}'"
     if kind == "timezone_aware":
         return f"{name} needs a UTC offset, e.g. 2026-11-24T10:00:00+08:00"
+    if kind == "iso_datetime":
+        return (f"{name} must be an ISO-8601 time with a UTC offset, e.g. 2026-11-24T10:00:00+08:00, "
+                f"not {err['ctx']['got']} (Unix time is not taken)")
     if kind == "enum":
-        return f"unknown {name} {err['input']!r} (known: {', '.join(c.value for c in Channel)})"
+        return f"unknown {name} {_shown(err['input'])} (known: {', '.join(c.value for c in Channel)})"
     if kind == "string_pattern_mismatch" and name == "region":
-        return f"region must be a lowercase id (a-z, 0-9, '-', '_'), got {err['input']!r}"
+        return f"region must be a lowercase id (a-z, 0-9, '-', '_'), got {_shown(err['input'])}"
     if kind == "string_pattern_mismatch":
         return f"{name} must not contain control characters"
     return f"{name}: {err['msg']}"
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """What the client sent, as a reason quotes it: repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"

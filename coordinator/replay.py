@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 import aiohttp
 
 from .clock import Clock
+from .intake import BodyError, read_json
 
 FIELDS = ("id", "received_at", "channel", "category", "region", "subscriber", "text")
 
@@ -27,34 +28,63 @@ class ReplayError(ValueError):
 
 def read_complaints(path: Path) -> list[dict[str, Any]]:
     """Complaint objects from `path`: NDJSON (`.ndjson`, `.jsonl`) or CSV with a header
-    naming the fields. Ordered by `received_at`, as replay needs."""
-    items: list[tuple[int, dict[str, Any]]] = []
+    naming the fields. Ordered by `received_at`, as replay needs. Whatever the file
+    holds, the only error is a ReplayError naming the line."""
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             if path.suffix in (".ndjson", ".jsonl", ".json"):
-                for number, line in enumerate(handle, start=1):
-                    if line.strip():
-                        try:
-                            items.append((number, json.loads(line)))
-                        except json.JSONDecodeError as exc:
-                            raise ReplayError(f"{path}:{number}: not JSON: {exc.msg}") from None
+                items = _ndjson_items(path, handle)
             else:
-                reader = csv.DictReader(handle)
-                missing = [f for f in ("id", "received_at") if f not in (reader.fieldnames or [])]
-                if missing:
-                    raise ReplayError(f"{path}:1: the header lacks {', '.join(missing)} (fields: {', '.join(FIELDS)})")
-                for number, row in enumerate(reader, start=2):
-                    items.append((number, {k: v for k, v in row.items() if k and v not in (None, "")}))
+                items = _csv_items(path, handle)
     except OSError as exc:
         raise ReplayError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ReplayError(f"{path}: not UTF-8 (byte {exc.start})") from None
     for number, item in items:
+        when = item.get("received_at")
         try:
-            item["_at"] = datetime.fromisoformat(str(item["received_at"]))
-        except (KeyError, ValueError):
-            raise ReplayError(f"{path}:{number}: received_at {item.get('received_at')!r} is not an ISO-8601 time") from None
+            # The same rule as intake: ISO-8601 text, never a number taken as Unix time.
+            item["_at"] = datetime.fromisoformat(when) if isinstance(when, str) else None
+        except ValueError:
+            item["_at"] = None
+        if item["_at"] is None:
+            raise ReplayError(f"{path}:{number}: received_at {_shown(when)} is not an ISO-8601 time")
         if item["_at"].tzinfo is None:
             raise ReplayError(f"{path}:{number}: received_at needs a UTC offset")
     return sorted((item for _, item in items), key=lambda i: i["_at"])
+
+
+def _ndjson_items(path: Path, lines: Iterable[str]) -> list[tuple[int, dict[str, Any]]]:
+    items = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = read_json(line)
+        except BodyError as exc:
+            raise ReplayError(f"{path}:{number}: {exc}") from None
+        if not isinstance(item, dict):
+            raise ReplayError(f"{path}:{number}: expected a JSON object, got {type(item).__name__}")
+        items.append((number, item))
+    return items
+
+
+def _csv_items(path: Path, handle: Iterable[str]) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(handle)
+    try:
+        missing = [f for f in ("id", "received_at") if f not in (reader.fieldnames or [])]
+        if missing:
+            raise ReplayError(f"{path}:1: the header lacks {', '.join(missing)} (fields: {', '.join(FIELDS)})")
+        # A row with more cells than the header has the rest under None (a list): left out.
+        return [(reader.line_num, {k: v for k, v in row.items() if k and isinstance(v, str) and v})
+                for row in reader]
+    except csv.Error as exc:  # a NUL byte, a field past csv's size limit, an unclosed quote
+        raise ReplayError(f"{path}:{reader.line_num}: not CSV: {exc}") from None
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class Sink(Protocol):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any, Sequence
 
 from aiohttp import web
 
@@ -16,6 +18,13 @@ from .state import SERVICES
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+
+def bad_request(code: str, message: str, details: Sequence[Any] = ()) -> web.HTTPBadRequest:
+    """A 400 in the error shape with its own code, to raise from deep in a handler
+    (errors.json_errors passes a JSON HTTP error through as it is)."""
+    error = {"error": {"code": code, "message": message, "details": list(details)}}
+    return web.HTTPBadRequest(text=json.dumps(error, ensure_ascii=False), content_type="application/json")
 
 
 @routes.get("/healthz")

@@ -3,16 +3,17 @@ severity, notes, resolve."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from ..intake import BodyError, holds_lone_surrogate, read_json
 from ..models import Incident, ScriptKind, TimelineEvent
 from ..pipeline import role_view
 from ..schemas import Playbook
 from ..wording import needs_approval
 from ..users import Role
+from .api import bad_request
 from .auth import acting_person, requires
 from .errors import error_response
 from .state import SERVICES
@@ -29,14 +30,26 @@ def incident_view(incident: Incident, timeline: list[Any] | None = None) -> dict
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
+    """The body's JSON object; none (or an empty body) is {}. Anything else is a 400 in
+    the error shape: `invalid_body` (not UTF-8, not an object) or `invalid_json` (read by
+    intake.read_json, so no body can make the handler fail; and no string may hold half
+    a surrogate pair, which JSON escapes allow but nothing downstream can encode)."""
     if not request.body_exists:  # (not can_read_body: the body may have been read already, see guard.py)
         return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
     try:
-        data = json.loads(await request.read() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise web.HTTPBadRequest(reason=f"body is not JSON: {exc}") from None
+        text = raw.decode("utf-8")
+        data = read_json(text)
+    except UnicodeDecodeError as exc:
+        raise bad_request("invalid_body", f"body is not UTF-8 (byte {exc.start})") from None
+    except BodyError as exc:
+        raise bad_request(exc.code, f"body is {exc}") from None
+    if holds_lone_surrogate(text, data):
+        raise bad_request("invalid_json", "body is not text: a string holds half of a surrogate pair (\\ud800-\\udfff)")
     if not isinstance(data, dict):
-        raise web.HTTPBadRequest(reason="body must be a JSON object")
+        raise bad_request("invalid_body", "body must be a JSON object")
     return data
 
 

@@ -63,7 +63,9 @@ _INTAKE_COUNTS = {"accepted": INT, "duplicate": INT, "rejected": INT, "repeats":
 
 _COMPLAINT = _obj({
     "id": {"type": "string", "minLength": 1, "maxLength": 128},
-    "received_at": {"type": "string", "format": "date-time", "description": "ISO-8601 with a UTC offset"},
+    "received_at": {"type": "string", "format": "date-time",
+                    "description": "ISO-8601 with a UTC offset (2026-11-24T09:58:00+08:00); a number or a string "
+                                   "of digits (Unix time) is refused"},
     "channel": {"enum": [c.value for c in Channel]},
     "category": {"type": "string", "description": "a built-in category or one from categories.yaml"},
     "region": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
@@ -138,18 +140,27 @@ def _body(schema: Schema, required: bool = True) -> Schema:
 
 
 _ERRORS = {
-    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 408: "Timeout", 409: "Conflict",
     413: "TooLarge", 503: "Unavailable",
 }
 
 
 def op(summary: str, role: Role | None, ok: dict[int, Schema], *, body: Schema | None = None,
-       errors: tuple[int, ...] = (), parameters: list[Schema] | None = None, description: str = "") -> Schema:
-    """One operation. `role` None: open to anyone (security: [])."""
+       errors: tuple[int, ...] = (), parameters: list[Schema] | None = None, description: str = "",
+       store: bool = True) -> Schema:
+    """One operation. `role` None: open to anyone (security: []). Besides `errors`, the
+    statuses every operation of its kind can answer are listed: 401 and 403 where a role
+    is required; 400 where a body or a query parameter can be malformed, and 408 and 413
+    where a body is read (web/guard.py, the app's body size limit); 503 where the store
+    is read (`store`)."""
     responses: dict[str, Schema] = {str(status): answer for status, answer in ok.items()}
     codes = set(errors) | ({401, 403} if role is not None else set())
-    if role is not None or body is not None:
+    if body is not None:
+        codes |= {400, 408, 413}
+    if any(p["in"] == "query" for p in parameters or ()):
         codes.add(400)
+    if store:
+        codes.add(503)
     for status in sorted(codes):
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status]}"}
     operation: Schema = {"summary": summary, "responses": responses}
@@ -184,9 +195,10 @@ PLAYBOOK_ID = _path_param("id", description="playbook id, e.g. broadband-outage"
 
 _STATS_PARAMS = [
     {"name": "from", "in": "query", "required": False, "schema": {"type": "string", "format": "date"},
-     "description": "first local day (default: the first of this month)"},
+     "description": "first local day (default: the first of this month); 1970-01-01 to 9998-12-31"},
     {"name": "to", "in": "query", "required": False, "schema": {"type": "string", "format": "date"},
-     "description": "last local day, included (default: today); at most 366 days from `from`"},
+     "description": "last local day, included (default: today); at most 366 days from `from`; "
+                    "1970-01-01 to 9998-12-31"},
     {"name": "by", "in": "query", "required": False, "schema": {"enum": ["day", "month"]}},
 ]
 
@@ -209,8 +221,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
             }, ("status", "store", "channels", "missing_channels")),
                 "degraded: a playbook needs a channel (SMS, email) that is not configured; its messages fail"),
             503: _json(_obj({"status": {"const": "unavailable"}, "store": STR}, ("status", "store")),
-                       "the store is unreachable")})},
-        "/api/openapi.json": {"get": op("This document", None, {200: _json({"type": "object"})})},
+                       "the store is unreachable")}, store=False)},
+        "/api/openapi.json": {"get": op("This document", None, {200: _json({"type": "object"})}, store=False)},
         "/api/complaints": {"post": op(
             "Complaint intake", Role.intake,
             {200: _json(_obj(_INTAKE_COUNTS, ("accepted", "duplicate", "rejected", "errors")),
@@ -220,10 +232,13 @@ def _paths() -> dict[str, dict[str, Schema]]:
                                                           {"type": "array", "items": ref("Complaint")}]}},
                 "application/x-ndjson": {"schema": {"type": "string", "description": "one Complaint per line"}},
             }},
-            errors=(413,),
             description="Authorised by the intake token (or the admin token). When every item is refused "
                         "the answer is 400 in the error shape with the counts beside it "
-                        "(`invalid_complaints`); a body that cannot be read is 400 or 413.")},
+                        "(`invalid_complaints`). A body that cannot be read stores nothing and is 400 "
+                        "(`invalid_json`: not JSON, nested deeper than 32 levels, an integer of more than "
+                        "4,300 digits, NaN or an infinite number; `invalid_body`: not UTF-8, or neither an "
+                        "object nor an array; `empty_body`) or 413 (`too_many_items`, `body_too_large`). "
+                        "In NDJSON such a line is refused alone, under `errors` with its line number.")},
         "/api/streams": {"get": op("Every stream's counts, baseline, score and open surge", Role.viewer, {
             200: _json(_obj({"streams": {"type": "array", "items": ref("Stream")}}, ("streams",)))})},
         "/api/stats": {"get": op(
@@ -231,7 +246,9 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "period with their median time figures (drills apart)", Role.viewer,
             {200: _json(ref("Statistics"))}, parameters=_STATS_PARAMS,
             description="Local days in COORDINATOR_TIMEZONE. The same figures as the page /stats and its CSV "
-                        "export /stats.csv?table=complaints|incidents.")},
+                        "export /stats.csv?table=complaints|incidents. A period that is not one is 400 "
+                        "`invalid_period`, its `details` naming the parameter: a day that is not YYYY-MM-DD or "
+                        "not between 1970-01-01 and 9998-12-31, `to` before `from`, more than 366 days.")},
         "/api/incidents": {
             "post": op("Open an incident by hand (manual trigger)", Role.leader, {
                 201: _json(incident, "opened"),
@@ -239,7 +256,10 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 body=_body(_obj({
                     "playbook": STR, "region": STR, "params": {"type": "object", "additionalProperties": STR},
                     "drill": BOOL, "severity": {"enum": ["minor", "major", "critical"]}, "by": BY,
-                }, ("playbook", "region"))), errors=(404,)),
+                }, ("playbook", "region"))), errors=(404, 409),
+                description="404 when no such playbook; 409 `invalid_action` when the playbook cannot open "
+                            "there (a region it does not cover or that contacts do not know) or the severity "
+                            "is unknown; 400 `invalid_params` naming each unknown or missing parameter."),
             "get": op("Incidents, newest first", Role.viewer, {
                 200: _json(_obj({"incidents": {"type": "array", "items": incident}}, ("incidents",)))},
                 parameters=[_query_flag("open", "only open ones"), _query_flag("drill", "drills or real ones"),
@@ -276,7 +296,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/api/incidents/{id}/scripts/{version}/approve": {"post": op(
             "Approve a version and send it", Role.leader,
             {200: _json(_obj({"version": INT, "deliveries": INT}, ("version", "deliveries")))},
-            body=_body(_obj({"by": BY}), required=False), parameters=[ID, VERSION], errors=(404, 409))},
+            body=_body(_obj({"by": BY}), required=False), parameters=[ID, VERSION], errors=(404, 409),
+            description="400 when the version is not a number.")},
         "/api/incidents/{id}/scripts/preview": {"post": op(
             "The next version as a draft would render it, not saved (the console's editor)", Role.leader,
             {200: _json(ref("ScriptVersion"), "the version as it would be drafted; nothing is stored")},
@@ -324,12 +345,16 @@ def _paths() -> dict[str, dict[str, Schema]]:
                                    "schema": {"type": "string", "enum": ["json", "html"]}}], errors=(404,))},
         # Provider webhooks and the signed ack links: no session or token; each checks
         # its own signature.
-        "/hooks/twilio/status": {"post": _signed_op("Twilio status callback", {204: {"description": "recorded"}})},
+        "/hooks/twilio/status": {"post": _signed_op("Twilio status callback", {204: {"description": "recorded"}},
+                                                    body=_TWILIO_FORM)},
         "/hooks/twilio/inbound": {"post": _signed_op("Twilio inbound SMS (replies: 1/确认, STOP, START)", {
-            200: {"description": "empty TwiML", "content": {"text/xml": {"schema": STR}}}})},
+            200: {"description": "TwiML: the answer to the reply, if any", "content": {"text/xml": {"schema": STR}}}},
+            body=_TWILIO_FORM)},
         "/ack/{token}": {
             "get": _signed_op("The page of an email ack link (acknowledges nothing)", _HTML, token=True),
-            "post": _signed_op("Acknowledge through an email ack link", _HTML, token=True),
+            "post": _signed_op("Acknowledge through an email ack link", _HTML, token=True, body={
+                "required": False, "description": "the page's button posts an empty form",
+                "content": {"application/x-www-form-urlencoded": {"schema": _obj({}, extra=True)}}}),
         },
     }
 
@@ -338,8 +363,13 @@ _HTML = {200: {"description": "a page", "content": {"text/html": {"schema": STR}
          403: {"description": "the link is invalid or expired", "content": {"text/html": {"schema": STR}}}}
 
 
-def _signed_op(summary: str, ok: dict[int, Schema], token: bool = False) -> Schema:
-    operation = op(summary, None, ok)
+# What Twilio posts (a form; the signature covers every field, these are the ones read).
+_TWILIO_FORM: Schema = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _obj({
+    "MessageSid": STR, "MessageStatus": STR, "ErrorCode": STR, "From": STR, "Body": STR}, extra=True)}}}
+
+
+def _signed_op(summary: str, ok: dict[int, Schema], token: bool = False, body: Schema | None = None) -> Schema:
+    operation = op(summary, None, ok, body=body)
     operation["tags"] = ["signed"]
     if not token:
         operation["parameters"] = [{"name": "X-Twilio-Signature", "in": "header", "required": True, "schema": STR}]
@@ -360,13 +390,16 @@ def document() -> dict[str, Any]:
     responses = {
         name: {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
         for name, description in (
-            ("BadRequest", "the request is malformed or a field is invalid"),
+            ("BadRequest", "the request is malformed or a field is invalid (a body that is not JSON, or nested "
+                           "deeper than 32 levels, is `invalid_json`)"),
             ("Unauthorized", "no credentials, or a bearer token that is not valid"),
             ("Forbidden", "the caller's role does not allow this, or the CSRF token is missing or wrong"),
-            ("NotFound", "no such incident, playbook or version"),
-            ("Conflict", "not possible in the incident's current state"),
+            ("NotFound", "no such incident, playbook, drill or version"),
+            ("Conflict", "not possible in the current state of the incident or drill, or with these values "
+                         "(`invalid_action`, `drill_refused`)"),
+            ("Timeout", "the request body did not arrive in time (COORDINATOR_BODY_TIMEOUT_SECONDS)"),
             ("TooLarge", "the body is too large or has too many items"),
-            ("Unavailable", "the store is unavailable; retry later"),
+            ("Unavailable", "the store is unavailable; retry later (`store_unavailable`)"),
         )
     }
     return {

@@ -10,7 +10,7 @@ from aiohttp import web
 from ..drills import next_firings
 from ..users import Role
 from .auth import requires
-from .page import readable, tr
+from .page import console_page, readable, tr
 from .state import SERVICES
 
 routes = web.RouteTableDef()
@@ -20,6 +20,7 @@ LAST_RUNS = 5
 
 @routes.get("/drills")
 @requires(Role.viewer)
+@console_page
 async def drills_page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     now = services.clock.now()

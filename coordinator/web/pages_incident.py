@@ -22,7 +22,7 @@ from ..users import Role
 from . import sse
 from .auth import requires
 from .charts import Mark, bar_chart
-from .page import Readable, readable, tr
+from .page import Readable, console_page, readable, tr
 from .previews import next_version
 from .state import SERVICES, Services
 from .textdiff import Piece, changed, inline_diff, text_diff
@@ -128,6 +128,7 @@ def timeline_line(event: TimelineEvent, rd: Readable) -> str:
 
 @routes.get("/incidents/{id}")
 @requires(Role.viewer)
+@console_page
 async def incident_page(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     t = tr(request)

@@ -15,7 +15,7 @@ from ..users import Role
 from . import sse
 from .auth import requires
 from .charts import bar_chart
-from .page import readable, tr
+from .page import console_page, readable, tr
 from .state import SERVICES
 
 routes = web.RouteTableDef()
@@ -38,6 +38,7 @@ class StreamRow:
 
 @routes.get("/")
 @requires(Role.viewer)
+@console_page
 async def overview(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     t = tr(request)

@@ -12,7 +12,7 @@ from ..models import ALL_REGIONS
 from ..playbooks import SEVERITY_ORDER
 from ..users import Role
 from .auth import requires
-from .page import readable, tr
+from .page import console_page, readable, tr
 from .previews import first_version
 from .state import SERVICES
 
@@ -21,6 +21,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/trigger")
 @requires(Role.viewer)
+@console_page
 async def trigger_page(request: web.Request) -> web.Response:
     """`?playbook=ID` chooses the playbook (the form is the chosen playbook's). Like
     every page it only reads: others than leaders see the playbooks and what their

@@ -20,9 +20,10 @@ from ..models import Channel
 from ..report import incident_report
 from ..stats import By, IncidentPeriod, IncidentTimes, Statistics, build_statistics, utc_span
 from ..users import Role
+from .api import bad_request
 from .auth import requires
 from .i18n import DEFAULT_LANG, translator
-from .page import page_lang, tr
+from .page import console_page, page_lang, tr
 from .reports import duration, percent
 from .state import SERVICES, Services
 
@@ -30,6 +31,10 @@ routes = web.RouteTableDef()
 
 # A year and a day: a leap year's statistics by month, and no more in one request.
 MAX_DAYS = 366
+# The days a period may name. The store counts complaints per hour since the Unix epoch,
+# so nothing is older than its start; the end leaves room for the day after `to` and a
+# time zone's offset, which past 9999-12-31 overflow (OverflowError, once a 500).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -40,25 +45,32 @@ class Period:
 
 
 def parse_period(query: Mapping[str, str], today: date) -> Period:
-    """The period asked for; 400 naming the parameter when it is not one."""
+    """The period asked for; 400 `invalid_period` naming the parameter when it is not one."""
+    def refuse(name: str, message: str) -> web.HTTPBadRequest:
+        return bad_request("invalid_period", message, [{"parameter": name, "value": query.get(name)}])
+
     def day(name: str, default: date) -> date:
         value = query.get(name)
         if not value:
             return default
         try:
-            return date.fromisoformat(value)
+            asked = date.fromisoformat(value)
         except ValueError:
-            raise web.HTTPBadRequest(reason=f"'{name}' must be a date YYYY-MM-DD, got {value!r}") from None
+            raise refuse(name, f"'{name}' must be a date YYYY-MM-DD, got {value[:40]!r}") from None
+        if not FIRST_DAY <= asked <= LAST_DAY:
+            raise refuse(name, f"'{name}' is out of the supported range: {value!r} is not between "
+                               f"{FIRST_DAY} and {LAST_DAY}")
+        return asked
 
     start = day("from", today.replace(day=1))
     end = day("to", today)
     by = query.get("by", "day")
     if by not in ("day", "month"):
-        raise web.HTTPBadRequest(reason=f"'by' must be day or month, got {by!r}")
+        raise refuse("by", f"'by' must be day or month, got {by[:40]!r}")
     if end < start:
-        raise web.HTTPBadRequest(reason="'to' is before 'from'")
+        raise refuse("to", "'to' is before 'from'")
     if (end - start).days + 1 > MAX_DAYS:
-        raise web.HTTPBadRequest(reason=f"at most {MAX_DAYS} days at once")
+        raise refuse("to", f"at most {MAX_DAYS} days at once")
     return Period(start, end, "day" if by == "day" else "month")
 
 
@@ -229,12 +241,12 @@ def pivot(stats: Statistics) -> dict[str, dict[str, dict[str, Any]]]:
 
 @routes.get("/stats")
 @requires(Role.viewer)
+@console_page
 async def stats_page(request: web.Request) -> web.Response:
     services, period, stats = await _asked(request)
     t, lang = tr(request), page_lang(request)
     today = services.clock.now().astimezone(ZoneInfo(services.settings.timezone)).date()
     query = urlencode({"from": period.start.isoformat(), "to": period.end.isoformat(), "by": period.by})
-    # `t` here too: without `Accept: text/html` (a script with a token) there is no nav context.
     return aiohttp_jinja2.render_template("stats.html", request, {
         "s": stats, "bars": bars(stats), "chart_width": CHART_WIDTH, "chart_height": CHART_HEIGHT,
         "grid": pivot(stats), "name": Names(services, t).of, "took": lambda v: duration(v, lang), "pct": percent,
