@@ -31,8 +31,9 @@ from .settings import Settings
 from .users import UsersFileError, read_users
 from .store import Store, open_store
 from .frontline import Frontline
-from .outbox import Outbox, OutboxLimits
-from .drills import Drills, channels_are_sandbox, cron
+from .outbox import Outbox, OutboxLimits, Wake
+from .incident_updates import IncidentUpdates
+from .drills import Drills, RunningDrills, channels_are_sandbox, cron
 from .pipeline import Pipeline
 from .reconcile import StatusReconciler
 from .sandbox.inprocess import start_sandbox
@@ -221,10 +222,12 @@ async def build_services(
     clock: Clock,
     sms: SmsChannel | None = None,
     email: EmailChannel | None = None,
+    worker: str | None = None,
 ) -> Services:
     """Intake, stream monitor, pipeline, script side and outbox over one store and
     catalog: the service's parts, also used by commands that work on the store
-    directly (replay, demo)."""
+    directly (replay, demo). `worker` names this instance in claims and leases
+    (default: a random name)."""
     key = settings.subscriber_key or await store.get_or_create_secret("subscriber-hash", secrets.token_hex(32))
     intake = Intake(
         store,
@@ -244,36 +247,34 @@ async def build_services(
         grace=timedelta(seconds=settings.detection_grace_seconds),
         tz=ZoneInfo(settings.timezone),
     )
-    # The parts read the catalog in use through `built`, so that a reload reaches them.
-    pipeline = Pipeline(
-        store=store, catalog=lambda: built.catalog, clock=clock, intake=intake, monitor=monitor,
-        tz=ZoneInfo(settings.timezone),
-    )
+    # Built bottom-up, each part from those below it; the parts read the catalog in use
+    # through `built`, so that a reload reaches them.
+    def current() -> Catalog:
+        return built.catalog
+
+    tz = ZoneInfo(settings.timezone)
+    worker = worker or f"worker-{secrets.token_hex(4)}"
+    updates = IncidentUpdates(store=store, clock=clock)
+    wake = Wake()
     ack_secret = settings.ack_secret or await store.get_or_create_secret("ack-links", secrets.token_hex(32))
     frontline = Frontline(
-        store=store, catalog=lambda: built.catalog, clock=clock, update=pipeline.update, tz=ZoneInfo(settings.timezone),
-        ack_secret=ack_secret, public_url=settings.base_url, worker=pipeline.worker,
+        store=store, catalog=current, clock=clock, updates=updates, wake=wake, tz=tz,
+        ack_secret=ack_secret, public_url=settings.base_url, worker=worker,
     )
-    pipeline.frontline = frontline
-
-    async def ack_role(incident_id: str, person_id: str, role: str) -> None:
-        await pipeline.ack_role(incident_id, person_id, role, via="sms")
-
-    frontline.ack_role = ack_role
+    pipeline = Pipeline(
+        store=store, catalog=current, clock=clock, intake=intake, monitor=monitor, updates=updates,
+        frontline=frontline, drill_setup=RunningDrills(store=store, catalog=current).setup_for, worker=worker, tz=tz,
+    )
     outbox = Outbox(
         store, clock=clock, content=frontline.content, sms=sms, email=email, on_permanent=frontline.fallback,
-        resume=frontline.resume_publishing,
-        worker=pipeline.worker,
+        resume=frontline.resume_publishing, worker=worker, wake=wake,
         limits=OutboxLimits(sms_concurrency=settings.sms_concurrency, email_concurrency=settings.email_concurrency,
                             sms_rate=settings.sms_rate, email_rate=settings.email_rate,
                             lease_seconds=settings.outbox_lease_seconds),
     )
-    frontline.wake = outbox.wake.set
-    frontline.taken = outbox.wake.taken
-    drills = Drills(store=store, catalog=lambda: built.catalog, clock=clock, pipeline=pipeline, monitor=monitor,
+    drills = Drills(store=store, catalog=current, clock=clock, pipeline=pipeline, monitor=monitor,
                     sandbox_channels=channels_are_sandbox(settings),
                     misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))
-    pipeline.drill_setup = drills.setup_for
     reconciler = StatusReconciler(store=store, clock=clock, sms=sms, report=outbox.report)
     built = Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills,
                      reconciler, media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))

@@ -141,6 +141,36 @@ def ended(incident: Incident, acked: set[str], recipients: set[str]) -> bool:
     return recipients <= acked and all(r.acked_at is not None for r in incident.roles if not r.unfilled)
 
 
+def drill_setup(run: DrillRun, drill: Drill) -> DrillSetup:
+    """What the run adds to the incident it opens: its id, parameters and audience."""
+    audience = drill.audience
+    return DrillSetup(run_id=run.id, params=dict(drill.scenario.params),
+                      teams=audience.teams if audience else None, regions=audience.regions if audience else None)
+
+
+class RunningDrills:
+    """Which running drill a drill surge belongs to. Built before the pipeline, which asks
+    it when a drill stream surges; the drill runner itself is built after the pipeline."""
+
+    def __init__(self, *, store: Store, catalog: Callable[[], Catalog]) -> None:
+        self.store = store
+        self.catalog = catalog
+
+    async def setup_for(self, surge_key: str) -> DrillSetup | None:
+        """The running surge drill whose streams `surge_key` is one of."""
+        for run in await self.store.drill_runs():
+            if run.status != DrillRunStatus.running:
+                continue
+            drill = self.catalog().drills.get(run.drill_id)
+            if drill is None or not isinstance(drill.scenario, SurgeScenario):
+                continue
+            s = drill.scenario
+            if surge_key in (DRILL_PREFIX + stream_key(s.category, s.region),
+                             DRILL_PREFIX + stream_key(s.category, ALL_REGIONS)):
+                return drill_setup(run, drill)
+        return None
+
+
 class Drills:
     def __init__(
         self,
@@ -264,16 +294,11 @@ class Drills:
             ok = await self.monitor.seed(DRILL_PREFIX + real, real) and ok
         return ok
 
-    def _setup(self, run: DrillRun, drill: Drill) -> DrillSetup:
-        audience = drill.audience
-        return DrillSetup(run_id=run.id, params=dict(drill.scenario.params),
-                          teams=audience.teams if audience else None, regions=audience.regions if audience else None)
-
     async def _trigger(self, run: DrillRun, drill: Drill, note: str | None = None) -> DrillRun:
         scenario = drill.scenario
         region = scenario.region
         opened = await self.pipeline.trigger(scenario.playbook, region=region, params=dict(scenario.params),
-                                             drill=True, actor=f"drill:{drill.id}", setup=self._setup(run, drill))
+                                             drill=True, actor=f"drill:{drill.id}", setup=drill_setup(run, drill))
         if not opened.created:
             note = (note + "; " if note else "") + f"a drill incident was already open on this key: {opened.incident.id}"
 
@@ -283,19 +308,6 @@ class Drills:
                                         "detected": False if isinstance(scenario, SurgeScenario) else None})
 
         return await self._update(run.id, change)
-
-    async def setup_for(self, surge_key: str) -> DrillSetup | None:
-        """The running surge drill whose streams `surge_key` is one of (pipeline hook)."""
-        for run in await self.store.drill_runs():
-            if run.status != DrillRunStatus.running:
-                continue
-            drill = self.catalog().drills.get(run.drill_id)
-            if drill is None or not isinstance(drill.scenario, SurgeScenario):
-                continue
-            s = drill.scenario
-            if surge_key in (DRILL_PREFIX + stream_key(s.category, s.region), DRILL_PREFIX + stream_key(s.category, ALL_REGIONS)):
-                return self._setup(run, drill)
-        return None
 
     async def progress(self, run_id: str) -> DrillRun | None:
         """Move a running run on: feed its complaints, find its incident, end it when

@@ -46,3 +46,8 @@ class TemplateOutside(CoordinatorError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"template {name!r} is outside templates/")
+
+
+class InvalidAction(CoordinatorError, ValueError):
+    """The action does not fit the incident's state (resolving a closed incident...), or
+    the playbook cannot open one (a template refused or gone since the config check)."""

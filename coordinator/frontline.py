@@ -19,7 +19,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from .acklinks import LINK_CHANNELS, AckClaim, AckTokenInvalid, make_token, unfounded
@@ -28,7 +28,8 @@ from .channels.base import SendError
 from .clock import Clock
 from .errors import IncidentNotFound
 from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, ScriptKind, ScriptVersion, TimelineEvent
-from .outbox import Content
+from .incident_updates import IncidentUpdates
+from .outbox import Content, Wake
 from .replies import RECENT_MESSAGES, ackable, answer_text, code_mark, decide, parse_reply, with_code
 from .roster import address_of, channels_of, in_scope
 from .schemas import Playbook
@@ -49,7 +50,6 @@ FIRST_CLAIM_WAIT = 0.1
 PUBLISH_LEASE_SECONDS = 5.0
 
 
-Update = Callable[[str, Callable[[Incident], tuple[Incident, list[TimelineEvent]]]], Awaitable[Incident]]
 
 
 @dataclass(frozen=True)
@@ -72,28 +72,28 @@ class Frontline:
         store: Store,
         catalog: Callable[[], Catalog],
         clock: Clock,
-        update: Update,
+        updates: IncidentUpdates,
+        wake: Wake,
         tz: ZoneInfo,
         ack_secret: str,
         public_url: str,
         worker: str,
         ack_ttl: timedelta = timedelta(days=3),
-        wake: Callable[[], None] = lambda: None,
-        taken: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
+        """`wake` tells the outbox that messages are waiting (the outbox is built after
+        this, with this side's content and fallback: no loop between the two)."""
         self.store = store
         self.catalog = catalog
         self.clock = clock
-        self.update = update
+        self.updates = updates
+        self.update = updates.update
         self.tz = tz
         self.ack_secret = ack_secret
         self.public_url = public_url.rstrip("/")
         self.ack_ttl = ack_ttl
         self.worker = worker
-        self.wake = wake
-        self.taken = taken or _nothing_to_wait_for
-        # Acknowledges a person's role on an incident by SMS (set by build_services).
-        self.ack_role: Callable[[str, str, str], Awaitable[Any]] | None = None
+        self.wake = wake.set
+        self.taken = wake.taken
         self._content: dict[tuple[str, int], ScriptVersion] = {}
 
     # --- versions ------------------------------------------------------------------
@@ -456,8 +456,8 @@ class Frontline:
         decision = decide(person_id, parsed, sent, incidents, acked)
         done: list[tuple[str, int]] = []
         target = decision.target
-        if target is not None and target.role is not None and self.ack_role is not None:
-            await self.ack_role(target.incident_id, person_id, target.role)
+        if target is not None and target.role is not None:
+            await self.updates.ack_role(target.incident_id, person_id, target.role, via="sms")
             done.append((target.incident_id, 0))
         elif target is not None and target.version is not None:
             if await self.acknowledge(target.incident_id, target.version, person_id, "sms"):
@@ -494,6 +494,3 @@ def _with_texts(version: ScriptVersion, texts: dict[str, str], code: str) -> Scr
     return version.model_copy(update={**merged, "content_hash": rendered.content_hash, "sms_encoding": encoding,
                                       "sms_segments": segments})
 
-
-async def _nothing_to_wait_for(timeout: float) -> None:
-    return None

@@ -202,8 +202,9 @@ class Outbox:
         email: EmailChannel | None,
         on_permanent: PermanentFailure,
         worker: str,
+        wake: Wake,
+        resume: Callable[[], Awaitable[object]],
         limits: OutboxLimits = OutboxLimits(),
-        resume: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -218,7 +219,7 @@ class Outbox:
                        "email": asyncio.Semaphore(limits.email_concurrency)}
         self._rates = {"sms": RateLimiter(limits.sms_rate), "email": RateLimiter(limits.email_rate)}
         self._statuses: GroupCommit[StatusUpdate, Moved] = GroupCommit(store.update_deliveries)
-        self.wake = Wake()
+        self.wake = wake
         # What this worker holds claimed and not yet handled, per medium, and when its
         # leases were last renewed.
         self._held: dict[str, dict[str, DeliveryKey]] = {medium: {} for medium in MEDIA}
@@ -252,11 +253,10 @@ class Outbox:
         """Work until `stop` is set: one claim loop per medium, so that SMS never waits
         for email (or the other way round); sleeps when idle unless woken. First,
         `resume` finishes what a stopped service left half-published."""
-        if self.resume is not None:
-            try:
-                await self.resume()
-            except Exception:  # the rest of the outbox still has to go out
-                log.exception("outbox: resuming half-written publications failed")
+        try:
+            await self.resume()
+        except Exception:  # the rest of the outbox still has to go out
+            log.exception("outbox: resuming half-written publications failed")
         await asyncio.gather(*(self._serve(medium, stop, idle_seconds) for medium in MEDIA))
 
     async def drain(self, timeout: float = 30.0) -> None:

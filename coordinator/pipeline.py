@@ -14,9 +14,7 @@ escalation) and this module carries them out against the store.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,9 +25,10 @@ from jinja2 import TemplateNotFound
 
 from .catalog import Catalog
 from .clock import Clock
-from .errors import Conflict, PlaybookNotFound, TemplateOutside
+from .errors import InvalidAction, PlaybookNotFound, TemplateOutside
 from .escalation import DueStep, due_steps
 from .frontline import Frontline
+from .incident_updates import IncidentUpdates
 from .intake import Intake, IntakeResult
 from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, RoleAssignment, ScriptKind, Surge, TimelineEvent, stream_key
 from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
@@ -41,13 +40,6 @@ from .streams import Found, StreamMonitor
 from .wording import load_templates
 
 log = logging.getLogger(__name__)
-
-Change = Callable[[Incident], tuple[Incident, list[TimelineEvent]]]
-
-
-class InvalidAction(ValueError):
-    """The action does not fit the incident's state (resolving a closed incident...), or
-    the playbook cannot open one (a template refused or gone since the config check)."""
 
 
 @dataclass(frozen=True)
@@ -74,24 +66,27 @@ class Pipeline:
         store: Store,
         catalog: Callable[[], Catalog],
         clock: Clock,
-        intake: Intake | None = None,
-        monitor: StreamMonitor | None = None,
-        worker: str | None = None,
-        tz: ZoneInfo = ZoneInfo("Asia/Shanghai"),
+        intake: Intake,
+        monitor: StreamMonitor,
+        updates: IncidentUpdates,
+        frontline: Frontline,
+        drill_setup: Callable[[str], Awaitable[DrillSetup | None]],
+        worker: str,
+        tz: ZoneInfo,
         step_lease_seconds: float = 60.0,
     ) -> None:
-        """`intake` and `monitor` are needed for complaints (`receive`, and the tick's
-        stream refresh); incident-only uses can leave them out."""
+        """`frontline` is the script side: the wording, the fan-out, the acknowledgements;
+        `drill_setup` finds the running drill behind a drill surge's key."""
         self.store = store
         self.intake = intake
         self.monitor = monitor
-        # The script side; set by build_services (it needs `update` from here).
-        self.frontline: Frontline | None = None
-        # The running drill behind a drill surge key; set by build_services.
-        self.drill_setup: Callable[[str], Awaitable[DrillSetup | None]] | None = None
+        self.updates = updates
+        self.update = updates.update
+        self.frontline = frontline
+        self.drill_setup = drill_setup
         self.catalog = catalog
         self.clock = clock
-        self.worker = worker or f"worker-{secrets.token_hex(4)}"
+        self.worker = worker
         self.tz = tz
         self.lease = step_lease_seconds
 
@@ -99,8 +94,6 @@ class Pipeline:
 
     async def receive(self, items: list[tuple[int, Any]], *, drill: bool = False) -> IntakeResult:
         """Complaints in: store the good ones, check their streams, act on any surge."""
-        if self.intake is None or self.monitor is None:
-            raise RuntimeError("this pipeline was built without intake and monitor")
         result = await self.intake.submit(items, drill=drill)
         if result.new:
             observed = await self.monitor.observe(result.new)
@@ -117,8 +110,7 @@ class Pipeline:
     async def catch_up(self) -> None:
         """Feed every stream's closed buckets to its detector (after loading history, and
         on every tick); surges in the past are recorded, recent ones acted on."""
-        if self.monitor is not None:
-            await self._surges(await self.monitor.refresh_all())
+        await self._surges(await self.monitor.refresh_all())
 
     async def _surges(self, found: list[Found]) -> None:
         for item in found:
@@ -138,7 +130,7 @@ class Pipeline:
         if match.playbook is None:
             log.info("surge on %s opens no incident: %s", surge.key, match.reason)
             return None
-        setup = await self.drill_setup(surge.key) if surge.drill and self.drill_setup is not None else None
+        setup = await self.drill_setup(surge.key) if surge.drill else None
         params = script_params(match.playbook, setup.params) if setup is not None else {}
         # One event, one incident: the store opens it unless an incident on the key, or
         # on the same event seen through the other stream (a category-wide surge while a
@@ -245,9 +237,8 @@ class Pipeline:
             for alert in alerts:
                 await self.store.append_timeline(stored.id, TimelineEvent(at=now, kind="alert", data={"message": alert}))
             log.info("incident %s opened (%s, %s)", stored.id, playbook.id, surge_key)
-            if self.frontline is not None:
-                await self.frontline.open_with_wording(stored)
-                stored = await self.store.get_incident(stored.id)
+            await self.frontline.open_with_wording(stored)
+            stored = await self.store.get_incident(stored.id)
         return Opened(stored, created)
 
     async def _attach(self, incident: Incident, surge: Surge) -> Incident:
@@ -264,57 +255,9 @@ class Pipeline:
 
     # --- changes -------------------------------------------------------------------
 
-    async def update(self, incident_id: str, change: Change, attempts: int = 100) -> Incident:
-        """Apply `change` to the latest copy and save it; on a concurrent save, read again
-        and apply again, after a short random pause so that contenders spread out (a
-        surge storm attaches many times at once). Events are appended after the save."""
-        for attempt in range(attempts):
-            if attempt:
-                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
-            current = await self.store.get_incident(incident_id)
-            changed, events = change(current)
-            if changed == current and not events:
-                return current
-            saved = changed.model_copy(update={"revision": current.revision + 1, "updated_at": self.clock.now()})
-            try:
-                await self.store.save_incident(saved)
-            except Conflict:
-                continue
-            for event in events:
-                await self.store.append_timeline(incident_id, event)
-            return saved
-        raise Conflict(f"incident {incident_id} (after {attempts} attempts)")
-
     async def ack_role(self, incident_id: str, person: str, role: str | None = None, via: str = "api") -> Incident:
-        """`person` acknowledges `role`, or every role whose chain up to now names them.
-        The leader's acknowledgement (the playbook's first role) makes the incident
-        acknowledged."""
-        now = self.clock.now()
-
-        def ack(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
-            if not inc.is_open:
-                raise InvalidAction(f"incident {inc.id} is {inc.status.value}")
-            roles, events = [], []
-            for r in inc.roles:
-                mine = person in r.chain[: r.level + 1] and (role is None or r.role == role)
-                if mine and r.acked_at is None:
-                    r = r.model_copy(update={"acked_by": person, "acked_at": now})
-                    events.append(TimelineEvent(at=now, kind="role_acked", actor=person,
-                                                data={"role": r.role, "via": via, "level": r.level}))
-                roles.append(r)
-            if not events and not any(person in r.chain and (role is None or r.role == role) for r in inc.roles):
-                raise InvalidAction(f"{person} holds no role{f' {role}' if role else ''} on incident {inc.id}")
-            update: dict[str, Any] = {"roles": roles}
-            if inc.acknowledged_at is None and roles and roles[0].acked_at is not None:
-                update["acknowledged_at"] = now
-                # The status only moves forward: with an auto-approved script the
-                # incident may be scripted before its leader acknowledges.
-                if inc.status == IncidentStatus.open:
-                    update["status"] = IncidentStatus.acknowledged
-                events.append(TimelineEvent(at=now, kind="status", actor=person, data={"status": "acknowledged"}))
-            return inc.model_copy(update=update), events
-
-        return await self.update(incident_id, ack)
+        """`person` acknowledges `role` (or every role they hold): incident_updates.py."""
+        return await self.updates.ack_role(incident_id, person, role, via)
 
     async def resolve(self, incident_id: str, actor: str, note: str = "") -> Incident:
         now = self.clock.now()
@@ -326,7 +269,7 @@ class Pipeline:
             return inc.model_copy(update={"status": IncidentStatus.resolved, "resolved_at": now}), [event]
 
         resolved = await self.update(incident_id, resolve)
-        if self.frontline is not None and resolved.current_script is not None:
+        if resolved.current_script is not None:
             await self.frontline.draft_and_send(incident_id, ScriptKind.stand_down, actor)
             resolved = await self.store.get_incident(incident_id)
         return resolved
@@ -362,9 +305,8 @@ class Pipeline:
         for incident in live:
             playbook = Playbook.model_validate(incident.playbook_snapshot)
             done = await self.store.finished_steps(incident.id)
-            if self.frontline is not None:
-                # A publication whose writer died: finished here (unless a live one holds it).
-                await self.frontline.finish_publishing(incident, done)
+            # A publication whose writer died: finished here (unless a live one holds it).
+            await self.frontline.finish_publishing(incident, done)
             for step in due_steps(incident, playbook, now, done):
                 if not await self.store.claim_step(incident.id, step.key, self.worker, now, self.lease):
                     continue
@@ -390,7 +332,7 @@ class Pipeline:
                 return inc.model_copy(update={"roles": roles}), events
 
             escalated = await self.update(incident_id, escalate)
-            if self.frontline is not None and step.role is not None:
+            if step.role is not None:
                 await self.frontline.notify_roles(escalated, [step.role], f"level{step.level}")
         elif step.kind == "role_exhausted":
             message = f"role {step.role}: no one in its escalation chain acknowledged"
@@ -412,20 +354,20 @@ class Pipeline:
                 return inc.model_copy(update={"status": IncidentStatus.closed, "closed_at": now}), events
 
             await self.update(incident_id, close)
-        elif step.kind in ("audience_reminder", "audience_supervisor") and self.frontline is not None:
+        elif step.kind in ("audience_reminder", "audience_supervisor"):
             assert step.level is not None
             await self.frontline.chase(incident_id, step.level, supervisors=step.kind == "audience_supervisor")
-        elif step.kind == "remind_roles" and self.frontline is not None:
+        elif step.kind == "remind_roles":
             incident = await self.store.get_incident(incident_id)
             await self.frontline.notify_roles(incident, None, "reminder")
             await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind="remind_roles", data={
                 "unacknowledged": {r.role: r.holder for r in incident.roles if r.acked_at is None}}))
-        elif step.kind == "remind_audience" and self.frontline is not None:
+        elif step.kind == "remind_audience":
             incident = await self.store.get_incident(incident_id)
             if incident.current_script is not None:
                 await self.frontline.chase(incident_id, incident.current_script.version, supervisors=False,
                                            purpose=f"reminder-{step.key.replace(':', '')}")
-        elif step.kind == "status_update" and self.frontline is not None:
+        elif step.kind == "status_update":
             incident = await self.store.get_incident(incident_id)
             if incident.current_script is not None:
                 await self.frontline.draft_and_send(incident_id, ScriptKind.update, "system")

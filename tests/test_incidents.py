@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from coordinator.app import create_app
+from coordinator.app import build_services, create_app
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.escalation import due_steps
@@ -41,8 +41,11 @@ def surge(key: str = "outage/hangzhou", observed: int = 40, ratio: float = 6.0, 
     return Surge.model_validate(fields)
 
 
-def pipeline(store: Store, catalog: Catalog, clock: ManualClock, worker: str = "w1") -> Pipeline:
-    return Pipeline(store=store, catalog=lambda: catalog, clock=clock, worker=worker)
+async def pipeline(store: Store, catalog: Catalog, clock: ManualClock, worker: str = "w1") -> Pipeline:
+    """The service's own pipeline (its script side included), with no delivery channel."""
+    services = await build_services(Settings(subscriber_key="k", tick_seconds=0), store=store, catalog=catalog,
+                                    clock=clock, worker=worker)
+    return services.pipeline
 
 
 async def kinds(store: Store, incident_id: str) -> list[str]:
@@ -51,9 +54,10 @@ async def kinds(store: Store, incident_id: str) -> list[str]:
 
 async def test_flow_surge_escalation_ack_resolve_follow_up(store: Store, catalog: Catalog) -> None:
     clock = ManualClock(T0)
-    flow = pipeline(store, catalog, clock)
+    flow = await pipeline(store, catalog, clock)
     incident = await flow.on_surge(surge())
-    assert incident is not None and incident.status == IncidentStatus.open
+    # the playbook's wording needs no approval at this severity: sent as the incident opens
+    assert incident is not None and incident.status == IncidentStatus.scripted
     assert incident.severity == "major"  # ratio 6 < 8
     leader, tech = incident.roles
     assert (leader.holder, leader.chain) == ("p1", ["p1", "p2"])
@@ -76,7 +80,8 @@ async def test_flow_surge_escalation_ack_resolve_follow_up(store: Store, catalog
 
     # the backup acknowledges: the leader role is acknowledged, so is the incident
     acked = await flow.ack_role(incident.id, "p2", role="leader")
-    assert acked.status == IncidentStatus.acknowledged
+    assert acked.acknowledged_at == clock.now()
+    assert acked.status == IncidentStatus.scripted  # the status only moves forward
     assert acked.role("leader").acked_by == "p2"  # type: ignore[union-attr]
 
     # the status update every 30 minutes fires once per period
@@ -91,9 +96,12 @@ async def test_flow_surge_escalation_ack_resolve_follow_up(store: Store, catalog
     assert [s.key for _, s in await flow.tick()] == ["follow_up"]
     closed = await store.get_incident(incident.id)
     assert closed.status == IncidentStatus.closed
+    sent = ["script_drafted", "script_approved", "script_sent"]
     assert await kinds(store, incident.id) == [
-        "opened", "role_assigned", "role_assigned",
-        "escalated", "alert", "role_acked", "status", "status_update", "status", "follow_up", "status",
+        "opened", "role_assigned", "role_assigned", "script_drafted", "script_approved", "status", "script_sent",
+        "escalated", "alert", "role_acked", "status", *sent,  # the status update: a new version
+        "status", *sent,  # resolved: the stand-down
+        "follow_up", "status",
     ]
     # the key is free again: a new surge opens a new incident
     again = await flow.on_surge(surge())
@@ -101,7 +109,7 @@ async def test_flow_surge_escalation_ack_resolve_follow_up(store: Store, catalog
 
 
 async def test_later_surges_attach_to_the_open_incident(store: Store, catalog: Catalog) -> None:
-    flow = pipeline(store, catalog, ManualClock(T0))
+    flow = await pipeline(store, catalog, ManualClock(T0))
     first = await flow.on_surge(surge(observed=40, ratio=6))
     second = await flow.on_surge(surge(observed=90, ratio=9, regulator=1))
     assert first is not None and second is not None and second.id == first.id
@@ -112,7 +120,7 @@ async def test_later_surges_attach_to_the_open_incident(store: Store, catalog: C
 
 
 async def test_fifty_concurrent_surges_open_one_incident(store: Store, catalog: Catalog) -> None:
-    flows = [pipeline(store, catalog, ManualClock(T0), worker=f"w{i}") for i in range(5)]
+    flows = [await pipeline(store, catalog, ManualClock(T0), worker=f"w{i}") for i in range(5)]
     results = await asyncio.gather(*(flows[i % 5].on_surge(surge()) for i in range(50)))
     assert len({r.id for r in results if r is not None}) == 1
     [incident] = await store.list_incidents()
@@ -122,12 +130,12 @@ async def test_fifty_concurrent_surges_open_one_incident(store: Store, catalog: 
 
 async def test_restart_between_timer_creation_and_due_time(store: Store, catalog: Catalog) -> None:
     clock = ManualClock(T0)
-    first = pipeline(store, catalog, clock, worker="before-restart")
+    first = await pipeline(store, catalog, clock, worker="before-restart")
     incident = await first.on_surge(surge())
     assert incident is not None
     del first  # the process stops; only the store remains
     clock.advance(timedelta(minutes=11))
-    restarted = [pipeline(store, catalog, clock, worker=f"after-{i}") for i in range(3)]
+    restarted = [await pipeline(store, catalog, clock, worker=f"after-{i}") for i in range(3)]
     ran = await asyncio.gather(*(p.tick() for p in restarted))
     keys = sorted(step.key for steps in ran for _, step in steps)
     assert keys == ["escalate:leader:1", "exhausted:tech"]
@@ -136,7 +144,7 @@ async def test_restart_between_timer_creation_and_due_time(store: Store, catalog
 
 async def test_a_crashed_workers_claim_lapses(store: Store, catalog: Catalog) -> None:
     clock = ManualClock(T0)
-    flow = pipeline(store, catalog, clock)
+    flow = await pipeline(store, catalog, clock)
     incident = await flow.on_surge(surge())
     assert incident is not None
     clock.advance(timedelta(minutes=10))
@@ -148,7 +156,7 @@ async def test_a_crashed_workers_claim_lapses(store: Store, catalog: Catalog) ->
 
 
 async def test_manual_trigger_params_and_one_per_key(store: Store, catalog: Catalog) -> None:
-    flow = pipeline(store, catalog, ManualClock(T0))
+    flow = await pipeline(store, catalog, ManualClock(T0))
     opened = await flow.trigger("outage", region="ningbo", params={"cause": "基站断电"}, actor="p1")
     assert opened.created and opened.incident.params == {"cause": "基站断电"}
     assert opened.incident.surge_key == "outage/ningbo" and opened.incident.opened_by == "p1"
@@ -169,7 +177,7 @@ async def test_manual_trigger_params_and_one_per_key(store: Store, catalog: Cata
 
 
 async def test_a_surge_no_playbook_covers_is_recorded_without_incident(store: Store, catalog: Catalog) -> None:
-    flow = pipeline(store, catalog, ManualClock(T0))
+    flow = await pipeline(store, catalog, ManualClock(T0))
     assert await flow.on_surge(surge("billing/hangzhou")) is None
     assert await flow.on_surge(surge(observed=5)) is None  # below min_count 10
     assert len(await store.surges()) == 2

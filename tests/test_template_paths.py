@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from coordinator.app import create_app
+from coordinator.app import build_services, create_app
 from coordinator.catalog import check_config, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.errors import TemplateOutside
 from coordinator.models import Surge
-from coordinator.pipeline import Pipeline
 from coordinator.scripts import make_environment
 from coordinator.settings import Settings
 from coordinator.store import Store
@@ -112,7 +111,8 @@ async def test_a_surge_on_such_a_playbook_is_recorded_and_opens_nothing(tmp_path
     sms = root / "templates" / "outage" / "sms.txt.j2"
     sms.unlink()
     sms.symlink_to(tmp_path / "secret.txt.j2")
-    flow = Pipeline(store=store, catalog=lambda: catalog, clock=ManualClock(T0))
+    flow = (await build_services(Settings(subscriber_key="k", tick_seconds=0), store=store, catalog=catalog,
+                                 clock=ManualClock(T0))).pipeline
     surge = Surge(key="outage/hangzhou", category="outage", region="hangzhou", onset=T0 - timedelta(minutes=15),
                   detected_at=T0, observed=40, expected=6.7, ratio=6.0, score=0.99)
     assert await flow.on_surge(surge) is None

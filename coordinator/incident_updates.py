@@ -1,0 +1,75 @@
+"""How an incident changes: a change is a pure function of the latest copy, applied with
+compare-and-set and retried on a concurrent save. The pipeline and the script side both
+change incidents through this one object, built before either, so neither needs the
+other to do it (the role acknowledgement an SMS reply makes is here for that reason)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, Callable
+
+from .clock import Clock
+from .errors import Conflict, InvalidAction
+from .models import Incident, IncidentStatus, TimelineEvent
+from .store import Store
+
+Change = Callable[[Incident], tuple[Incident, list[TimelineEvent]]]
+
+
+class IncidentUpdates:
+    def __init__(self, *, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def update(self, incident_id: str, change: Change, attempts: int = 100) -> Incident:
+        """Apply `change` to the latest copy and save it; on a concurrent save, read again
+        and apply again, after a short random pause so that contenders spread out (a
+        surge storm attaches many times at once). Events are appended after the save."""
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
+            current = await self.store.get_incident(incident_id)
+            changed, events = change(current)
+            if changed == current and not events:
+                return current
+            saved = changed.model_copy(update={"revision": current.revision + 1, "updated_at": self.clock.now()})
+            try:
+                await self.store.save_incident(saved)
+            except Conflict:
+                continue
+            for event in events:
+                await self.store.append_timeline(incident_id, event)
+            return saved
+        raise Conflict(f"incident {incident_id} (after {attempts} attempts)")
+
+    async def ack_role(self, incident_id: str, person: str, role: str | None = None, via: str = "api") -> Incident:
+        """`person` acknowledges `role`, or every role whose chain up to now names them.
+        The leader's acknowledgement (the playbook's first role) makes the incident
+        acknowledged."""
+        now = self.clock.now()
+
+        def ack(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
+            if not inc.is_open:
+                raise InvalidAction(f"incident {inc.id} is {inc.status.value}")
+            roles, events = [], []
+            for r in inc.roles:
+                mine = person in r.chain[: r.level + 1] and (role is None or r.role == role)
+                if mine and r.acked_at is None:
+                    r = r.model_copy(update={"acked_by": person, "acked_at": now})
+                    events.append(TimelineEvent(at=now, kind="role_acked", actor=person,
+                                                data={"role": r.role, "via": via, "level": r.level}))
+                roles.append(r)
+            if not events and not any(person in r.chain and (role is None or r.role == role) for r in inc.roles):
+                raise InvalidAction(f"{person} holds no role{f' {role}' if role else ''} on incident {inc.id}")
+            update: dict[str, Any] = {"roles": roles}
+            if inc.acknowledged_at is None and roles and roles[0].acked_at is not None:
+                update["acknowledged_at"] = now
+                # The status only moves forward: with an auto-approved script the
+                # incident may be scripted before its leader acknowledges.
+                if inc.status == IncidentStatus.open:
+                    update["status"] = IncidentStatus.acknowledged
+                events.append(TimelineEvent(at=now, kind="status", actor=person, data={"status": "acknowledged"}))
+            return inc.model_copy(update=update), events
+
+        return await self.update(incident_id, ack)
