@@ -16,7 +16,6 @@ from typing import AsyncIterator, Callable
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .catalog import Catalog, load_catalog
 from .channels.base import EmailChannel, SmsChannel
@@ -33,9 +32,10 @@ from .store import Store, open_store
 from .frontline import Frontline
 from .outbox import Outbox, OutboxLimits, Wake
 from .incident_updates import IncidentUpdates
-from .drills import Drills, RunningDrills, channels_are_sandbox, cron
+from .drills import Drills, RunningDrills, channels_are_sandbox
 from .pipeline import Pipeline
 from .reconcile import StatusReconciler
+from .scheduler import Ticks
 from .sandbox.inprocess import start_sandbox
 from .streams import StreamMonitor, detector_config, trigger_minimums
 from .surge import DetectorConfig
@@ -50,8 +50,6 @@ from .web.state import SANDBOX, SERVICES, Services
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
-DRILL_JOB = "drill:"  # id prefix of the drills' cron jobs
-RECONCILE_LEASE = "reconcile"  # one instance looks delivery statuses up at a time
 
 
 def create_app(
@@ -99,7 +97,7 @@ def create_app(
             _say_channels(built)
             if own_store:
                 _say_secrets(base_settings)
-            scheduler = _start_ticks(built, settings.tick_seconds)
+            built.ticks.start()
             stop = asyncio.Event()
             worker = asyncio.create_task(built.outbox.run(stop)) if settings.outbox_worker else None
             try:
@@ -109,8 +107,7 @@ def create_app(
                 built.outbox.wake.set()
                 if worker is not None:
                     await worker
-                if scheduler is not None:
-                    scheduler.shutdown(wait=False)
+                built.ticks.stop()
                 for channel, owned in ((the_sms, own_sms), (the_email, own_email)):
                     if owned and channel is not None:
                         await channel.close()
@@ -276,8 +273,11 @@ async def build_services(
                     sandbox_channels=channels_are_sandbox(settings),
                     misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))
     reconciler = StatusReconciler(store=store, clock=clock, sms=sms, report=outbox.report)
+    ticks = Ticks(store=store, clock=clock, catalog=current, pipeline=pipeline, drills=drills, reconciler=reconciler,
+                  every_seconds=settings.tick_seconds,
+                  reconcile_after=timedelta(seconds=settings.reconcile_after_seconds))
     built = Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills,
-                     reconciler, media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))
+                     reconciler, ticks, media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))
     return built
 
 
@@ -297,8 +297,7 @@ def use_catalog(services: Services, catalog: Catalog) -> None:
     services.catalog = catalog
     services.intake.categories = frozenset(catalog.categories)
     services.monitor.config_for = _detector_configs(services.settings, catalog)
-    if services.scheduler is not None:
-        _schedule_drills(services.scheduler, services)
+    services.ticks.schedule_drills()
     settle_heap()  # the new catalog out of the collector's sight, as at start-up
 
 
@@ -318,50 +317,6 @@ async def reload_catalog(services: Services) -> bool:
     log.info("config reloaded from %s: %d playbooks, %d people, %d drills",
              config_dir, len(catalog.playbooks), len(catalog.contacts.people), len(catalog.drills))
     return True
-
-
-def _start_ticks(services: Services, every_seconds: float) -> AsyncIOScheduler | None:
-    """APScheduler drives the tick, and fires each drill on its cron schedule; what is
-    due comes from the store, not from here, so a missed or doubled call changes
-    nothing. 0 turns it off (tests tick by hand)."""
-    if every_seconds <= 0:
-        return None
-    scheduler = AsyncIOScheduler()
-
-    reconcile_after = timedelta(seconds=services.settings.reconcile_after_seconds)
-
-    async def tick() -> None:
-        try:
-            await services.pipeline.tick()
-            await services.drills.tick()
-            if reconcile_after and await services.store.acquire_lease(
-                    RECONCILE_LEASE, services.pipeline.worker, services.clock.now(), every_seconds * 3):
-                await services.reconciler.run(after=reconcile_after)
-        except StoreError as exc:
-            log.warning("tick skipped: %s", exc)
-
-    scheduler.add_job(tick, "interval", seconds=every_seconds, id="tick", max_instances=1, coalesce=True)
-    services.scheduler = scheduler
-    _schedule_drills(scheduler, services)
-    scheduler.start()
-    return scheduler
-
-
-def _schedule_drills(scheduler: AsyncIOScheduler, services: Services) -> None:
-    """One cron job per drill of the catalog in use, in place of those of the last one."""
-    for job in scheduler.get_jobs():
-        if job.id.startswith(DRILL_JOB):
-            job.remove()
-
-    async def fire_drills() -> None:
-        try:
-            await services.drills.tick()
-        except StoreError as exc:
-            log.warning("drill firing skipped: %s", exc)
-
-    for drill in services.catalog.drills.values():
-        scheduler.add_job(fire_drills, cron(drill), id=f"{DRILL_JOB}{drill.id}", max_instances=1, coalesce=True,
-                          misfire_grace_time=int(services.drills.misfire_grace.total_seconds()))
 
 
 async def _reload_on_sighup(app: web.Application) -> None:

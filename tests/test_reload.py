@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.app import _start_ticks, build_services, reload_catalog
+from coordinator.app import build_services, reload_catalog
 from coordinator.catalog import load_catalog
 from coordinator.clock import ManualClock
 from coordinator.settings import Settings
@@ -85,24 +85,23 @@ async def test_an_invalid_change_is_refused_and_changes_nothing(
 
 
 async def test_reload_reschedules_the_drills(store: Store, config: Path) -> None:
-    settings = Settings(config_dir=config, subscriber_key="k")
+    settings = Settings(config_dir=config, subscriber_key="k", tick_seconds=60)
     services = await build_services(settings, store=store, catalog=load_catalog(config), clock=ManualClock(T0))
-    scheduler = _start_ticks(services, 60)
-    assert scheduler is not None
+    services.ticks.start()
     try:
-        assert {j.id for j in scheduler.get_jobs()} == {"tick", "drill:weekly"}
+        assert set(services.ticks.jobs()) == {"tick", "drill:weekly"}
         weekly = (config / "drills" / "weekly.yaml").read_text(encoding="utf-8")
         (config / "drills" / "daily.yaml").write_text(
             weekly.replace("id: weekly", "id: daily").replace('"0 10 * * wed"', '"30 9 * * *"'), encoding="utf-8"
         )
         (config / "drills" / "weekly.yaml").unlink()
         assert await reload_catalog(services)
-        jobs = {j.id: j for j in scheduler.get_jobs()}
+        jobs = services.ticks.jobs()
         assert set(jobs) == {"tick", "drill:daily"}
         assert str(jobs["drill:daily"].trigger).startswith("cron[")
         assert "minute='30'" in str(jobs["drill:daily"].trigger)
     finally:
-        scheduler.shutdown(wait=False)
+        services.ticks.stop()
 
 
 def test_serve_reloads_on_sighup(tmp_path: Path, config: Path) -> None:

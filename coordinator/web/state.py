@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from ..catalog import Catalog
 from ..clock import Clock
@@ -15,6 +14,7 @@ from ..intake import Intake
 from ..outbox import Outbox
 from ..pipeline import Pipeline
 from ..reconcile import StatusReconciler
+from ..scheduler import Ticks
 from ..roster import missing_media
 from ..sandbox.inprocess import RunningSandbox
 from ..settings import Settings
@@ -36,8 +36,8 @@ class Services:
     ack_secret: str
     drills: Drills
     reconciler: StatusReconciler
-    # Runs the tick and the drills' cron jobs in `serve` (None where ticks are off).
-    scheduler: AsyncIOScheduler | None = None
+    # Runs the tick and the drills' cron jobs (started by `serve`; off where ticks are 0).
+    ticks: Ticks
     # The delivery media a channel is configured for ("sms", "email").
     media: frozenset[str] = frozenset()
     _missing: tuple[Catalog, dict[str, list[str]]] | None = field(default=None, repr=False)
