@@ -26,7 +26,7 @@ from .acklinks import LINK_CHANNELS, AckClaim, AckTokenInvalid, make_token, unfo
 from .catalog import Catalog
 from .channels.base import SendError
 from .clock import Clock
-from .errors import IncidentNotFound
+from .errors import IncidentNotFound, InvalidAction
 from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, ScriptKind, ScriptVersion, TimelineEvent
 from .incident_updates import IncidentUpdates
 from .outbox import Content, Wake
@@ -34,7 +34,7 @@ from .replies import RECENT_MESSAGES, ackable, answer_text, code_mark, decide, p
 from .roster import address_of, channels_of, in_scope
 from .schemas import Playbook
 from .store import Store
-from .wording import compose, needs_approval
+from .wording import compose, sent_at_once
 
 log = logging.getLogger(__name__)
 
@@ -154,17 +154,18 @@ class Frontline:
         incident = await self.update(incident_id, approve)
         return await self.publish(incident, version)
 
-    async def draft_and_send(self, incident_id: str, kind: ScriptKind, author: str, params: dict[str, str] | None = None) -> ScriptVersion:
-        """Draft; approve at once where the playbook allows it (auto, nothing missing)."""
-        version = await self.draft(incident_id, kind, params or {}, author)
-        await self._send_if_allowed(await self.store.get_incident(incident_id), version)
-        return version
+    async def draft_and_send(self, incident_id: str, kind: ScriptKind, author: str,
+                             params: dict[str, str] | None = None,
+                             texts: dict[str, str] | None = None) -> tuple[ScriptVersion, int]:
+        """Draft; approve at once where the playbook allows it (`wording.sent_at_once`).
+        Returns the version and the deliveries created (0: it waits for approval)."""
+        version = await self.draft(incident_id, kind, params or {}, author, texts)
+        return version, await self._send_if_allowed(await self.store.get_incident(incident_id), version)
 
-    async def _send_if_allowed(self, incident: Incident, version: ScriptVersion) -> None:
-        playbook = Playbook.model_validate(incident.playbook_snapshot)
-        if version.kind != ScriptKind.script or not needs_approval(playbook, version):
-            if not version.missing:
-                await self.approve(incident.id, version.version, "auto")
+    async def _send_if_allowed(self, incident: Incident, version: ScriptVersion) -> int:
+        if sent_at_once(Playbook.model_validate(incident.playbook_snapshot), version):
+            return await self.approve(incident.id, version.version, "auto")
+        return 0
 
     async def open_with_wording(self, incident: Incident) -> None:
         """What follows an incident's opening: its role holders told, version 1 drafted
@@ -353,6 +354,23 @@ class Frontline:
                                             channel=f"{medium}-{purpose}"),
                             address=address_of(person, medium), content_hash="", text=text, updated_at=now)
         return int(await self.store.add_delivery(delivery))
+
+    async def remind_now(self, incident_id: str, by: str) -> tuple[int, int]:
+        """A leader's "remind now": everyone the wording in force reached who has not
+        acknowledged it, a reminder of its own (its own delivery key) on top of the
+        playbook's timed ones, with who asked on the timeline. Returns the version and
+        the messages queued."""
+        incident = await self.store.get_incident(incident_id)
+        current = incident.current_script
+        if not incident.is_open or current is None:
+            reason = f"incident {incident.id} is {incident.status.value}" if not incident.is_open else "no approved wording yet"
+            raise InvalidAction(f"nothing to remind of: {reason}")
+        now = self.clock.now()
+        await self.store.append_timeline(incident.id, TimelineEvent(
+            at=now, kind="remind_requested", actor=by, data={"version": current.version}))
+        queued = await self.chase(incident.id, current.version, supervisors=False,
+                                  purpose=f"reminder-manual{now.timestamp():.0f}")
+        return current.version, queued
 
     async def chase(self, incident_id: str, version: int, *, supervisors: bool, purpose: str | None = None) -> int:
         """Those who got `version` and have not acknowledged it: a reminder to each, or

@@ -103,3 +103,12 @@ def needs_approval(playbook: Playbook, version: ScriptVersion) -> bool:
     """`approval: leader` always; `auto` unless a parameter is still missing (a
     placeholder must never reach the frontline)."""
     return playbook.script.approval == "leader" or bool(version.missing)
+
+
+def sent_at_once(playbook: Playbook, version: ScriptVersion) -> bool:
+    """Whether a drafted version goes out without a leader's approval: an update or the
+    stand-down always (they follow wording already approved), the official wording as
+    `needs_approval` says; never one with a parameter missing."""
+    if version.kind != ScriptKind.script:
+        return not version.missing
+    return not needs_approval(playbook, version)

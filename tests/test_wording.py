@@ -12,7 +12,7 @@ import pytest
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.models import Incident, ScriptKind
 from coordinator.scripts import placeholder
-from coordinator.wording import compose, needs_approval
+from coordinator.wording import compose, needs_approval, sent_at_once
 
 from .conftest import REPO
 
@@ -86,6 +86,22 @@ def test_missing_parameters_show_and_force_approval(catalog: Catalog) -> None:
     outage = catalog.playbooks["broadband-outage"]
     assert outage.script.approval == "auto"
     assert not needs_approval(outage, make(catalog, incident(catalog, "broadband-outage")))
+
+
+@pytest.mark.parametrize(("approval", "kind", "missing", "sent"), [
+    ("auto", ScriptKind.script, [], True),
+    ("auto", ScriptKind.script, ["cause"], False),
+    ("leader", ScriptKind.script, [], False),
+    ("leader", ScriptKind.update, [], True),  # updates and the stand-down follow approved wording
+    ("leader", ScriptKind.stand_down, [], True),
+    ("auto", ScriptKind.update, ["cause"], False),  # never a placeholder to the frontline
+])
+def test_what_goes_out_without_approval(catalog: Catalog, approval: str, kind: ScriptKind, missing: list[str],
+                                        sent: bool) -> None:
+    base = catalog.playbooks["broadband-outage"]
+    playbook = base.model_copy(update={"script": base.script.model_copy(update={"approval": approval})})
+    version = make(catalog, incident(catalog, "broadband-outage")).model_copy(update={"kind": kind, "missing": missing})
+    assert sent_at_once(playbook, version) is sent
 
 
 def test_html_is_escaped_and_text_is_not(catalog: Catalog) -> None:

@@ -8,10 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from ..intake import BodyError, holds_lone_surrogate, read_json
-from ..models import Incident, ScriptKind, TimelineEvent
+from ..models import Incident, ScriptKind
 from ..pipeline import role_view
-from ..schemas import Playbook
-from ..wording import needs_approval
 from ..users import Role
 from .api import bad_request
 from .auth import acting_person, requires
@@ -183,14 +181,9 @@ async def new_script(request: web.Request) -> web.Response:
         return error_response(400, "invalid_params", "'params' must map names to strings, and texts be strings")
     by = actor(request, body)
     incident_id = request.match_info["id"]
-    version = await services.frontline.draft(incident_id, ScriptKind.script, params, by, texts or None)
-    incident = await services.store.get_incident(incident_id)
-    playbook = Playbook.model_validate(incident.playbook_snapshot)
-    sent = 0
-    if not needs_approval(playbook, version):
-        sent = await services.frontline.approve(incident_id, version.version, "auto")
-        incident = await services.store.get_incident(incident_id)
-    stored = incident.script(version.version)
+    version, sent = await services.frontline.draft_and_send(incident_id, ScriptKind.script, by, params,
+                                                             texts or None)
+    stored = (await services.store.get_incident(incident_id)).script(version.version)
     assert stored is not None
     return web.json_response(stored.model_dump(mode="json") | {"deliveries": sent}, status=201)
 
@@ -212,22 +205,11 @@ async def approve_script(request: web.Request) -> web.Response:
 @routes.post("/api/incidents/{id}/remind")
 @requires(Role.leader)
 async def remind(request: web.Request) -> web.Response:
-    """Remind now everyone the wording in force reached who has not acknowledged it.
-    Each call is a reminder of its own (its own delivery key), on top of the
-    playbook's timed ones; who asked is on the timeline."""
-    services = request.app[SERVICES]
+    """Remind now everyone the wording in force reached who has not acknowledged it
+    (Frontline.remind_now); 409 when there is nothing to remind of."""
     body = await json_body(request)
-    incident = await services.store.get_incident(request.match_info["id"])
-    current = incident.current_script
-    if not incident.is_open or current is None:
-        reason = f"incident {incident.id} is {incident.status.value}" if not incident.is_open else "no approved wording yet"
-        return error_response(409, "invalid_action", f"nothing to remind of: {reason}")
-    now = services.clock.now()
-    await services.store.append_timeline(incident.id, TimelineEvent(
-        at=now, kind="remind_requested", actor=actor(request, body), data={"version": current.version}))
-    queued = await services.frontline.chase(incident.id, current.version, supervisors=False,
-                                            purpose=f"reminder-manual{now.timestamp():.0f}")
-    return web.json_response({"version": current.version, "messages": queued})
+    version, queued = await request.app[SERVICES].frontline.remind_now(request.match_info["id"], actor(request, body))
+    return web.json_response({"version": version, "messages": queued})
 
 
 @routes.get("/api/incidents/{id}/deliveries")
