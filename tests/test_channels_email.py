@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -15,9 +14,15 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from coordinator.channels import EmailChannel, SendError, SmtpConfig, SmtpEmail
-from coordinator.channels.email import compose_email, message_id, render_email, with_html_footer
+from coordinator.channels.email import (
+    compose_email,
+    message_id,
+    render_email,
+    with_html_footer,
+)
 from coordinator.clock import ManualClock
 from coordinator.sandbox import SmtpInbox
+from coordinator.sandboxed import free_port
 
 DELIVERY = "INC-20261124-3f9a2c:2:chen-li:email"
 STAFF = "chen.li@example.com"
@@ -62,12 +67,6 @@ async def send_error(channel: EmailChannel, to: str = STAFF) -> SendError:
         await send(channel, to)
     assert caught.value.delivery_id == DELIVERY
     return caught.value
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Relay:

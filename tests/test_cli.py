@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -14,19 +13,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-from coordinator.settings import Settings, SettingsError
-
 import pytest
+
+from coordinator.sandboxed import free_port
+from coordinator.settings import Settings, SettingsError
 
 from .conftest import ADMIN_TOKEN
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until_serving(proc: subprocess.Popen[str], port: int, output: Callable[[], str]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -24,6 +23,7 @@ from argon2 import PasswordHasher
 from coordinator.app import create_app
 from coordinator.catalog import load_catalog
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
+from coordinator.sandboxed import free_port
 from coordinator.segments import sms_segments
 from coordinator.settings import Settings
 from coordinator.store import Store
@@ -66,12 +66,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, AsyncIterator
 
@@ -15,14 +14,21 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator import frontline as frontline_module
 from coordinator.app import create_app, sms_channel
-from coordinator.errors import StoreError
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
+from coordinator.errors import StoreError
 from coordinator.models import DeliveryStatus
 from coordinator.outbox import Wake
 from coordinator.roster import audience
-from coordinator.sandbox import Delivery, Faults, SmtpInbox, TwilioSandbox, twilio_signature
+from coordinator.sandbox import (
+    Delivery,
+    Faults,
+    SmtpInbox,
+    TwilioSandbox,
+    twilio_signature,
+)
 from coordinator.sandbox.faultproxy import FaultProxy, FaultRates
+from coordinator.sandboxed import free_port
 from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES, Services
@@ -33,12 +39,6 @@ SID = "AC" + "1" * 32
 TOKEN = "sandbox-auth-token"
 FROM = "+15005550006"
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +19,7 @@ from coordinator.app import LISTEN_BACKLOG, create_app, email_channel, sms_chann
 from coordinator.catalog import Catalog
 from coordinator.channels.base import Accepted
 from coordinator.clock import SystemClock
+from coordinator.sandboxed import free_port
 from coordinator.segments import sms_segments
 from coordinator.settings import Settings
 from coordinator.web.state import SERVICES, Services
@@ -27,12 +27,6 @@ from coordinator.web.state import SERVICES, Services
 from .providers import ACCOUNT_SID, AUTH_TOKEN, SENDER, vm_kb
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"  # the bench calls the API as the admin
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
