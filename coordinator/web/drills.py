@@ -62,7 +62,8 @@ async def run_drill(request: web.Request) -> web.Response:
         run = await services.drills.start(drill.id, how="manual", by=actor(request, await json_body(request)))
     except DrillRefused as exc:
         return error_response(409, "drill_refused", str(exc))
-    assert run is not None  # a manual run has an id of its own: it is always new
+    if run is None:  # a manual run's id is random: only a collision of 48 bits lands here
+        return error_response(409, "drill_refused", f"drill {drill.id}: a run with the same id exists; try again")
     services.outbox.wake.set()
     return web.json_response({"run": run.model_dump(mode="json")}, status=201)
 
