@@ -12,13 +12,13 @@ from typing import Any, Callable
 from .clock import Clock
 from .errors import Conflict, InvalidAction
 from .models import Incident, IncidentStatus, TimelineEvent
-from .store import Store
+from .store import IncidentStore
 
 Change = Callable[[Incident], tuple[Incident, list[TimelineEvent]]]
 
 
 class IncidentUpdates:
-    def __init__(self, *, store: Store, clock: Clock) -> None:
+    def __init__(self, *, store: IncidentStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
 

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from .clock import Clock
 from .models import Channel, Complaint
-from .store import Store
+from .store import ComplaintStore
 
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
 
@@ -250,7 +250,7 @@ def parse_body(body: bytes, content_type: str, max_items: int) -> list[tuple[int
 class Intake:
     def __init__(
         self,
-        store: Store,
+        store: ComplaintStore,
         *,
         categories: Iterable[str],
         hasher: SubscriberHasher,

@@ -13,8 +13,8 @@ from typing import Awaitable, Callable
 from .channels.base import SendError, SmsChannel
 from .clock import Clock
 from .models import DELIVERY_RANK, Delivery, DeliveryStatus
-from .store import Store
-from .store.base import Moved, StatusUpdate
+from .store import SmsStore
+from .store.records import Moved, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ GIVE_UP = timedelta(days=1)
 
 
 class StatusReconciler:
-    def __init__(self, *, store: Store, clock: Clock, sms: SmsChannel | None,
+    def __init__(self, *, store: SmsStore, clock: Clock, sms: SmsChannel | None,
                  report: Callable[[StatusUpdate], Awaitable[Moved]]) -> None:
         """`report`: what a status callback's answer goes through (Outbox.report)."""
         self.store = store

@@ -18,7 +18,7 @@ from .drills import Drills, cron
 from .errors import StoreError
 from .pipeline import Pipeline
 from .reconcile import StatusReconciler
-from .store import Store
+from .store import DrillStore
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ RECONCILE_LEASE = "reconcile"  # one instance looks delivery statuses up at a ti
 
 
 class Ticks:
-    def __init__(self, *, store: Store, clock: Clock, catalog: Callable[[], Catalog], pipeline: Pipeline,
+    def __init__(self, *, store: DrillStore, clock: Clock, catalog: Callable[[], Catalog], pipeline: Pipeline,
                  drills: Drills, reconciler: StatusReconciler, every_seconds: float, reconcile_after: timedelta) -> None:
         """`every_seconds` 0: nothing runs by itself (tests tick by hand)."""
         self.store = store

@@ -3,7 +3,7 @@ month by category, region and channel with the share of repeat complainants, and
 incidents per period with their median time figures. Drills never count in the real
 figures; their incidents are rolled up on their own.
 
-Pure: it takes the store's hourly counts (store/stats.py) and each incident's times
+Pure: it takes the store's hourly counts (ComplaintStore.complaint_stats) and each incident's times
 (from its report, coordinator/report.py) and returns values. Periods are local days
 ("2026-11-24") or months ("2026-11") in the operator's time zone; an hour belongs to the
 local day its start falls in.
@@ -18,7 +18,7 @@ from typing import Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from .store.stats import StatRow
+from .store.records import StatRow
 
 By = Literal["day", "month"]
 DimensionName = Literal["category", "region", "channel"]

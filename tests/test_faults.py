@@ -24,7 +24,7 @@ from bench.faults.harness import board, converged, wait_for
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.roster import audience
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
-from coordinator.store.keys import RedisKeys
+from coordinator.store.redis.keys import RedisKeys
 
 from .redis_server import RedisServer, free_port
 from .service_process import ServeProcess

@@ -21,7 +21,7 @@ from coordinator.clock import ManualClock
 from coordinator.models import Incident, IncidentStatus, Surge, TimelineEvent
 from coordinator.settings import Settings
 from coordinator.stats import IncidentTimes, build_statistics, periods
-from coordinator.store.stats import StatRow
+from coordinator.store.records import StatRow
 from coordinator.web.i18n import MESSAGES
 from coordinator.web.state import SERVICES, Services
 from coordinator.web.stats import parse_period

@@ -1,4 +1,4 @@
-"""The access side of both stores (store/access.py): server-side sessions and failed
+"""The access side of both stores (AccessStore; store/sqlite/access.py, store/redis/access.py): server-side sessions and failed
 sign-in counts, one contract over SQLite and a real Redis."""
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from coordinator.models import (
     TimelineEvent,
 )
 from coordinator.store import Store
-from coordinator.store.base import StatusUpdate
+from coordinator.store.records import StatusUpdate
 from coordinator.store.redis import RedisStore
 from coordinator.store.sqlite import SqliteStore
 
@@ -111,6 +111,10 @@ async def test_counts_of_several_streams_at_once_are_each_streams_own(store: Sto
         b0: 1, b0 + BUCKET_SECONDS: 1, b0 + 2 * BUCKET_SECONDS: 1, b0 + 86400: 1, b0 + 86400 + BUCKET_SECONDS: 1,
     }
     assert await store.bucket_counts_many([], *spans[0]) == {}
+
+
+async def test_a_reachable_store_answers_ping(store: Store) -> None:
+    await store.ping()
 
 
 async def test_secret_is_created_once(store: Store) -> None:

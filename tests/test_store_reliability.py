@@ -24,7 +24,7 @@ from coordinator.models import (
     TimelineEvent,
 )
 from coordinator.store import Store
-from coordinator.store.base import StatusUpdate
+from coordinator.store.records import StatusUpdate
 from coordinator.store.redis import RedisStore
 from coordinator.store.sqlite import SqliteStore
 

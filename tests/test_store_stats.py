@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from coordinator.models import Channel, Complaint
 from coordinator.store import Store
-from coordinator.store.stats import StatRow
+from coordinator.store.records import StatRow
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 H0 = int(T0.timestamp())

@@ -91,7 +91,7 @@ PROFILE_PARTS: list[tuple[str, list[tuple[str, str]]]] = [
     ("SMS: twilio client create_async (request, aiohttp, answer)", [("coordinator/channels/sms.py", "send_sms")]),
     ("status callbacks: whole handler (form, signature, store)", [("coordinator/web/hooks.py", "twilio_status")]),
     ("publish: creating the deliveries", [("coordinator/frontline.py", "publish")]),
-    ("store calls (SqliteStore, all callers)", [("coordinator/store/sqlite.py", "*")]),
+    ("store calls (SqliteStore, all callers)", [("coordinator/store/sqlite/", "*")]),
     ("aiosqlite thread hand-off (_execute)", [("aiosqlite/core.py", "_execute")]),
 ]
 
@@ -103,7 +103,7 @@ def breakdown(stats: pstats.Stats) -> list[tuple[str, float]]:
         total = 0.0
         for (filename, _line, func), (_cc, _nc, _tt, ct, _callers) in raw.items():
             for suffix, name in wanted:
-                if filename.endswith(suffix) and (name == "*" or func == name):
+                if _matches(filename, suffix) and (name == "*" or func == name):
                     if name == "*" and not _outermost(func, filename, raw):
                         continue
                     total += ct
@@ -111,11 +111,16 @@ def breakdown(stats: pstats.Stats) -> list[tuple[str, float]]:
     return out
 
 
+def _matches(filename: str, suffix: str) -> bool:
+    """A file by its path's end, or any file in a folder named with a trailing "/"."""
+    return suffix in filename if suffix.endswith("/") else filename.endswith(suffix)
+
+
 def _outermost(func: str, filename: str, raw: dict[Any, Any]) -> bool:
     """A SqliteStore method called from outside the store (not a helper of another)."""
     for (f2, _l, _fn), (_cc, _nc, _tt, _ct, callers) in raw.items():
         if f2 == filename and _fn == func:
-            return any(not c[0].endswith("coordinator/store/sqlite.py") for c in callers)
+            return any("coordinator/store/sqlite/" not in c[0] for c in callers)
     return False
 
 

@@ -19,7 +19,7 @@ from yarl import URL
 from bench.fanout.providers import ACCOUNT_SID, AUTH_TOKEN, SENDER
 from coordinator.sandbox import twilio_signature
 from coordinator.sandbox.webhooks import WebhookPoster
-from coordinator.store.keys import RedisKeys
+from coordinator.store.redis.keys import RedisKeys
 
 from .harness import Fleet, board, converged, fanout_env, percentile, trigger, wait_for
 

@@ -1,12 +1,14 @@
-"""Storage backends behind one protocol; `open_store` picks one from a URL."""
+"""Storage: narrow protocols (protocols/), one per thing kept, and `Store`, all of them;
+two backends implementing them (sqlite/, redis/); `open_store` picks one from a URL."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from .base import Store
+from .protocols import AccessStore, ComplaintStore, DeliveryStore, DrillStore, IncidentStore, SmsStore, Store
 
-__all__ = ["Store", "open_store"]
+__all__ = ["AccessStore", "ComplaintStore", "DeliveryStore", "DrillStore", "IncidentStore", "SmsStore", "Store",
+           "open_store"]
 
 
 async def open_store(url: str, bucket_seconds: int, *, redis_connections: int | None = None) -> Store:

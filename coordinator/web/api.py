@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..errors import StoreError
 from ..intake import BodyError, parse_body
-from ..store.base import MEDIA
+from ..store.records import MEDIA
 from ..users import Role
 from .auth import public, requires
 from .errors import error_response

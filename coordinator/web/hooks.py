@@ -17,7 +17,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from ..acklinks import AckClaim, AckTokenInvalid, read_token
 from ..channels.sms import map_twilio_status
 from ..models import DeliveryKey, DeliveryStatus
-from ..store.base import StatusUpdate
+from ..store.records import StatusUpdate
 from .auth import signed
 from .i18n import DEFAULT_LANG, translator
 from .state import SERVICES, Services

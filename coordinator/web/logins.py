@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..clock import Clock
-from ..store import Store
+from ..store import AccessStore
 from ..users import Directory, User
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _digest(name: str) -> str:
 
 
 class Logins:
-    def __init__(self, store: Store, clock: Clock, directory: Directory, backoff: Backoff,
+    def __init__(self, store: AccessStore, clock: Clock, directory: Directory, backoff: Backoff,
                  concurrency: int, queue: int) -> None:
         self.store = store
         self.clock = clock

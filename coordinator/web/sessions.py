@@ -13,7 +13,7 @@ from datetime import timedelta
 from aiohttp_session import Session
 
 from ..clock import Clock
-from ..store import Store
+from ..store import AccessStore
 from ..users import Directory, User
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ SESSION_ID = "sid"
 
 
 class ServerSessions:
-    def __init__(self, store: Store, clock: Clock, directory: Directory, hours: float) -> None:
+    def __init__(self, store: AccessStore, clock: Clock, directory: Directory, hours: float) -> None:
         self.store = store
         self.clock = clock
         self.directory = directory

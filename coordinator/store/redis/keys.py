@@ -24,7 +24,7 @@ class RedisKeys:
         return f"{self.prefix}buckets:{stream}:{day}"
 
     def complaint_stats(self, day: int) -> str:
-        """Complaint statistics of one UTC day (store/stats.py). Hash fields:
+        """Complaint statistics of one UTC day (complaints.py). Hash fields:
         "<hour>|<category>|<region>|<channel>" -> count, the same + "|r" -> repeats."""
         return f"{self.prefix}complaint-stats:{day}"
 
