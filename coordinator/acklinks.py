@@ -13,21 +13,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from .errors import AckTokenInvalid
 from .models import Incident
 
 # The deliveries whose email carries a link: a version of the wording, and the reminder
 # about it. Role notices carry none (they are acknowledged by SMS or in the console).
 LINK_CHANNELS = ("email", "email-reminder")
-
-
-class AckTokenInvalid(ValueError):
-    """A link that acknowledges nothing. `reason` says why, for the page: malformed,
-    forged, expired, or unfounded (signed, but naming what we never sent); the message
-    says it in English, for the log."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

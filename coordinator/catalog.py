@@ -13,7 +13,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
 from .crosschecks import CrossChecks, Entry as _Entry
-from .errors import ConfigError
+from .errors import ConfigError, TemplateInvalid
 from .models import BUILTIN_CATEGORIES
 from .schemas import (
     CategoriesFile,
@@ -28,7 +28,6 @@ from .schemas import (
 from .scripts import (
     TEMPLATE_SUFFIX,
     TemplateInfo,
-    TemplateInvalid,
     inspect_template,
     make_environment,
     outside,

@@ -31,7 +31,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _user_problems(config_dir: Path) -> list[str]:
-    from .users import UsersFileError, read_users
+    from .errors import UsersFileError
+    from .users import read_users
 
     explicit = os.environ.get("COORDINATOR_USERS_FILE")
     path = Path(explicit) if explicit else config_dir / "users.yaml"
@@ -50,7 +51,8 @@ def _user(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import run_server
-    from .settings import Settings, SettingsError
+    from .errors import SettingsError
+    from .settings import Settings
 
     try:
         settings = Settings.from_env(
@@ -87,10 +89,11 @@ def _secrets(args: argparse.Namespace) -> int:
 
 def _detect(args: argparse.Namespace) -> int:
     from . import detect
+    from .errors import DetectInputError
 
     try:
         detect.run(args.input, sys.stdout)
-    except detect.DetectInputError as exc:
+    except DetectInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -123,7 +126,8 @@ def _trigger(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from .replay import ReplayError, read_complaints
+    from .errors import ReplayError
+    from .replay import read_complaints
 
     try:
         items = read_complaints(Path(args.file))

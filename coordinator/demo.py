@@ -11,6 +11,7 @@ escalation in a second); the HTTP, SMS and email traffic is real."""
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -67,8 +68,11 @@ def _history(start: datetime, days: int, rng: random.Random) -> list[dict[str, A
 
 
 def poisson(rng: random.Random, rate: float) -> int:
-    """A Poisson draw (Knuth's method: fine for the small rates of synthetic traffic)."""
-    n, p, limit = 0, rng.random(), 2.718281828459045 ** -rate
+    """A Poisson draw: Knuth's method for the small rates of synthetic traffic, a normal
+    approximation above 50 (Knuth's product underflows for large rates)."""
+    if rate > 50:
+        return max(0, round(rng.gauss(rate, math.sqrt(rate))))
+    n, p, limit = 0, rng.random(), math.exp(-rate)
     while p > limit:
         n += 1
         p *= rng.random()

@@ -29,6 +29,7 @@ from statistics import median
 from typing import TextIO
 
 from coordinator.anomaly_score import AnomalyScore
+from coordinator.errors import DetectInputError
 from coordinator.surge import Detector, DetectorConfig
 
 HEADER = ["timestamp", "value"]
@@ -36,16 +37,6 @@ WIDTH_SAMPLE = 100
 DEFAULT_WIDTH = 300.0  # for an input of a single row
 FLUSH_EVERY = 4096
 _MIXED_ZONES = "timestamp has a time zone where the rows before have none, or the reverse"
-
-
-class DetectInputError(ValueError):
-    """Bad input: names the file, the line and what is wrong (CLI exit 2)."""
-
-    def __init__(self, path: str, line: int | None, message: str) -> None:
-        where = f"{path}:{line}" if line is not None else path
-        super().__init__(f"{where}: {message}")
-        self.path = path
-        self.line = line
 
 
 def run(input_path: str, out: TextIO) -> None:

@@ -1,11 +1,24 @@
-"""The project's errors. Each carries the ids it is about; `retryable` says whether trying
-again later can help (a provider's 429 or a timeout) or not (an invalid number)."""
+"""The project's errors, all CoordinatorErrors. Each carries the ids it is about;
+`retryable` says whether trying again later can help (a provider's 429 or a timeout) or
+not (an invalid number).
+
+Those that began as ValueErrors stay ValueErrors, for the `except ValueError` (and
+pydantic validators) that may be relying on it; StalledClient stays a
+ConnectionResetError so that "the page went away" covers it."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .yamlsource import Problem
 
 
 class CoordinatorError(Exception):
     retryable = False
+
+
+# Configuration: the files, the environment, what a request asks of a playbook.
 
 
 class ConfigError(CoordinatorError):
@@ -14,6 +27,84 @@ class ConfigError(CoordinatorError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(f"{len(problems)} problem(s) in the config:\n" + "\n".join(problems))
+
+
+class UnusualYaml(CoordinatorError):
+    """YAML the fast event reader leaves to yaml's own composer (anchors, tags, complex
+    keys); caught inside yamlsource, never seen outside it."""
+
+
+class UsersFileError(CoordinatorError, ValueError):
+    """The users file cannot be used; `problems` are `path:line: message`."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class SettingsError(CoordinatorError, ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+class TemplateOutside(CoordinatorError):
+    """A template name that would be read from outside templates/ (`..`, an absolute
+    path, a symlink leading out): never read, whatever the file holds."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"template {name!r} is outside templates/")
+
+
+class TemplateInvalid(CoordinatorError):
+    """A template that does not compile; names the file and the line."""
+
+    def __init__(self, name: str, line: int, message: str) -> None:
+        self.name, self.line, self.message = name, line, message
+        super().__init__(f"{name}:{line}: {message}")
+
+
+class ParamsInvalid(CoordinatorError, ValueError):
+    """Script parameters given for a playbook that it does not take, or missing ones."""
+
+    def __init__(self, playbook_id: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"parameters for playbook {playbook_id}: " + "; ".join(problems))
+
+
+# Input: complaint bodies, replay files, detection CSVs.
+
+
+class BodyError(CoordinatorError, ValueError):
+    """The body as a whole cannot be read (not JSON, wrong shape, too many items)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class TrailingData(BodyError):
+    """A JSON document followed by more: perhaps NDJSON sent as application/json."""
+
+
+class JsonNumberRefused(CoordinatorError, ValueError):
+    """NaN, Infinity or an overflowing number in JSON; read_json turns it into a BodyError."""
+
+
+class ReplayError(CoordinatorError, ValueError):
+    """The file cannot be replayed; the message names the line."""
+
+
+class DetectInputError(CoordinatorError, ValueError):
+    """Bad input: names the file, the line and what is wrong (CLI exit 2)."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+# Storage.
 
 
 class StoreError(CoordinatorError):
@@ -25,6 +116,9 @@ class Conflict(StoreError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"{what} changed meanwhile")
+
+
+# Incidents and what is done to them.
 
 
 class IncidentNotFound(CoordinatorError):
@@ -39,15 +133,75 @@ class PlaybookNotFound(CoordinatorError):
         super().__init__(f"no playbook with id {playbook_id!r}")
 
 
-class TemplateOutside(CoordinatorError):
-    """A template name that would be read from outside templates/ (`..`, an absolute
-    path, a symlink leading out): never read, whatever the file holds."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"template {name!r} is outside templates/")
-
-
 class InvalidAction(CoordinatorError, ValueError):
     """The action does not fit the incident's state (resolving a closed incident...), or
     the playbook cannot open one (a template refused or gone since the config check)."""
+
+
+class AckTokenInvalid(CoordinatorError, ValueError):
+    """A link that acknowledges nothing. `reason` says why, for the page: malformed,
+    forged, expired, or unfounded (signed, but naming what we never sent); the message
+    says it in English, for the log."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+# Delivery.
+
+
+class SendError(CoordinatorError):
+    """A send that did not go through.
+
+    `retryable`: trying the same send later can help (a 429, a 5xx answered before a
+    message was created, a timeout after checking that nothing was created, a
+    connection that failed). `permanent`: this address will not work (invalid number,
+    opted out, not a mobile, a mailbox the server refuses): fall back to the other
+    channel. Neither: the request itself is wrong (credentials, sender, content), so
+    every recipient will fail the same way until someone fixes the configuration.
+    `code` is the provider's code as text: "21610", "20429", "smtp-550", "timeout".
+    """
+
+    def __init__(self, delivery_id: str, code: str, message: str, *, retryable: bool, permanent: bool = False) -> None:
+        if retryable and permanent:
+            raise ValueError("a SendError is retryable or permanent, not both")
+        super().__init__(f"{delivery_id}: {code}: {message}")
+        self.delivery_id = delivery_id
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.permanent = permanent
+
+
+# The web layer.
+
+
+class BadBearer(CoordinatorError):
+    """An Authorization header that is present but names no user; no fallback to the cookie."""
+
+
+class StalledClient(CoordinatorError, ConnectionResetError):
+    """A client took none of a response in time and was dropped. A ConnectionResetError,
+    so a handler's `except ConnectionResetError` (the page went away) covers it too."""
+
+
+# The Twilio sandbox.
+
+
+class ApiError(CoordinatorError):
+    """A REST request the Twilio sandbox refuses, answered with Twilio's error body."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+            "status": self.status,
+        }

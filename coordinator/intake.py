@@ -17,18 +17,11 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic_core import PydanticCustomError
 
 from .clock import Clock
+from .errors import BodyError, JsonNumberRefused, TrailingData
 from .models import Channel, Complaint
 from .store import ComplaintStore
 
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
-
-
-class BodyError(ValueError):
-    """The body as a whole cannot be read (not JSON, wrong shape, too many items)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        self.code = code
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -132,10 +125,6 @@ def normalise_subscriber(raw: str) -> str:
 MAX_DEPTH = 32
 
 
-class TrailingData(BodyError):
-    """A JSON document followed by more: perhaps NDJSON sent as application/json."""
-
-
 def read_json(text: str) -> Any:
     """json.loads for what anyone may send. Everything it cannot take is a BodyError
     `invalid_json` whose message says why, never another exception: syntax errors,
@@ -150,7 +139,7 @@ def read_json(text: str) -> Any:
         raise error("invalid_json", f"not JSON: {exc.msg} at {where}") from None
     except RecursionError:
         raise BodyError("invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    except _Unreadable as exc:
+    except JsonNumberRefused as exc:
         raise BodyError("invalid_json", f"not JSON this service reads: {exc}") from None
     except ValueError:  # what else json.loads raises: the int() of an integer too long
         raise BodyError("invalid_json", "not JSON this service reads: an integer of more than "
@@ -160,18 +149,14 @@ def read_json(text: str) -> Any:
     return value
 
 
-class _Unreadable(ValueError):
-    pass
-
-
 def _not_a_number(name: str) -> Any:
-    raise _Unreadable(f"{name} is not a JSON number")
+    raise JsonNumberRefused(f"{name} is not a JSON number")
 
 
 def _finite(literal: str) -> float:
     number = float(literal)
     if math.isinf(number):
-        raise _Unreadable(f"the number {literal if len(literal) <= 24 else literal[:24] + '…'} is too large")
+        raise JsonNumberRefused(f"the number {literal if len(literal) <= 24 else literal[:24] + '…'} is too large")
     return number
 
 

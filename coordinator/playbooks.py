@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from .errors import ParamsInvalid
 from .models import ALL_REGIONS, Surge
 from .schemas import Playbook, SeverityPolicy
 
@@ -58,12 +59,6 @@ def severity_for(policy: SeverityPolicy, surge: Surge | None) -> str:
         if met and SEVERITY_ORDER.index(rule.level) > SEVERITY_ORDER.index(level):
             level = rule.level
     return level
-
-
-class ParamsInvalid(ValueError):
-    def __init__(self, playbook_id: str, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(f"parameters for playbook {playbook_id}: " + "; ".join(problems))
 
 
 def script_params(playbook: Playbook, given: dict[str, object]) -> dict[str, str]:

@@ -10,7 +10,8 @@ import logging
 from datetime import timedelta
 from typing import Awaitable, Callable
 
-from .channels.base import SendError, SmsChannel
+from .channels.base import SmsChannel
+from .errors import SendError
 from .clock import Clock
 from .models import DELIVERY_RANK, Delivery, DeliveryStatus
 from .store import SmsStore

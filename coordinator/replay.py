@@ -17,13 +17,10 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol
 import aiohttp
 
 from .clock import Clock
-from .intake import BodyError, read_json
+from .errors import BodyError, ReplayError
+from .intake import read_json
 
 FIELDS = ("id", "received_at", "channel", "category", "region", "subscriber", "text")
-
-
-class ReplayError(ValueError):
-    """The file cannot be replayed; the message names the line."""
 
 
 def read_complaints(path: Path) -> list[dict[str, Any]]:

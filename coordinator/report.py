@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import statistics
 from datetime import datetime, timedelta
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +39,8 @@ Purpose = Literal["reminder", "supervisor", "role_assigned", "role_reminder", "r
 
 
 class Part(BaseModel):
+    """A piece of a report or of the statistics: frozen, and closed to unknown fields."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -354,8 +356,10 @@ def _unacknowledged(person_id: str, contacts: Contacts, reached: bool) -> Unackn
                           reached=reached)
 
 
-def median(values: Sequence[float]) -> float | None:
-    return float(statistics.median(values)) if values else None
+def median(values: Iterable[float | None]) -> float | None:
+    """The median of the figures present; None (a figure that does not apply) is skipped."""
+    present = [v for v in values if v is not None]
+    return float(statistics.median(present)) if present else None
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Protocol
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import TemplateOutside
+from .errors import TemplateInvalid, TemplateOutside
 
 # Variables every script template may use. The script is byte-identical for every
 # recipient, so nothing here is per person (the email's ack link is added outside it).
@@ -84,12 +84,6 @@ class TemplateInfo:
     name: str
     # Each variable the template reads from its context, with the line it is first read on.
     variables: dict[str, int]
-
-
-class TemplateInvalid(Exception):
-    def __init__(self, name: str, line: int, message: str) -> None:
-        self.name, self.line, self.message = name, line, message
-        super().__init__(f"{name}:{line}: {message}")
 
 
 def inspect_template(env: ImmutableSandboxedEnvironment, name: str, source: str) -> TemplateInfo:

@@ -9,15 +9,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .errors import SettingsError
+
 DEFAULT_STORE = "sqlite:///coordinator.db"
 MIN_TOKEN = 16  # shorter admin or intake tokens could be guessed
 # Longer, and a surge first seen when its bucket is fed would be over an hour old: it
 # would be recorded as history (streams.StreamMonitor's fresh_within) instead of acted on.
 MAX_DETECTION_GRACE = 1800.0
-
-
-class SettingsError(ValueError):
-    """An environment variable has a value the service cannot use."""
 
 
 def _flag(raw: str) -> bool:

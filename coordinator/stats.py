@@ -11,22 +11,17 @@ local day its start falls in.
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Iterable, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict
 
+from .report import Part, median
 from .store.records import StatRow
 
 By = Literal["day", "month"]
 DimensionName = Literal["category", "region", "channel"]
 DIMENSIONS: tuple[DimensionName, ...] = ("category", "region", "channel")
-
-
-class Part(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ComplaintCount(Part):
@@ -160,11 +155,6 @@ def dimension(name: DimensionName, rows: Sequence[ComplaintRow]) -> ComplaintDim
         totals=[count(k, n, rp) for k, (n, rp) in ranked],
         cells=[ComplaintCell(period=p, key=k, count=n, repeat=rp) for (p, k), (n, rp) in sorted(cells.items())],
     )
-
-
-def median(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return float(statistics.median(present)) if present else None
 
 
 def incident_periods(times: Iterable[IncidentTimes], tz: tzinfo, by: By) -> list[IncidentPeriod]:

@@ -9,7 +9,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .settings import Settings, SettingsError
+from .errors import SettingsError
+from .settings import Settings
 from .users import (
     Passwords,
     Role,

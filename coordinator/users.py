@@ -28,6 +28,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .errors import UsersFileError
 from .yamlsource import Problem, parse_yaml
 
 TOKEN_PREFIX = "coord_"
@@ -77,14 +78,6 @@ class UserEntry(BaseModel):
 class UsersFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     users: list[UserEntry] = Field(default_factory=list)
-
-
-class UsersFileError(ValueError):
-    """The users file cannot be used; `problems` are `path:line: message`."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(str(p) for p in problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from .errors import UnusualYaml
+
 PathKey = tuple[str | int, ...]
 
 
@@ -56,17 +58,13 @@ def parse_yaml(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
     try:
         try:
             return _parse_events(text, path)
-        except _Unusual:
+        except UnusualYaml:
             return _parse_tree(text, path)  # anchors, tags, complex keys: yaml's composer
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
         reason = getattr(exc, "problem", None) or str(exc)
         return None, [Problem(path, line, f"YAML syntax error: {reason}")]
-
-
-class _Unusual(Exception):
-    """Something the event reader leaves to yaml's own composer and constructor."""
 
 
 _MAP = "tag:yaml.org,2002:map"
@@ -92,7 +90,7 @@ def _parse_events(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
                 break
             if isinstance(event, yaml.DocumentStartEvent):
                 if started:
-                    raise _Unusual()  # a second document: the composer's error
+                    raise UnusualYaml()  # a second document: the composer's error
                 started = True
                 continue
             if isinstance(event, (yaml.StreamStartEvent, yaml.DocumentEndEvent)):
@@ -101,13 +99,13 @@ def _parse_events(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
                 stack.pop()
                 continue
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise _Unusual()
+                raise UnusualYaml()
             # A node starts: where it goes.
             line = event.start_mark.line + 1
             here: PathKey
             if not stack:
                 if ended:
-                    raise _Unusual()
+                    raise UnusualYaml()
                 here = ()
                 doc.lines[()] = line
             else:
@@ -118,10 +116,10 @@ def _parse_events(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
                     doc.lines[here] = line
                 elif frame[2] is _NO_KEY:  # a key
                     if not isinstance(event, yaml.ScalarEvent):
-                        raise _Unusual()
+                        raise UnusualYaml()
                     key = _scalar(loader, event)
                     if _resolved(loader, event) == "tag:yaml.org,2002:merge":
-                        raise _Unusual()
+                        raise UnusualYaml()
                     name = str(event.value)
                     if name in frame[3]:
                         problems.append(Problem(path, line, f"duplicate key '{name}'"))
@@ -130,7 +128,7 @@ def _parse_events(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
                     try:
                         hash(key)
                     except TypeError:
-                        raise _Unusual() from None
+                        raise UnusualYaml() from None
                     frame[2] = (key, name)
                     continue
                 else:
@@ -140,14 +138,14 @@ def _parse_events(text: str, path: str) -> tuple[YamlDoc | None, list[Problem]]:
                 value = _scalar(loader, event)
             elif isinstance(event, yaml.MappingStartEvent):
                 if event.tag not in (None, "!", _MAP):
-                    raise _Unusual()
+                    raise UnusualYaml()
                 value = {}
             elif isinstance(event, yaml.SequenceStartEvent):
                 if event.tag not in (None, "!", _SEQ):
-                    raise _Unusual()
+                    raise UnusualYaml()
                 value = []
             else:
-                raise _Unusual()
+                raise UnusualYaml()
             if not stack:
                 doc.data = value
                 ended = True
@@ -182,10 +180,10 @@ def _scalar(loader: Any, event: Any) -> Any:
     tag = _resolved(loader, event)
     construct = loader.yaml_constructors.get(tag)
     if construct is None:
-        raise _Unusual()
+        raise UnusualYaml()
     value = construct(loader, yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style))
     if isinstance(value, types.GeneratorType):
-        raise _Unusual()
+        raise UnusualYaml()
     return value
 
 

@@ -386,7 +386,7 @@ def test_check_reports_a_bad_users_file(tmp_path: Path, monkeypatch: pytest.Monk
     ({"COORDINATOR_SESSION_KEY": "not-a-key"}, "COORDINATOR_SESSION_KEY must be a Fernet key"),
 ])
 def test_bad_access_settings_are_named(env: dict[str, str], message: str) -> None:
-    from coordinator.settings import SettingsError
+    from coordinator.errors import SettingsError
 
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)

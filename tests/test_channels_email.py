@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from coordinator.channels import EmailChannel, SendError, SmtpConfig, SmtpEmail
+from coordinator.channels import EmailChannel, SmtpConfig, SmtpEmail
 from coordinator.channels.email import (
     compose_email,
     message_id,
@@ -21,6 +21,7 @@ from coordinator.channels.email import (
     with_html_footer,
 )
 from coordinator.clock import ManualClock
+from coordinator.errors import SendError
 from coordinator.sandbox import SmtpInbox
 from coordinator.sandboxed import free_port
 

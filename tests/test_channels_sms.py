@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from coordinator.channels import SendError, SmsChannel, TwilioConfig, TwilioSms, map_twilio_status
+from coordinator.channels import SmsChannel, TwilioConfig, TwilioSms, map_twilio_status
 from coordinator.clock import ManualClock
+from coordinator.errors import SendError
 from coordinator.models import DeliveryStatus
 from coordinator.sandbox import Delivery, Faults, TwilioSandbox, sms_segments
 

@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 import pytest
 
+from coordinator.errors import SettingsError
 from coordinator.sandboxed import free_port
-from coordinator.settings import Settings, SettingsError
+from coordinator.settings import Settings
 
 from .conftest import ADMIN_TOKEN
 

@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from coordinator.channels.base import Accepted, SendError
+from coordinator.channels.base import Accepted
 from coordinator.channels.sms import TwilioConfig, TwilioSms
 from coordinator.clock import ManualClock
+from coordinator.errors import SendError
 from coordinator.sandbox import Delivery, TwilioSandbox
 from coordinator.sandbox.faultproxy import DRAWN, Fault, FaultProxy, FaultRates, creates_message, draw_fault
 

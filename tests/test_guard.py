@@ -18,8 +18,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from coordinator.web.guard import (GuardedSite, GuardLimits, StalledClient, body_deadline, limits_of,
-                                   start_guarded_site, write_or_drop)
+from coordinator.errors import StalledClient
+from coordinator.web.guard import (GuardedSite, GuardLimits, body_deadline, limits_of, start_guarded_site,
+                                   write_or_drop)
 
 HOST = "127.0.0.1"
 MAX_BODY = 1024

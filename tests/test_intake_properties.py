@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 from coordinator.app import create_app
 from coordinator.catalog import load_catalog
 from coordinator.clock import ManualClock
-from coordinator.intake import NDJSON_TYPES, BodyError, Intake, SubscriberHasher, parse_body, read_json
+from coordinator.errors import BodyError, ReplayError
+from coordinator.intake import NDJSON_TYPES, Intake, SubscriberHasher, parse_body, read_json
 from coordinator.models import Channel, Complaint
-from coordinator.replay import FIELDS, HttpSink, ReplayError, read_complaints
+from coordinator.replay import FIELDS, HttpSink, read_complaints
 from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES

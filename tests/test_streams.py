@@ -18,15 +18,15 @@ from aiohttp.test_utils import TestClient
 from coordinator.app import build_services, create_app
 from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
+from coordinator.errors import ReplayError, SettingsError
 from coordinator.models import IncidentStatus
 from coordinator.replay import (
     HttpSink,
     PipelineSink,
-    ReplayError,
     read_complaints,
     replay,
 )
-from coordinator.settings import Settings, SettingsError
+from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.streams import trigger_minimums
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..errors import SendError  # noqa: F401  outbox.py and frontline.py import it from here until they are restructured
 from ..models import DeliveryStatus
 
 
@@ -22,29 +23,6 @@ class Accepted:
     status: str
     """Twilio's status as answered ("queued", "accepted", "sent", ...), or "sent" for an
     email the SMTP server took."""
-
-
-class SendError(Exception):
-    """A send that did not go through.
-
-    `retryable`: trying the same send later can help (a 429, a 5xx answered before a
-    message was created, a timeout after checking that nothing was created, a
-    connection that failed). `permanent`: this address will not work (invalid number,
-    opted out, not a mobile, a mailbox the server refuses): fall back to the other
-    channel. Neither: the request itself is wrong (credentials, sender, content), so
-    every recipient will fail the same way until someone fixes the configuration.
-    `code` is the provider's code as text: "21610", "20429", "smtp-550", "timeout".
-    """
-
-    def __init__(self, delivery_id: str, code: str, message: str, *, retryable: bool, permanent: bool = False) -> None:
-        if retryable and permanent:
-            raise ValueError("a SendError is retryable or permanent, not both")
-        super().__init__(f"{delivery_id}: {code}: {message}")
-        self.delivery_id = delivery_id
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.permanent = permanent
 
 
 class SmsChannel(Protocol):

@@ -19,7 +19,8 @@ from email.utils import format_datetime
 
 import aiosmtplib
 
-from coordinator.channels.base import Accepted, SendError
+from coordinator.channels.base import Accepted
+from coordinator.errors import SendError
 from coordinator.clock import Clock, SystemClock
 
 # Relays drop idle sessions after a while (RFC 5321 suggests 5 minutes, some do it

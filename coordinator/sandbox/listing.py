@@ -7,7 +7,8 @@ from datetime import date, timezone
 from typing import Any
 from urllib.parse import urlencode
 
-from coordinator.sandbox.messages import API_VERSION, ApiError, Message
+from coordinator.errors import ApiError
+from coordinator.sandbox.messages import API_VERSION, Message
 
 DEFAULT_PAGE_SIZE = 50
 _FILTERS = ("To", "From", "DateSent", "DateSent<", "DateSent>")

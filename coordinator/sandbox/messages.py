@@ -11,6 +11,8 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from coordinator.errors import ApiError
+
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
 MAX_VALIDITY_SECONDS = 36000
@@ -25,24 +27,6 @@ DELIVERY_ERRORS: dict[int, str] = {
     30007: "Message filtered",
     30008: "Unknown error",
 }
-
-
-class ApiError(Exception):
-    """A refused REST request, answered with Twilio's error body."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "message": self.message,
-            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
-            "status": self.status,
-        }
 
 
 def is_e164(number: str) -> bool:

@@ -25,7 +25,8 @@ from coordinator.clock import Clock, SystemClock
 from coordinator.sandbox.lifecycle import Apply, Delivery, Notify, Step, draw_fate, plan_delivery
 from coordinator.sandbox.limits import Faults, RateLimit, SenderRateLimiter
 from coordinator.sandbox.listing import list_page
-from coordinator.sandbox.messages import API_VERSION, ApiError, Message, is_e164, parse_send
+from coordinator.errors import ApiError
+from coordinator.sandbox.messages import API_VERSION, Message, is_e164, parse_send
 from coordinator.sandbox.optout import OptOuts
 from coordinator.segments import sms_segments
 from coordinator.sandbox.webhooks import CallbackAttempt, WebhookSender, inbound_params, status_params

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Sequence
+from typing import Any, Sequence, TypeVar
 
 from aiohttp import web
 
 from ..errors import StoreError
-from ..intake import BodyError, parse_body
+from ..errors import BodyError
+from ..intake import parse_body
 from ..store.records import MEDIA
 from ..users import Role
 from .auth import public, requires
@@ -20,11 +21,19 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def bad_request(code: str, message: str, details: Sequence[Any] = ()) -> web.HTTPBadRequest:
-    """A 400 in the error shape with its own code, to raise from deep in a handler
-    (errors.json_errors passes a JSON HTTP error through as it is)."""
+E = TypeVar("E", bound=web.HTTPError)
+
+
+def api_error(kind: type[E], code: str, message: str, details: Sequence[Any] = ()) -> E:
+    """An HTTP error in the error shape, to raise from deep in a handler (errors.json_errors
+    passes a JSON HTTP error through as it is). The message goes in the body, never in the
+    status line's reason, where a newline from the client would make aiohttp raise."""
     error = {"error": {"code": code, "message": message, "details": list(details)}}
-    return web.HTTPBadRequest(text=json.dumps(error, ensure_ascii=False), content_type="application/json")
+    return kind(text=json.dumps(error, ensure_ascii=False), content_type="application/json")
+
+
+def bad_request(code: str, message: str, details: Sequence[Any] = ()) -> web.HTTPBadRequest:
+    return api_error(web.HTTPBadRequest, code, message, details)
 
 
 @routes.get("/healthz")

@@ -40,6 +40,7 @@ from aiohttp_session import Session, get_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
+from ..errors import BadBearer
 from ..settings import Settings
 from ..users import GRANTS, Directory, Role
 from .errors import error_response
@@ -180,7 +181,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     try:
         who = await identify(request)
-    except _BadBearer:
+    except BadBearer:
         if access.kind == "role":
             return refuse(request, 401, "unauthorized", "the bearer token is not valid")
         who = None  # an open route does not care who is asking
@@ -195,10 +196,6 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
         if not await _csrf_ok(request):
             return refuse(request, 403, "csrf_failed", f"missing or wrong CSRF token ({CSRF_FIELD} or {CSRF_HEADER})")
     return await handler(request)
-
-
-class _BadBearer(Exception):
-    pass
 
 
 async def identify(request: web.Request) -> Principal | None:
@@ -217,7 +214,7 @@ async def identify(request: web.Request) -> Principal | None:
         usable = scheme.lower() == "bearer" and token and token.isascii() and token.isprintable()
         who = gate.bearer(token) if usable else None
         if who is None:
-            raise _BadBearer()
+            raise BadBearer()
     else:
         user = await gate.server_sessions.user_of(await get_session(request))
         if user is not None:
@@ -231,7 +228,7 @@ async def caller(request: web.Request) -> Principal | None:
     """The caller on an open route, which does not care about a wrong bearer token."""
     try:
         return await identify(request)
-    except _BadBearer:
+    except BadBearer:
         return None
 
 

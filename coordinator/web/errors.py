@@ -7,10 +7,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from ..errors import IncidentNotFound, PlaybookNotFound, StoreError
+from ..errors import IncidentNotFound, InvalidAction, ParamsInvalid, PlaybookNotFound, StoreError
 from ..frontline import ScriptError
-from ..pipeline import InvalidAction
-from ..playbooks import ParamsInvalid
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable, cast
 
 from aiohttp import web
 
+from ..errors import StalledClient
 from .accesslog import AccessLog
 from .errors import error_response
 
@@ -94,11 +95,6 @@ async def body_deadline(request: web.Request, handler: Handler) -> web.StreamRes
             response.force_close()  # the rest of the body may still come: no next request here
             return response
     return await handler(request)
-
-
-class StalledClient(ConnectionResetError):
-    """A client took none of a response in time and was dropped. A ConnectionResetError,
-    so a handler's `except ConnectionResetError` (the page went away) covers it too."""
 
 
 async def write_or_drop(response: web.StreamResponse, data: bytes, timeout: float) -> None:

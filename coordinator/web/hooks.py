@@ -14,7 +14,8 @@ from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from ..acklinks import AckClaim, AckTokenInvalid, read_token
+from ..acklinks import AckClaim, read_token
+from ..errors import AckTokenInvalid
 from ..channels.sms import map_twilio_status
 from ..models import DeliveryKey, DeliveryStatus
 from ..store.records import StatusUpdate

@@ -7,7 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..intake import BodyError, holds_lone_surrogate, read_json
+from ..errors import BodyError
+from ..intake import holds_lone_surrogate, read_json
 from ..models import Incident, ScriptKind
 from ..pipeline import role_view
 from ..users import Role
