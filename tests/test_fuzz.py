@@ -45,7 +45,7 @@ PRINCIPALS = {
 }
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 SEED = 20261124
-EXAMPLES = 60  # per operation, in the random phase; the other phases add their own
+EXAMPLES = 100  # per operation, in the random phase; the other phases add their own
 MIN_REQUESTS = 5_000
 # What the shipped samples hold (playbooks/, drills/, contacts/).
 PLAYBOOK, REGION, DRILL = "broadband-outage", "ningbo", "weekly-broadband"

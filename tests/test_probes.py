@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from openapi_schema_validator import OAS31Validator
+from yarl import URL
 
 from coordinator.app import create_app
 from coordinator.catalog import load_catalog
@@ -102,6 +103,18 @@ async def test_half_a_surrogate_pair_is_no_text(client: TestClient, path: str, b
     paired = await client.post("/api/playbooks/outage/preview", headers=ADMIN_HEADERS, json={
         "region": "hangzhou", "params": {"cause": "\ud83d\ude00"}})  # a pair is a character: 😀
     assert paired.status == 200 and "😀" in (await paired.json())["sms"]
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/api/drills/a%0Ab/run"), ("GET", "/api/drills/a%0D%0Ab/reports"),
+    ("GET", "/api/incidents/a%0Ab"), ("POST", "/api/playbooks/a%0Ab/preview"),
+])
+async def test_an_id_with_a_newline_is_a_404(client: TestClient, method: str, path: str) -> None:
+    """A refusal quoting the id kept it out of the status line (aiohttp raises on a
+    newline in a reason: the drills' 404 once answered 500; found by the fuzzer)."""
+    resp = await client.request(method, URL(path, encoded=True), headers=ADMIN_HEADERS, json={"region": "hangzhou"})
+    status, got = await answer(resp)
+    assert (status, error_code(got)) == (404, "not_found")
 
 
 # --- 2. console pages asked for without Accept: text/html ----------------------------------

@@ -13,6 +13,7 @@ from ..drill_report import load_drill_reports
 from ..drills import DrillNotFound, DrillRefused, next_firings
 from ..schemas import Drill
 from ..users import Role
+from .api import api_error
 from .auth import requires
 from .errors import error_response
 from .incidents import actor, json_body
@@ -38,7 +39,7 @@ def _drill(services: Services, drill_id: str) -> Drill:
     try:
         return services.drills.drill(drill_id)
     except DrillNotFound as exc:
-        raise web.HTTPNotFound(reason=str(exc)) from None
+        raise api_error(web.HTTPNotFound, "not_found", str(exc)) from None
 
 
 @routes.get("/api/drills")
