@@ -157,6 +157,11 @@ async def test_a_trainer_reads_and_replies_as_staff_through_the_inbound_hook(ser
         # a number that is not the account's is refused, and text is escaped on the page
         resp = await http.post("/sandbox/reply", data={**form, "to": "+15550009999", "body": "1"})
         assert resp.status == 400
+        # a line break in a number is quoted in the error's body, never in its status line
+        for field, value in (("to", "x\ny"), ("from", "a\nb")):
+            resp = await http.post("/sandbox/reply", data={**form, field: value, "body": "1"}, allow_redirects=False)
+            assert resp.status == 400, (field, await resp.text())
+            assert (await resp.json())["error"]["code"] == "bad_request"
         await service.sandbox.sms.reply(phone, SANDBOX_SENDER, "<script>alert(1)</script> 收到")
         page = await (await http.get("/sandbox/", headers=HTML)).text()
         assert "&lt;script&gt;alert(1)&lt;/script&gt; 收到" in page and "<script>alert" not in page

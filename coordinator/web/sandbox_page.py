@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ..sandbox.inprocess import RunningSandbox
 from ..users import Role
+from .api import api_error
 from .auth import CSRF_FIELD, csrf_token, requires
 from .page import console_page, tr
 from .state import SANDBOX
@@ -53,5 +54,5 @@ async def sandbox_reply(request: web.Request) -> web.Response:
     try:
         await sandbox.sms.reply(from_, to, body)
     except ValueError as exc:  # not a number of the account, not E.164
-        raise web.HTTPBadRequest(reason=str(exc)) from exc
+        raise api_error(web.HTTPBadRequest, "bad_request", str(exc)) from exc  # it quotes the numbers
     raise web.HTTPSeeOther(f"/sandbox/#phone-{from_}")
