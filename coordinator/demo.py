@@ -11,7 +11,6 @@ escalation in a second); the HTTP, SMS and email traffic is real."""
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import aiohttp
 from .catalog import load_catalog
 from .clock import ManualClock
 from .sandbox import Delivery, SmtpInbox, TwilioSandbox
+from .sampling import poisson
 from .sandboxed import SENDER, sandboxed_service
 from .web.state import Services
 REGION = "ningbo"
@@ -66,17 +66,6 @@ def _history(start: datetime, days: int, rng: random.Random) -> list[dict[str, A
                                         region, rng))
     return items
 
-
-def poisson(rng: random.Random, rate: float) -> int:
-    """A Poisson draw: Knuth's method for the small rates of synthetic traffic, a normal
-    approximation above 50 (Knuth's product underflows for large rates)."""
-    if rate > 50:
-        return max(0, round(rng.gauss(rate, math.sqrt(rate))))
-    n, p, limit = 0, rng.random(), math.exp(-rate)
-    while p > limit:
-        n += 1
-        p *= rng.random()
-    return n
 
 
 def _complaint(cid: str, at: datetime, region: str, rng: random.Random, channel: str = "hotline") -> dict[str, Any]:

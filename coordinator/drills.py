@@ -29,9 +29,10 @@ from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped
 
 from .catalog import Catalog
 from .clock import Clock
-from .errors import Conflict
+from .errors import Conflict, DrillNotFound, DrillRefused
 from .models import ALL_REGIONS, DRILL_PREFIX, DrillRun, DrillRunStatus, Incident, stream_key
 from .pipeline import DrillSetup, InvalidAction, Pipeline
+from .sampling import poisson
 from .schemas import Drill, SurgeScenario
 from .settings import Settings
 from .store import Store
@@ -41,19 +42,6 @@ log = logging.getLogger(__name__)
 
 SCHEDULER_LEASE = "drill-scheduler"
 CHANNELS = ("hotline", "hotline", "hotline", "app", "shop")
-
-
-class DrillNotFound(KeyError):
-    def __init__(self, drill_id: str) -> None:
-        super().__init__(drill_id)
-        self.drill_id = drill_id
-
-    def __str__(self) -> str:
-        return f"no drill '{self.drill_id}'"
-
-
-class DrillRefused(ValueError):
-    """The drill cannot run on this service as configured."""
 
 
 def cron(drill: Drill) -> CronTrigger:
@@ -117,19 +105,10 @@ def surge_plan(run: DrillRun, scenario: SurgeScenario, base_rate: float, bucket_
         grow = 1.0 if scenario.shape == "step" else (i + 1) / buckets
         rate = base_rate * (1.0 + (scenario.multiplier - 1.0) * grow)
         start = run.started_at + timedelta(seconds=i * bucket_seconds)
-        offsets = sorted(rng.uniform(0, bucket_seconds) for _ in range(_poisson(rng, rate)))
+        offsets = sorted(rng.uniform(0, bucket_seconds) for _ in range(poisson(rng, rate)))
         arrivals += [Arrival(start + timedelta(seconds=o), rng.choice(CHANNELS)) for o in offsets]
     return arrivals
 
-
-def _poisson(rng: random.Random, rate: float) -> int:
-    if rate > 50:  # normal approximation: Knuth's product underflows for large rates
-        return max(0, round(rng.gauss(rate, math.sqrt(rate))))
-    n, p, limit = 0, rng.random(), math.exp(-rate)
-    while p > limit:
-        n += 1
-        p *= rng.random()
-    return n
 
 
 def ended(incident: Incident, acked: set[str], recipients: set[str]) -> bool:

@@ -148,6 +148,24 @@ class AckTokenInvalid(CoordinatorError, ValueError):
         super().__init__(message)
 
 
+class ScriptError(CoordinatorError, ValueError):
+    """A script action that does not fit (approving an unknown version, editing a closed
+    incident)."""
+
+
+class DrillNotFound(CoordinatorError, KeyError):
+    def __init__(self, drill_id: str) -> None:
+        super().__init__(drill_id)
+        self.drill_id = drill_id
+
+    def __str__(self) -> str:
+        return f"no drill '{self.drill_id}'"
+
+
+class DrillRefused(CoordinatorError, ValueError):
+    """The drill cannot run on this service as configured."""
+
+
 # Delivery.
 
 

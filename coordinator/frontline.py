@@ -24,9 +24,8 @@ from zoneinfo import ZoneInfo
 
 from .acklinks import LINK_CHANNELS, AckClaim, AckTokenInvalid, make_token, unfounded
 from .catalog import Catalog
-from .channels.base import SendError
 from .clock import Clock
-from .errors import IncidentNotFound, InvalidAction
+from .errors import IncidentNotFound, InvalidAction, ScriptError, SendError
 from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, ScriptKind, ScriptVersion, TimelineEvent
 from .incident_updates import IncidentUpdates
 from .outbox import Content, Wake
@@ -58,11 +57,6 @@ class Replied:
     """What the reply acknowledged: (incident, version), version 0 for a role."""
     answer: str | None
     """The SMS to send back (replies.answer_text), or None."""
-
-
-class ScriptError(ValueError):
-    """A script action that does not fit (approving an unknown version, editing a closed
-    incident)."""
 
 
 class Frontline:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable, Generic, TypeVar
 
-from .channels.base import Accepted, EmailChannel, SendError, SmsChannel
+from .channels.base import Accepted, EmailChannel, SmsChannel
+from .errors import SendError
 from .clock import Clock
 from .models import Delivery, DeliveryKey, DeliveryStatus
 from .store import Store

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from .catalog import Catalog, load_catalog
 from .clock import ManualClock
-from .demo import poisson
+from .sampling import poisson
 from .drill_report import DrillReport, load_drill_reports
 from .drills import channels_are_sandbox, next_firings
 from .models import DrillRunStatus

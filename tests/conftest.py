@@ -12,6 +12,7 @@ from typing import AsyncIterator, Iterator
 import pytest
 import redis
 
+from coordinator.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.store import Store
 from coordinator.store.redis import RedisStore
@@ -69,3 +70,9 @@ async def store(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path)
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc))
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    """The repository's own config (playbooks, contacts, templates), loaded once."""
+    return load_catalog(REPO)

@@ -14,21 +14,17 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator.acklinks import AckClaim, make_token
 from coordinator.app import create_app
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.catalog import Catalog
 from coordinator.clock import ManualClock
 from coordinator.models import Delivery
 from coordinator.settings import Settings
 from coordinator.web.state import SERVICES, Services
 
-from .conftest import ADMIN_HEADERS, ADMIN_TOKEN, REPO
+from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 BAD_LINK = "确认链接无效"
 
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(REPO)
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ from typing import Any, AsyncIterator
 import pytest
 
 from coordinator.app import build_services
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.catalog import Catalog
 from coordinator.clock import ManualClock
-from coordinator.demo import poisson
-from coordinator.drills import DrillRefused, SCHEDULER_LEASE, due_firings, cron, next_firings, surge_plan
+from coordinator.sampling import poisson
+from coordinator.errors import DrillRefused
+from coordinator.drills import SCHEDULER_LEASE, due_firings, cron, next_firings, surge_plan
 from coordinator.models import DrillRun, DrillRunStatus, IncidentStatus
 from coordinator.settings import Settings
 from coordinator.store import Store
@@ -29,10 +30,6 @@ T0 = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 WED_10 = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)
 SETTINGS = Settings(subscriber_key="k", tick_seconds=0)
 
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(ROOT)
 
 
 async def services(store: Store, catalog: Catalog, clock: ManualClock, *, sandbox: bool = True) -> Services:

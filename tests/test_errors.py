@@ -11,13 +11,7 @@ import coordinator
 from coordinator import errors
 from coordinator.errors import CoordinatorError
 
-# Defined in files under restructuring by others; each moves with the store/pipeline
-# restructuring, and then leaves this list.
-NOT_YET_MOVED = {
-    "coordinator.drills.DrillNotFound",
-    "coordinator.drills.DrillRefused",
-    "coordinator.frontline.ScriptError",
-}
+NOT_YET_MOVED: set[str] = set()
 
 
 def exception_classes() -> dict[str, type[BaseException]]:

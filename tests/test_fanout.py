@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator import frontline as frontline_module
 from coordinator.app import create_app, sms_channel
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.catalog import Catalog
 from coordinator.clock import ManualClock
 from coordinator.errors import StoreError
 from coordinator.models import DeliveryStatus
@@ -33,17 +33,13 @@ from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES, Services
 
-from .conftest import ADMIN_HEADERS, ADMIN_TOKEN, REPO
+from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
 
 SID = "AC" + "1" * 32
 TOKEN = "sandbox-auth-token"
 FROM = "+15005550006"
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(REPO)
 
 
 class Env:

@@ -14,7 +14,7 @@ import pytest
 
 from coordinator import frontline as frontline_module
 from coordinator.app import build_services, sms_channel
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.catalog import Catalog
 from coordinator.clock import ManualClock, SystemClock
 from coordinator.errors import StoreError
 from coordinator.frontline import PUBLISH_LEASE_SECONDS
@@ -26,17 +26,12 @@ from coordinator.store import Store
 from coordinator.store.redis import RedisStore
 from coordinator.web.state import Services
 
-from .conftest import REPO
 from .test_fanout import dies_after_two_chunks
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 SID, TOKEN, FROM = "AC" + "1" * 32, "sandbox-auth-token", "+15005550006"
 SETTINGS = Settings(subscriber_key="k", tick_seconds=0, ack_secret="a")
 
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(REPO)
 
 
 @pytest.fixture

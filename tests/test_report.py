@@ -11,7 +11,7 @@ import jinja2
 import pytest
 from openapi_schema_validator import OAS31Validator
 
-from coordinator.catalog import Catalog, Contacts, load_catalog
+from coordinator.catalog import Catalog, Contacts
 from coordinator.models import (
     Ack, Delivery, DeliveryKey, DeliveryStatus, Incident, IncidentStatus, RoleAssignment, ScriptKind, ScriptVersion,
     Surge, TimelineEvent,
@@ -23,7 +23,6 @@ from coordinator.store import Store
 from coordinator.web.openapi import document
 from coordinator.web.reports import duration, page_context
 
-from .conftest import REPO
 from .test_fanout import FROM, Env, make_env
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
@@ -351,10 +350,6 @@ def test_recurrence_of_a_drill_looks_at_the_real_key() -> None:
 
 # --- end to end: trigger, fan-out, acks, resolve, then the report over HTTP ------------
 
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(REPO)
 
 
 @pytest.fixture

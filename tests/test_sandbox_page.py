@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from argon2 import PasswordHasher
 
 from coordinator.app import create_app
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.catalog import Catalog
 from coordinator.clock import ManualClock
 from coordinator.sandbox.inprocess import SANDBOX_SENDER, RunningSandbox
 from coordinator.settings import Settings
@@ -26,7 +26,7 @@ from coordinator.users import Passwords, Role, add_user
 from coordinator.web.sandbox_page import SANDBOX
 from coordinator.web.state import SERVICES, Services
 
-from .conftest import ADMIN_HEADERS, ADMIN_TOKEN, REPO
+from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
 from .redis_server import free_port
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
@@ -34,10 +34,6 @@ PASSWORD = "correct horse battery"
 FAST = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 HTML = {"Accept": "text/html"}
 
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(REPO)
 
 
 @dataclass

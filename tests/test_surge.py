@@ -9,24 +9,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from coordinator.sampling import poisson
 from coordinator.surge import Detector, DetectorConfig, Observation, threshold
 
 START = datetime(2024, 3, 4)  # a Monday
 BUCKET = timedelta(minutes=5)
 DAY = 288  # buckets
 
-
-def poisson(rng: random.Random, mean: float) -> int:
-    """Inversion; fine for the means used here."""
-    if mean > 50:
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    u, k, p = rng.random(), 0, math.exp(-mean)
-    cumulative = p
-    while u > cumulative:
-        k += 1
-        p *= mean / k
-        cumulative += p
-    return k
 
 
 def stream(

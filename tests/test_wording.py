@@ -9,20 +9,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.catalog import Catalog
 from coordinator.models import Incident, ScriptKind
 from coordinator.scripts import placeholder
 from coordinator.wording import compose, needs_approval, sent_at_once
 
-from .conftest import REPO
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 TZ = ZoneInfo("Asia/Shanghai")
 
-
-@pytest.fixture(scope="module")
-def catalog() -> Catalog:
-    return load_catalog(REPO)
 
 
 def incident(catalog: Catalog, playbook_id: str, drill: bool = False) -> Incident:

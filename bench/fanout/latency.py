@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from coordinator.catalog import Catalog
-from coordinator.demo import poisson
+from coordinator.sampling import poisson
 
 from .harness import Service
 from .providers import Subprocess

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from ..errors import SendError  # noqa: F401  outbox.py and frontline.py import it from here until they are restructured
 from ..models import DeliveryStatus
 
 

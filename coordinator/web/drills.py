@@ -10,7 +10,8 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..drill_report import load_drill_reports
-from ..drills import DrillNotFound, DrillRefused, next_firings
+from ..drills import next_firings
+from ..errors import DrillNotFound, DrillRefused
 from ..schemas import Drill
 from ..users import Role
 from .api import api_error

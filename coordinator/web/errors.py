@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ..errors import IncidentNotFound, InvalidAction, ParamsInvalid, PlaybookNotFound, StoreError
-from ..frontline import ScriptError
+from ..errors import ScriptError
 
 log = logging.getLogger(__name__)
 
