@@ -24,7 +24,7 @@ from .errors import SendError
 from .clock import Clock
 from .models import Delivery, DeliveryKey, DeliveryStatus
 from .store import Store
-from .store.base import MEDIA, Moved, StatusUpdate
+from .store.records import MEDIA, Moved, StatusUpdate
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from coordinator.store.records import StatusUpdate
 from coordinator.store.redis import RedisStore
 from coordinator.store.sqlite import SqliteStore
 
-from .conftest import BUCKET_SECONDS
-from .test_store_contract import T0, incident, opened
+from ..conftest import BUCKET_SECONDS
+from .builders import T0, incident, opened
 
 
 def sms(person: str, version: int = 1, incident_id: str = "INC-1", channel: str = "sms",

@@ -15,7 +15,7 @@ from coordinator.store.protocols import PROTOCOLS
 from coordinator.store.redis import RedisStore
 from coordinator.store.sqlite import SqliteStore
 
-STORE_DIR = Path(__file__).resolve().parent.parent / "coordinator" / "store"
+STORE_DIR = Path(__file__).resolve().parents[2] / "coordinator" / "store"
 BACKENDS = [SqliteStore, RedisStore]
 
 
