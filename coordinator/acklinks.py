@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .errors import AckTokenInvalid
-from .models import Incident
+from .models import DeliveryKey, Incident, Medium
 
-# The deliveries whose email carries a link: a version of the wording, and the reminder
-# about it. Role notices carry none (they are acknowledged by SMS or in the console).
-LINK_CHANNELS = ("email", "email-reminder")
+# The emails that carry a link (their purposes): a version of the wording, and the
+# reminder about it. Role notices carry none (they are acknowledged by SMS or in the console).
+LINK_PURPOSES = ("", "reminder")
+
+
+def carries_link(key: DeliveryKey) -> bool:
+    return key.medium == Medium.email and key.purpose in LINK_PURPOSES
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,8 @@ def read_token(secret: str, token: str, now: datetime) -> AckClaim:
 def unfounded(claim: AckClaim, incident: Incident | None, contact: bool, emailed: bool) -> str | None:
     """Why the incident does not bear `claim` out, or None if it does: the incident
     exists (`incident` is None if not), has the version, and the person is a contact
-    (`contact`) who was sent that version by email (`emailed`: a delivery on one of
-    LINK_CHANNELS)."""
+    (`contact`) who was sent that version by email (`emailed`: a delivery that
+    `carries_link`)."""
     if incident is None:
         return f"no incident {claim.incident_id}"
     if incident.script(claim.version) is None:

@@ -140,8 +140,8 @@ async def _story(services: Services, sandbox: TwilioSandbox, inbox: SmtpInbox, h
     incident = await store.get_incident(incident.id)
     v1 = incident.script(1)
     deliveries = [d for d in await store.deliveries(incident.id) if d.key.version == 1]
-    sms = [d for d in deliveries if d.key.channel == "sms"]
-    email = [d for d in deliveries if d.key.channel == "email"]
+    sms = [d for d in deliveries if d.key.is_script and d.key.medium == "sms"]
+    email = [d for d in deliveries if d.key.is_script and d.key.medium == "email"]
     identical = v1 is not None and all(d.content_hash == v1.content_hash for d in deliveries)
     if v1 is not None:
         say(f"   SMS ({v1.sms_segments} {v1.sms_encoding} segments): {v1.sms}")

@@ -360,7 +360,7 @@ class Drills:
         if current is None:
             return False
         recipients = {d.key.person_id for d in await self.store.deliveries(incident.id)
-                      if d.key.version == current.version and d.key.channel in ("sms", "email")}
+                      if d.key.version == current.version and d.key.is_script}
         acked = {a.person_id for a in await self.store.acks(incident.id) if a.version == current.version}
         return ended(incident, acked, recipients)
 

@@ -22,14 +22,25 @@ from datetime import timedelta
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from .acklinks import LINK_CHANNELS, AckClaim, AckTokenInvalid, make_token, unfounded
+from .acklinks import LINK_PURPOSES, AckClaim, AckTokenInvalid, carries_link, make_token, unfounded
 from .catalog import Catalog
 from .clock import Clock
 from .errors import IncidentNotFound, InvalidAction, ScriptError, SendError
-from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, ScriptKind, ScriptVersion, TimelineEvent
+from .notices import Notice, reminder, role_notice, supervisor_notice
+from .models import (
+    Ack,
+    Delivery,
+    DeliveryKey,
+    Incident,
+    IncidentStatus,
+    Medium,
+    ScriptKind,
+    ScriptVersion,
+    TimelineEvent,
+)
 from .incident_updates import IncidentUpdates
 from .outbox import Content, Wake
-from .replies import RECENT_MESSAGES, ackable, answer_text, code_mark, decide, parse_reply, with_code
+from .replies import RECENT_MESSAGES, ackable, answer_text, decide, parse_reply, with_code
 from .roster import address_of, channels_of, in_scope
 from .schemas import Playbook
 from .store import Store
@@ -212,7 +223,7 @@ class Frontline:
                 if channel == "sms" and recipient.person.phone in stopped:
                     continue  # they replied STOP: the email still reaches them
                 batch.append(Delivery(key=DeliveryKey(incident_id=incident.id, version=version,
-                                                      person_id=recipient.person.id, channel=channel),
+                                                      person_id=recipient.person.id, medium=channel),
                                       address=address_of(recipient.person, channel),
                                       content_hash=script.content_hash, updated_at=now))
             if len(batch) >= chunk:
@@ -279,8 +290,14 @@ class Frontline:
         return created
 
     async def content(self, delivery: Delivery) -> Content:
-        if delivery.text is not None and delivery.key.version == 0:  # a notice, not a script
-            return Content(sms=delivery.text, email_subject="", email_text=delivery.text, email_html="")
+        ack_url = None
+        if carries_link(delivery.key):
+            claim = AckClaim(delivery.key.incident_id, delivery.key.version, delivery.key.person_id,
+                             self.clock.now() + self.ack_ttl)
+            ack_url = f"{self.public_url}/ack/{make_token(self.ack_secret, claim)}"
+        if delivery.text is not None and not delivery.key.is_script:  # a notice: its text and subject are its own
+            return Content(sms=delivery.text, email_subject=delivery.subject or "", email_text=delivery.text,
+                           email_html="", ack_url=ack_url)
         key = (delivery.key.incident_id, delivery.key.version)
         script = self._content.get(key)
         if script is None:
@@ -289,11 +306,6 @@ class Frontline:
             if script is None:
                 raise IncidentNotFound(f"{delivery.key.incident_id} v{delivery.key.version}")
             self._content[key] = script
-        ack_url = None
-        if delivery.key.channel in LINK_CHANNELS:
-            claim = AckClaim(delivery.key.incident_id, delivery.key.version, delivery.key.person_id,
-                             self.clock.now() + self.ack_ttl)
-            ack_url = f"{self.public_url}/ack/{make_token(self.ack_secret, claim)}"
         return Content(sms=script.sms, email_subject=script.email_subject, email_text=script.email_text,
                        email_html=script.email_html, sms_segments=script.sms_segments, ack_url=ack_url)
 
@@ -309,9 +321,9 @@ class Frontline:
                 "person": delivery.key.person_id, "channel": "sms", "error": error.code, "fallback": None}))
             return
         assert person.email is not None
-        email = Delivery(key=delivery.key.model_copy(update={"channel": "email" + delivery.key.channel[3:]}),
+        email = Delivery(key=delivery.key.model_copy(update={"medium": Medium.email}),
                          address=person.email, content_hash=delivery.content_hash, fell_back=True,
-                         text=delivery.text, updated_at=now)
+                         text=delivery.text, subject=delivery.subject, updated_at=now)
         added = await self.store.add_delivery(email)
         await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
             "person": delivery.key.person_id, "channel": "sms", "error": error.code,
@@ -321,20 +333,17 @@ class Frontline:
     async def notify_roles(self, incident: Incident, roles: list[str] | None, purpose: str) -> int:
         """Tell each holder of `roles` (all if None) that isn't acknowledged yet what they
         hold and by when to acknowledge. One message per (role, purpose)."""
-        drill = "【演练】" if incident.drill else ""
         queued = 0
         for role in incident.roles:
             if (roles is not None and role.role not in roles) or role.holder is None or role.acked_at is not None:
                 continue
             deadline = role.deadline.astimezone(self.tz).strftime("%H:%M") if role.deadline else "尽快"
-            lead = {"assigned": "您被指定为", "reminder": "提醒：您仍是"}.get(purpose, "升级：您现为")
-            text = with_code(f"{drill}【应急】{incident.title}（{self._place(incident)}）{lead}{role.title}，"
-                             f"请于{deadline}前回复1确认", incident.code)
-            queued += await self._notice(incident.id, 0, role.holder, f"role-{role.role}-{purpose}", text)
+            notice = role_notice(incident, role.title, purpose, self._place(incident), deadline)
+            queued += await self._notice(incident.id, 0, role.holder, f"role-{role.role}-{purpose}", notice)
         self.wake()
         return queued
 
-    async def _notice(self, incident_id: str, version: int, person_id: str, purpose: str, text: str) -> int:
+    async def _notice(self, incident_id: str, version: int, person_id: str, purpose: str, notice: Notice) -> int:
         """Queue a one-off message (not a script version) to a person on the first
         channel still open to them, keyed by `purpose` so it is sent once; 1 if queued."""
         contacts = self.catalog().contacts
@@ -345,8 +354,9 @@ class Frontline:
             return 0
         medium = reach[0]
         delivery = Delivery(key=DeliveryKey(incident_id=incident_id, version=version, person_id=person_id,
-                                            channel=f"{medium}-{purpose}"),
-                            address=address_of(person, medium), content_hash="", text=text, updated_at=now)
+                                            medium=medium, purpose=purpose),
+                            address=address_of(person, medium), content_hash="", text=notice.text,
+                            subject=notice.subject, updated_at=now)
         return int(await self.store.add_delivery(delivery))
 
     async def remind_now(self, incident_id: str, by: str) -> tuple[int, int]:
@@ -375,26 +385,22 @@ class Frontline:
         now = self.clock.now()
         acked = {a.person_id for a in await self.store.acks(incident_id) if a.version == version}
         reached = {d.key.person_id: d for d in await self.store.deliveries(incident_id)
-                   if d.key.version == version and d.key.channel in ("sms", "email")}
+                   if d.key.version == version and d.key.is_script}
         waiting = sorted(p for p in reached if p not in acked)
-        drill = "【演练】" if incident.drill else ""
-        notices: list[tuple[str, str]] = []  # (person to tell, text)
-        mark = code_mark(incident.code) if incident.code else ""
+        notices: list[tuple[str, Notice]] = []  # (person to tell, what)
         if not supervisors:
-            notices = [(p, f"{drill}【提醒】您尚未确认{incident.title}口径v{version}，请阅读后回复1确认收到{mark}")
-                       for p in waiting]
+            notices = [(p, reminder(incident, version)) for p in waiting]
         else:
             by_boss: dict[str, list[str]] = {}
             for person_id in waiting:
                 boss = contacts.people[person_id].supervisor if person_id in contacts.people else None
                 if boss is not None:
                     by_boss.setdefault(boss, []).append(contacts.people[person_id].name)
-            notices = [(boss, f"{drill}【督办】{incident.title}口径v{version}以下同事尚未确认：{'、'.join(names)}。"
-                              f"请督促确认{mark}") for boss, names in by_boss.items()]
+            notices = [(boss, supervisor_notice(incident, version, names)) for boss, names in by_boss.items()]
         queued = 0
         purpose = purpose or ("supervisor" if supervisors else "reminder")
-        for person_id, text in notices:
-            queued += await self._notice(incident_id, version, person_id, purpose, text)
+        for person_id, notice in notices:
+            queued += await self._notice(incident_id, version, person_id, purpose, notice)
         kind = "audience_supervisor" if supervisors else "audience_reminder"
         await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind=kind, data={
             "version": version, "not_acknowledged": waiting, "messages": queued}))
@@ -423,9 +429,9 @@ class Frontline:
         contact = claim.person_id in self.catalog().contacts.people
         emailed = False
         if incident is not None and contact:
-            for channel in LINK_CHANNELS:
+            for purpose in LINK_PURPOSES:
                 key = DeliveryKey(incident_id=claim.incident_id, version=claim.version, person_id=claim.person_id,
-                                  channel=channel)
+                                  medium=Medium.email, purpose=purpose)
                 if await self.store.get_delivery(key) is not None:
                     emailed = True
                     break

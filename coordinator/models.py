@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Channel(StrEnum):
@@ -246,17 +246,67 @@ DELIVERY_RANK: dict[DeliveryStatus, int] = {
 }
 
 
+NoticeKind = Literal["reminder", "supervisor", "role_assigned", "role_reminder", "role_escalation"]
+
+
+class Medium(StrEnum):
+    sms = "sms"
+    email = "email"
+
+
 class DeliveryKey(Record):
+    """What one message is: to whom, about which incident and version, by which medium,
+    for which purpose. `purpose` is "" for the script version itself; a notice about the
+    version has its own ("reminder", "supervisor", "role-leader-assigned"...), so it
+    never dedupes the script away. Its id, `incident:version:person:medium[-purpose]`,
+    is the stored key and is unchanged."""
+
     incident_id: str
     version: int
+    """The script version; 0 for a notice about the incident itself (a role notice)."""
     person_id: str
-    # "sms" | "email", or "<sms|email>-<purpose>" for a notice about the version
-    # (sms-reminder, sms-supervisor): its own key, so it never dedupes the script away.
-    channel: str
+    medium: Medium
+    purpose: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_channel(cls, data: Any) -> Any:
+        # Documents stored before medium and purpose were fields carry "<medium>[-<purpose>]".
+        if isinstance(data, dict) and "channel" in data and "medium" not in data:
+            data = dict(data)
+            medium, _, purpose = str(data.pop("channel")).partition("-")
+            data.update(medium=medium, purpose=purpose)
+        return data
 
     @property
-    def medium(self) -> str:
-        return self.channel.split("-", 1)[0]
+    def channel(self) -> str:
+        """The key's last part: the medium, then the purpose if it is a notice."""
+        return f"{self.medium.value}-{self.purpose}" if self.purpose else self.medium.value
+
+    @property
+    def is_script(self) -> bool:
+        return not self.purpose
+
+    @property
+    def notice(self) -> NoticeKind | None:
+        """What kind of notice the purpose names (see Frontline): "reminder[-<step>]",
+        "supervisor", "role-<role>-assigned", "role-<role>-reminder",
+        "role-<role>-level<N>"; None for the script itself or a purpose of no kind."""
+        purpose = self.purpose
+        if purpose.startswith("role-"):
+            last = purpose.rsplit("-", 1)[-1]
+            if last == "assigned":
+                return "role_assigned"
+            return "role_reminder" if last == "reminder" else "role_escalation" if last.startswith("level") else None
+        head = purpose.split("-", 1)[0]
+        return "reminder" if head == "reminder" else "supervisor" if head == "supervisor" else None
+
+    @property
+    def role(self) -> str | None:
+        """The role a role notice is about."""
+        if not self.purpose.startswith("role-"):
+            return None
+        return self.purpose.removeprefix("role-").rsplit("-", 1)[0]
 
     def as_id(self) -> str:
         return f"{self.incident_id}:{self.version}:{self.person_id}:{self.channel}"
@@ -265,7 +315,7 @@ class DeliveryKey(Record):
     def parse(cls, delivery_id: str) -> "DeliveryKey | None":
         """The key `as_id` made, or None for anything else."""
         parts = delivery_id.split(":")
-        if len(parts) != 4 or not parts[1].isdigit():
+        if len(parts) != 4 or not parts[1].isdigit() or parts[3].partition("-")[0] not in Medium.__members__:
             return None
         return cls(incident_id=parts[0], version=int(parts[1]), person_id=parts[2], channel=parts[3])
 
@@ -283,6 +333,8 @@ class Delivery(Record):
     # The body of a message that is not a script version (a reminder, a notice to a
     # supervisor); None: the version's text for the channel.
     text: str | None = None
+    # The email subject of such a message; None: the version's subject.
+    subject: str | None = None
     updated_at: datetime
     # When a worker first claimed it, as the store recorded it (filled in by
     # `claim_deliveries`, not kept in the document): a later claim means an earlier

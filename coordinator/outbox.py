@@ -377,7 +377,7 @@ class Outbox:
         if self.email is None:
             raise SendError(did, "no-email-channel", "no email channel is configured", retryable=False, permanent=True)
         if delivery.text is not None:
-            subject = delivery.text.split("】", 1)[0].lstrip("【") or "提醒"
+            subject = delivery.subject or content.email_subject
             return await self.email.send_email(did, delivery.address, subject, delivery.text, "", ack_url=content.ack_url)
         return await self.email.send_email(did, delivery.address, content.email_subject, content.email_text,
                                            content.email_html, ack_url=content.ack_url)

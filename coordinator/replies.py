@@ -113,12 +113,10 @@ def ackable(delivery: Delivery) -> Target | None:
     """What a reply to this message would acknowledge (None for a supervisor's notice or
     an answer): a role notice its role, a version's message or reminder its version."""
     key = delivery.key
-    _, _, purpose = key.channel.partition("-")
-    if not purpose or purpose.startswith("reminder"):
+    if key.is_script or key.purpose.startswith("reminder"):
         return Target(key.incident_id, version=key.version) if key.version > 0 else None
-    if purpose.startswith("role-"):
-        role = purpose.removeprefix("role-").rsplit("-", 1)[0]
-        return Target(key.incident_id, role=role)
+    if key.role is not None:
+        return Target(key.incident_id, role=key.role)
     return None
 
 

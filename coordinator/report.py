@@ -27,7 +27,19 @@ from pydantic import BaseModel, ConfigDict
 from .catalog import Contacts
 from .clock import Clock
 from .store import Store
-from .models import DRILL_PREFIX, Ack, Delivery, DeliveryStatus, Incident, RoleAssignment, ScriptKind, Surge, TimelineEvent
+from .models import (
+    DRILL_PREFIX,
+    Ack,
+    Delivery,
+    DeliveryKey,
+    DeliveryStatus,
+    Incident,
+    NoticeKind,
+    RoleAssignment,
+    ScriptKind,
+    Surge,
+    TimelineEvent,
+)
 
 SCRIPT_CHANNELS = ("sms", "email")
 RECURRENCE_WINDOW = timedelta(days=30)
@@ -35,7 +47,7 @@ REACHED = frozenset({DeliveryStatus.sent, DeliveryStatus.delivered})
 UNKNOWN = "-"  # team / region of someone no longer in the contacts
 
 ChaseKind = Literal["audience_reminder", "audience_supervisor", "remind_roles"]
-Purpose = Literal["reminder", "supervisor", "role_assigned", "role_reminder", "role_escalation"]
+Purpose = NoticeKind
 
 
 class Part(BaseModel):
@@ -229,7 +241,7 @@ def build_report(
     the contacts (names, teams, regions of the people) and the recorded surges (any
     superset of those on its key in the window: they are filtered here)."""
     wording = {v.version for v in incident.scripts if v.kind == ScriptKind.script}
-    script_msgs = [d for d in deliveries if d.key.channel in SCRIPT_CHANNELS and d.key.version in wording]
+    script_msgs = [d for d in deliveries if d.key.is_script and d.key.version in wording]
     opening = opening_surge(incident, timeline)
     return IncidentReport(
         incident_id=incident.id, title=incident.title, playbook=incident.playbook, category=incident.category,
@@ -284,12 +296,12 @@ def timeliness(incident: Incident, opening: Surge | None, script_msgs: Sequence[
 
 
 def channel_delivery(channel: str, script_msgs: Sequence[Delivery]) -> ChannelDelivery:
-    mine = [d for d in script_msgs if d.key.channel == channel]
+    mine = [d for d in script_msgs if d.key.medium == channel]
     by_status = {s: sum(1 for d in mine if d.status == s) for s in DeliveryStatus}
     if channel == "email":
         fell_back = sum(1 for d in mine if d.fell_back)
     else:
-        emailed = {(d.key.version, d.key.person_id) for d in script_msgs if d.key.channel == "email" and d.fell_back}
+        emailed = {(d.key.version, d.key.person_id) for d in script_msgs if d.key.medium == "email" and d.fell_back}
         fell_back = sum(1 for d in mine if (d.key.version, d.key.person_id) in emailed)
     reached = by_status[DeliveryStatus.sent] + by_status[DeliveryStatus.delivered]
     return ChannelDelivery(
@@ -407,12 +419,10 @@ def chases(timeline: Sequence[TimelineEvent]) -> list[Chase]:
 
 
 def notices(deliveries: Sequence[Delivery]) -> list[NoticeCount]:
-    """Messages that are not a version of the wording, by purpose. Their channel is
-    "<medium>-<purpose>": "reminder[-step]", "supervisor", "role-<role>-assigned",
-    "role-<role>-reminder", "role-<role>-level<N>" (see frontline)."""
+    """Messages that are not a version of the wording, by kind of notice."""
     counted: dict[Purpose, list[Delivery]] = {}
     for d in deliveries:
-        purpose = notice_purpose(d.key.channel)
+        purpose = d.key.notice
         if purpose is not None:
             counted.setdefault(purpose, []).append(d)
     order: tuple[Purpose, ...] = ("role_assigned", "role_reminder", "role_escalation", "reminder", "supervisor")
@@ -421,16 +431,8 @@ def notices(deliveries: Sequence[Delivery]) -> list[NoticeCount]:
 
 
 def notice_purpose(channel: str) -> Purpose | None:
-    _, _, purpose = channel.partition("-")
-    if not purpose:
-        return None  # a message of a script version
-    if purpose.startswith("role-"):
-        last = purpose.rsplit("-", 1)[-1]
-        if last == "assigned":
-            return "role_assigned"
-        return "role_reminder" if last == "reminder" else "role_escalation" if last.startswith("level") else None
-    head = purpose.split("-", 1)[0]
-    return "reminder" if head == "reminder" else "supervisor" if head == "supervisor" else None
+    """The kind of notice a delivery's channel ("<medium>[-<purpose>]") names."""
+    return DeliveryKey(incident_id="", version=0, person_id="", channel=channel).notice
 
 
 # --- recurrence --------------------------------------------------------------------

@@ -12,7 +12,7 @@ from coordinator.models import DeliveryStatus
 from coordinator.sandbox.faultproxy import FaultRates
 from coordinator.store import Store
 
-from .test_fanout import catalog, make_env  # noqa: F401  (catalog: the module's fixture)
+from .test_fanout import make_env
 
 
 async def test_a_fan_out_through_a_storm_of_faults_reaches_everyone_once(store: Store, catalog: Catalog) -> None:  # noqa: F811

@@ -23,7 +23,7 @@ from coordinator.replies import (
 )
 from coordinator.store import Store
 
-from .test_fanout import FROM, Env, catalog, make_env  # noqa: F401  (catalog: the module's fixture)
+from .test_fanout import FROM, Env, make_env
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 
