@@ -42,7 +42,6 @@ from .incident_updates import IncidentUpdates
 from .outbox import Content, Wake
 from .replies import RECENT_MESSAGES, ackable, answer_text, decide, parse_reply, with_code
 from .roster import address_of, channels_of, in_scope
-from .schemas import Playbook
 from .store import Store
 from .wording import compose, sent_at_once
 
@@ -116,7 +115,7 @@ class Frontline:
         def add(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
             if inc.status == IncidentStatus.closed:
                 raise ScriptError(f"incident {inc.id} is closed")
-            playbook = Playbook.model_validate(inc.playbook_snapshot)
+            playbook = inc.plan
             region_name = catalog.contacts.regions[inc.region].name if inc.region in catalog.contacts.regions else "全省"
             merged = {**inc.params, **params} if kind == ScriptKind.script else {**_latest_params(inc), **params}
             version = compose(
@@ -168,7 +167,7 @@ class Frontline:
         return version, await self._send_if_allowed(await self.store.get_incident(incident_id), version)
 
     async def _send_if_allowed(self, incident: Incident, version: ScriptVersion) -> int:
-        if sent_at_once(Playbook.model_validate(incident.playbook_snapshot), version):
+        if sent_at_once(incident.plan, version):
             return await self.approve(incident.id, version.version, "auto")
         return 0
 
@@ -206,7 +205,7 @@ class Frontline:
             return 0
         catalog = self.catalog()
         now = self.clock.now()
-        playbook = Playbook.model_validate(incident.playbook_snapshot)
+        playbook = incident.plan
         today = now.astimezone(self.tz).date()
         stopped = await self.store.opted_out()
         created = recipients = 0

@@ -6,7 +6,10 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import InvalidAction
+from .schemas import Playbook
 
 
 class Channel(StrEnum):
@@ -188,7 +191,20 @@ class Incident(Record):
     opened_by: str
     params: dict[str, Any] = Field(default_factory=dict)
     # The playbook as it was at opening: later file edits do not touch a running incident.
-    playbook_snapshot: dict[str, Any] = Field(default_factory=dict)
+    playbook_snapshot: Playbook | None = None
+
+    @field_validator("playbook_snapshot", mode="before")
+    @classmethod
+    def _no_snapshot(cls, value: Any) -> Any:
+        return value or None  # an incident stored before snapshots were typed has {}
+
+    @property
+    def plan(self) -> Playbook:
+        """The snapshot of the playbook; an incident without one cannot be worked on."""
+        if self.playbook_snapshot is None:
+            raise InvalidAction(f"incident {self.id} has no playbook snapshot")
+        return self.playbook_snapshot
+
     roles: list[RoleAssignment] = Field(default_factory=list)
     scripts: list[ScriptVersion] = Field(default_factory=list)
     surge: Surge | None = None

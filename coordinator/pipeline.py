@@ -216,7 +216,7 @@ class Pipeline:
             opened_at=now,
             opened_by=actor,
             params=params,
-            playbook_snapshot=playbook.model_dump(mode="json"),
+            playbook_snapshot=playbook,
             roles=roles,
             surge=surge,
             surge_count=1 if surge else 0,
@@ -242,7 +242,7 @@ class Pipeline:
         return Opened(stored, created)
 
     async def _attach(self, incident: Incident, surge: Surge) -> Incident:
-        playbook = Playbook.model_validate(incident.playbook_snapshot)
+        playbook = incident.plan
 
         def attach(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
             peak = inc.surge if inc.surge is not None and inc.surge.observed >= surge.observed else surge
@@ -303,7 +303,7 @@ class Pipeline:
         ran: list[tuple[str, DueStep]] = []
         live = [i for i in await self.store.list_incidents() if i.status != IncidentStatus.closed]
         for incident in live:
-            playbook = Playbook.model_validate(incident.playbook_snapshot)
+            playbook = incident.plan
             done = await self.store.finished_steps(incident.id)
             # A publication whose writer died: finished here (unless a live one holds it).
             await self.frontline.finish_publishing(incident, done)

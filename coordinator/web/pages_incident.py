@@ -17,7 +17,6 @@ from markupsafe import Markup
 from ..errors import IncidentNotFound
 from ..models import Incident, ScriptKind, ScriptVersion, TimelineEvent, bucket_start, stream_key, utc
 from ..report import build_report
-from ..schemas import Playbook
 from ..users import Role
 from . import sse
 from .auth import requires
@@ -144,7 +143,7 @@ async def incident_page(request: web.Request) -> web.Response:
     now = services.clock.now()
     report = build_report(incident, timeline=timeline, deliveries=deliveries, acks=acks,
                           contacts=services.catalog.contacts, surges=[], now=now)
-    playbook = Playbook.model_validate(incident.playbook_snapshot)
+    playbook = incident.plan
     start = editor_start(incident.scripts, incident)
     draft = next_version(services.catalog, incident, start, {}, now=now, tz=ZoneInfo(services.settings.timezone))
     summary = await sse.incident_summary(services, incident.id)

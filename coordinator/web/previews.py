@@ -49,7 +49,7 @@ def with_texts(version: ScriptVersion, texts: dict[str, str]) -> ScriptVersion:
 def next_version(catalog: Catalog, incident: Incident, params: dict[str, str], texts: dict[str, str],
                  *, now: datetime, tz: ZoneInfo) -> ScriptVersion:
     """The version a draft with these parameters and texts would add to `incident`."""
-    playbook = Playbook.model_validate(incident.playbook_snapshot)
+    playbook = incident.plan
     version = compose(catalog.templates, playbook, incident, kind=ScriptKind.script,
                       params={**incident.params, **params}, author=PREVIEW_AUTHOR, now=now, tz=tz,
                       region_name=_region_name(catalog, incident.region),
@@ -67,7 +67,7 @@ def first_version(catalog: Catalog, playbook: Playbook, region: str, params: dic
         category=playbook.trigger.categories[0], region=region, drill=drill, opened_at=now,
         opened_by=PREVIEW_AUTHOR, updated_at=now,
     )
-    return next_version(catalog, stand_in.model_copy(update={"playbook_snapshot": playbook.model_dump(mode="json")}),
+    return next_version(catalog, stand_in.model_copy(update={"playbook_snapshot": playbook}),
                         params, {}, now=now, tz=tz)
 
 
