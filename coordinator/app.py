@@ -29,7 +29,10 @@ from .intake import Intake, Limits, SubscriberHasher
 from .settings import Settings
 from .users import UsersFileError, read_users
 from .store import Store, open_store
-from .frontline import Frontline
+from .acknowledgements import Acknowledgements
+from .messages import Messages
+from .notifier import Notifier
+from .publication import Publication
 from .outbox import Outbox, OutboxLimits, Wake
 from .incident_updates import IncidentUpdates
 from .drills import Drills, RunningDrills, channels_are_sandbox
@@ -254,17 +257,20 @@ async def build_services(
     updates = IncidentUpdates(store=store, clock=clock)
     wake = Wake()
     ack_secret = settings.ack_secret or await store.get_or_create_secret("ack-links", secrets.token_hex(32))
-    frontline = Frontline(
-        store=store, catalog=current, clock=clock, updates=updates, wake=wake, tz=tz,
-        ack_secret=ack_secret, public_url=settings.base_url, worker=worker,
-    )
+    notifier = Notifier(store=store, catalog=current, clock=clock, wake=wake, tz=tz)
+    publication = Publication(store=store, catalog=current, clock=clock, updates=updates, notifier=notifier,
+                              wake=wake, tz=tz, worker=worker)
+    acknowledgements = Acknowledgements(store=store, catalog=current, clock=clock, updates=updates)
+    messages = Messages(store=store, catalog=current, clock=clock, wake=wake, tz=tz, ack_secret=ack_secret,
+                        public_url=settings.base_url)
     pipeline = Pipeline(
         store=store, catalog=current, clock=clock, intake=intake, monitor=monitor, updates=updates,
-        frontline=frontline, drill_setup=RunningDrills(store=store, catalog=current).setup_for, worker=worker, tz=tz,
+        publication=publication, notifier=notifier, acknowledgements=acknowledgements,
+        drill_setup=RunningDrills(store=store, catalog=current).setup_for, worker=worker, tz=tz,
     )
     outbox = Outbox(
-        store, clock=clock, content=frontline.content, sms=sms, email=email, on_permanent=frontline.fallback,
-        resume=frontline.resume_publishing, worker=worker, wake=wake,
+        store, clock=clock, content=messages.content, sms=sms, email=email, on_permanent=messages.fallback,
+        resume=publication.resume_publishing, worker=worker, wake=wake,
         limits=OutboxLimits(sms_concurrency=settings.sms_concurrency, email_concurrency=settings.email_concurrency,
                             sms_rate=settings.sms_rate, email_rate=settings.email_rate,
                             lease_seconds=settings.outbox_lease_seconds),
@@ -276,7 +282,7 @@ async def build_services(
     ticks = Ticks(store=store, clock=clock, catalog=current, pipeline=pipeline, drills=drills, reconciler=reconciler,
                   every_seconds=settings.tick_seconds,
                   reconcile_after=timedelta(seconds=settings.reconcile_after_seconds))
-    built = Services(settings, clock, store, catalog, intake, pipeline, monitor, frontline, outbox, ack_secret, drills,
+    built = Services(settings, clock, store, catalog, intake, pipeline, monitor, messages, outbox, ack_secret, drills,
                      reconciler, ticks, media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))
     return built
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any, Callable
+from typing import Callable
 
+from . import changes
 from .clock import Clock
-from .errors import Conflict, InvalidAction
-from .models import Incident, IncidentStatus, TimelineEvent
+from .errors import Conflict
+from .models import Incident, TimelineEvent
 from .store import IncidentStore
 
 Change = Callable[[Incident], tuple[Incident, list[TimelineEvent]]]
@@ -48,28 +49,4 @@ class IncidentUpdates:
         The leader's acknowledgement (the playbook's first role) makes the incident
         acknowledged."""
         now = self.clock.now()
-
-        def ack(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
-            if not inc.is_open:
-                raise InvalidAction(f"incident {inc.id} is {inc.status.value}")
-            roles, events = [], []
-            for r in inc.roles:
-                mine = person in r.chain[: r.level + 1] and (role is None or r.role == role)
-                if mine and r.acked_at is None:
-                    r = r.model_copy(update={"acked_by": person, "acked_at": now})
-                    events.append(TimelineEvent(at=now, kind="role_acked", actor=person,
-                                                data={"role": r.role, "via": via, "level": r.level}))
-                roles.append(r)
-            if not events and not any(person in r.chain and (role is None or r.role == role) for r in inc.roles):
-                raise InvalidAction(f"{person} holds no role{f' {role}' if role else ''} on incident {inc.id}")
-            update: dict[str, Any] = {"roles": roles}
-            if inc.acknowledged_at is None and roles and roles[0].acked_at is not None:
-                update["acknowledged_at"] = now
-                # The status only moves forward: with an auto-approved script the
-                # incident may be scripted before its leader acknowledges.
-                if inc.status == IncidentStatus.open:
-                    update["status"] = IncidentStatus.acknowledged
-                events.append(TimelineEvent(at=now, kind="status", actor=person, data={"status": "acknowledged"}))
-            return inc.model_copy(update=update), events
-
-        return await self.update(incident_id, ack)
+        return await self.update(incident_id, lambda inc: changes.ack_roles(inc, now, person, role, via))

@@ -305,7 +305,7 @@ class DeliveryKey(Record):
 
     @property
     def notice(self) -> NoticeKind | None:
-        """What kind of notice the purpose names (see Frontline): "reminder[-<step>]",
+        """What kind of notice the purpose names (see Notifier): "reminder[-<step>]",
         "supervisor", "role-<role>-assigned", "role-<role>-reminder",
         "role-<role>-level<N>"; None for the script itself or a purpose of no kind."""
         purpose = self.purpose

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -15,6 +15,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .models import Incident
 from .replies import code_mark, with_code
 from .scripts import DRILL_MARK
+
+if TYPE_CHECKING:
+    from .catalog import Contacts
 
 _ENV = ImmutableSandboxedEnvironment(loader=FileSystemLoader(Path(__file__).parent / "notice_templates"),
                                      undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
@@ -49,3 +52,9 @@ def supervisor_notice(incident: Incident, version: int, names: Sequence[str]) ->
     """To a supervisor: the names of their people who have not acknowledged `version`."""
     return _render("supervisor", incident, version=version, names=list(names),
                    mark=code_mark(incident.code) if incident.code else "")
+
+
+def place(contacts: Contacts, incident: Incident) -> str:
+    """How the incident's region reads in a notice or an answer."""
+    region = contacts.regions.get(incident.region)
+    return region.name if region is not None else "全省" if incident.region == "*" else incident.region

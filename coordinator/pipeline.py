@@ -1,15 +1,24 @@
-"""The path of an incident, top to bottom. HTTP handlers, the scheduler and the CLI call
-into this module; the decisions are made by pure functions (playbooks, roster,
-escalation) and this module carries them out against the store.
+"""The path of an incident, top to bottom. HTTP handlers, the scheduler, drills and the
+CLI call into this module only; the decisions are pure functions (playbooks, roster,
+escalation, changes, wording, replies) and this module carries them out against the
+store, with the script's parts in their own modules (publication, notifier,
+acknowledgements).
 
     complaints ──► intake (validate, store once, repeat flag) ──► stream monitor
           (closed buckets to each stream's detector, a peek at the filling one)
     surge ──► match playbook ──► open incident (one per surge key; later surges attach)
           ──► snapshot the playbook, assign roles from the roster at that moment
+          ──► role holders told, version 1 drafted (publication)
     leader's trigger ──► the same, with the leader's parameters
-    acks ──► role acknowledged; the leader's ack moves the incident to acknowledged
-    tick ──► due steps: escalate unacknowledged roles level by level, reminders,
-             status updates, follow-up after resolution (then closed)
+    draft ──► approve (by the leader, or at once where the playbook allows)
+          ──► publish: a delivery per person and channel, sent by the outbox
+          (an SMS that fails for good goes again by email: messages.py)
+    acks ──► role acknowledged (the leader's makes the incident acknowledged);
+             a version acknowledged by email link or SMS reply (acknowledgements)
+    tick ──► due steps: escalate unacknowledged roles level by level, reminders to
+             staff and their supervisors, status updates, follow-up after resolution
+    remind now ──► a reminder to everyone who has not acknowledged
+    resolve ──► the stand-down to everyone the wording reached; closed at follow-up
 """
 
 from __future__ import annotations
@@ -17,21 +26,25 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateNotFound
 
+from . import changes
 from .catalog import Catalog
 from .clock import Clock
 from .errors import InvalidAction, PlaybookNotFound, TemplateOutside
 from .escalation import DueStep, due_steps
-from .frontline import Frontline
+from .acknowledgements import Acknowledgements, Replied
+from .acklinks import AckClaim
 from .incident_updates import IncidentUpdates
 from .intake import Intake, IntakeResult
-from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, RoleAssignment, ScriptKind, Surge, TimelineEvent, stream_key
+from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, RoleAssignment, ScriptKind, ScriptVersion, Surge, TimelineEvent, stream_key
+from .notifier import Notifier
 from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
+from .publication import Publication
 from .replies import new_code
 from .roster import assign_roles
 from .schemas import Playbook
@@ -69,20 +82,24 @@ class Pipeline:
         intake: Intake,
         monitor: StreamMonitor,
         updates: IncidentUpdates,
-        frontline: Frontline,
+        publication: Publication,
+        notifier: Notifier,
+        acknowledgements: Acknowledgements,
         drill_setup: Callable[[str], Awaitable[DrillSetup | None]],
         worker: str,
         tz: ZoneInfo,
         step_lease_seconds: float = 60.0,
     ) -> None:
-        """`frontline` is the script side: the wording, the fan-out, the acknowledgements;
+        """`publication`, `notifier` and `acknowledgements` are the script's side;
         `drill_setup` finds the running drill behind a drill surge's key."""
         self.store = store
         self.intake = intake
         self.monitor = monitor
         self.updates = updates
         self.update = updates.update
-        self.frontline = frontline
+        self.publication = publication
+        self.notifier = notifier
+        self.acks = acknowledgements
         self.drill_setup = drill_setup
         self.catalog = catalog
         self.clock = clock
@@ -237,21 +254,45 @@ class Pipeline:
             for alert in alerts:
                 await self.store.append_timeline(stored.id, TimelineEvent(at=now, kind="alert", data={"message": alert}))
             log.info("incident %s opened (%s, %s)", stored.id, playbook.id, surge_key)
-            await self.frontline.open_with_wording(stored)
+            await self.publication.open_with_wording(stored)
             stored = await self.store.get_incident(stored.id)
         return Opened(stored, created)
 
     async def _attach(self, incident: Incident, surge: Surge) -> Incident:
-        playbook = incident.plan
+        now = self.clock.now()
+        return await self.update(incident.id, lambda inc: changes.attach_surge(inc, now, surge))
 
-        def attach(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
-            peak = inc.surge if inc.surge is not None and inc.surge.observed >= surge.observed else surge
-            level = max(inc.severity, severity_for(playbook.severity, surge), key=SEVERITY_ORDER.index)
-            event = TimelineEvent(at=self.clock.now(), kind="surge_attached",
-                                  data={"surge": surge.model_dump(mode="json"), "severity": level})
-            return inc.model_copy(update={"surge_count": inc.surge_count + 1, "surge": peak, "severity": level}), [event]
+    # --- the script ----------------------------------------------------------------
 
-        return await self.update(incident.id, attach)
+    async def draft_and_send(self, incident_id: str, kind: ScriptKind, author: str,
+                             params: dict[str, str] | None = None,
+                             texts: dict[str, str] | None = None) -> tuple[ScriptVersion, int]:
+        """A new version drafted, and sent at once where the playbook allows it; returns
+        it and the deliveries created (0: it waits for approval)."""
+        return await self.publication.draft_and_send(incident_id, kind, author, params, texts)
+
+    async def approve(self, incident_id: str, version: int, by: str) -> int:
+        """A version approved and published; returns the deliveries created."""
+        return await self.publication.approve(incident_id, version, by)
+
+    async def remind_now(self, incident_id: str, by: str) -> tuple[int, int]:
+        """A leader's "remind now": returns the version and the reminders queued."""
+        return await self.notifier.remind_now(incident_id, by)
+
+    # --- acknowledgements ------------------------------------------------------------
+
+    async def acknowledge(self, incident_id: str, version: int, person_id: str, via: str) -> bool:
+        return await self.acks.acknowledge(incident_id, version, person_id, via)
+
+    async def acknowledge_link(self, claim: AckClaim) -> bool:
+        return await self.acks.acknowledge_link(claim)
+
+    async def check_link(self, claim: AckClaim) -> None:
+        await self.acks.check_link(claim)
+
+    async def reply(self, phone: str, body: str) -> Replied:
+        """An SMS reply: STOP/START mirrored, or one role or version acknowledged."""
+        return await self.acks.reply(phone, body)
 
     # --- changes -------------------------------------------------------------------
 
@@ -261,32 +302,15 @@ class Pipeline:
 
     async def resolve(self, incident_id: str, actor: str, note: str = "") -> Incident:
         now = self.clock.now()
-
-        def resolve(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
-            if not inc.is_open:
-                raise InvalidAction(f"incident {inc.id} is already {inc.status.value}")
-            event = TimelineEvent(at=now, kind="status", actor=actor, data={"status": "resolved", "note": note})
-            return inc.model_copy(update={"status": IncidentStatus.resolved, "resolved_at": now}), [event]
-
-        resolved = await self.update(incident_id, resolve)
+        resolved = await self.update(incident_id, lambda inc: changes.resolve(inc, now, actor, note))
         if resolved.current_script is not None:
-            await self.frontline.draft_and_send(incident_id, ScriptKind.stand_down, actor)
+            await self.publication.draft_and_send(incident_id, ScriptKind.stand_down, actor)
             resolved = await self.store.get_incident(incident_id)
         return resolved
 
     async def set_severity(self, incident_id: str, severity: str, actor: str, reason: str = "") -> Incident:
-        if severity not in SEVERITY_ORDER:
-            raise InvalidAction(f"unknown severity '{severity}' (one of {', '.join(SEVERITY_ORDER)})")
         now = self.clock.now()
-
-        def change(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
-            if inc.severity == severity:
-                return inc, []
-            event = TimelineEvent(at=now, kind="severity", actor=actor,
-                                  data={"from": inc.severity, "to": severity, "reason": reason})
-            return inc.model_copy(update={"severity": severity}), [event]
-
-        return await self.update(incident_id, change)
+        return await self.update(incident_id, lambda inc: changes.set_severity(inc, now, severity, actor, reason))
 
     async def add_note(self, incident_id: str, actor: str, text: str) -> None:
         await self.store.get_incident(incident_id)
@@ -306,7 +330,7 @@ class Pipeline:
             playbook = incident.plan
             done = await self.store.finished_steps(incident.id)
             # A publication whose writer died: finished here (unless a live one holds it).
-            await self.frontline.finish_publishing(incident, done)
+            await self.publication.finish_publishing(incident, done)
             for step in due_steps(incident, playbook, now, done):
                 if not await self.store.claim_step(incident.id, step.key, self.worker, now, self.lease):
                     continue
@@ -318,59 +342,32 @@ class Pipeline:
     async def _run_step(self, incident_id: str, playbook: Playbook, step: DueStep) -> None:
         now = self.clock.now()
         if step.kind == "escalate":
-            def escalate(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
-                roles, events = [], []
-                for r in inc.roles:
-                    if r.role == step.role and r.acked_at is None and step.level is not None and r.level < step.level:
-                        previous = r.holder
-                        deadline = now + timedelta(seconds=r.ack_within_seconds)
-                        r = r.model_copy(update={"level": step.level, "deadline": deadline})
-                        events.append(TimelineEvent(at=now, kind="escalated", data={
-                            "role": r.role, "from": previous, "to": r.holder, "level": r.level,
-                            "deadline": _iso(deadline)}))
-                    roles.append(r)
-                return inc.model_copy(update={"roles": roles}), events
-
-            escalated = await self.update(incident_id, escalate)
-            if step.role is not None:
-                await self.frontline.notify_roles(escalated, [step.role], f"level{step.level}")
+            assert step.role is not None and step.level is not None
+            role, level = step.role, step.level
+            escalated = await self.update(incident_id, lambda inc: changes.escalate(inc, now, role, level))
+            await self.notifier.notify_roles(escalated, [role], f"level{level}")
         elif step.kind == "role_exhausted":
             message = f"role {step.role}: no one in its escalation chain acknowledged"
-
-            def alert(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
-                event = TimelineEvent(at=now, kind="alert", data={"message": message, "role": step.role})
-                return inc.model_copy(update={"alerts": [*inc.alerts, message]}), [event]
-
-            await self.update(incident_id, alert)
+            await self.update(incident_id, lambda inc: changes.alert(inc, now, message, step.role))
         elif step.kind == "follow_up":
-            follow = playbook.follow_up
-
-            def close(inc: Incident) -> tuple[Incident, list[TimelineEvent]]:
-                holders = {r.role: r.holder for r in inc.roles if r.role in follow.notify_roles}
-                events = [
-                    TimelineEvent(at=now, kind="follow_up", data={"action": follow.action, "notify": holders}),
-                    TimelineEvent(at=now, kind="status", data={"status": "closed"}),
-                ]
-                return inc.model_copy(update={"status": IncidentStatus.closed, "closed_at": now}), events
-
-            await self.update(incident_id, close)
+            await self.update(incident_id, lambda inc: changes.close(inc, now, playbook.follow_up))
         elif step.kind in ("audience_reminder", "audience_supervisor"):
             assert step.level is not None
-            await self.frontline.chase(incident_id, step.level, supervisors=step.kind == "audience_supervisor")
+            await self.notifier.chase(incident_id, step.level, supervisors=step.kind == "audience_supervisor")
         elif step.kind == "remind_roles":
             incident = await self.store.get_incident(incident_id)
-            await self.frontline.notify_roles(incident, None, "reminder")
+            await self.notifier.notify_roles(incident, None, "reminder")
             await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind="remind_roles", data={
                 "unacknowledged": {r.role: r.holder for r in incident.roles if r.acked_at is None}}))
         elif step.kind == "remind_audience":
             incident = await self.store.get_incident(incident_id)
             if incident.current_script is not None:
-                await self.frontline.chase(incident_id, incident.current_script.version, supervisors=False,
+                await self.notifier.chase(incident_id, incident.current_script.version, supervisors=False,
                                            purpose=f"reminder-{step.key.replace(':', '')}")
         elif step.kind == "status_update":
             incident = await self.store.get_incident(incident_id)
             if incident.current_script is not None:
-                await self.frontline.draft_and_send(incident_id, ScriptKind.update, "system")
+                await self.publication.draft_and_send(incident_id, ScriptKind.update, "system")
             else:
                 await self.store.append_timeline(incident_id, TimelineEvent(
                     at=now, kind="status_update", data={"occurrence": step.occurrence, "sent": False,

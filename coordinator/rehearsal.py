@@ -110,7 +110,7 @@ async def _leader_approves(services: Services, incident_id: str, clock: ManualCl
     leader = incident.roles[0].holder if incident.roles else None
     for version in waiting:
         if leader is not None and clock.now() - version.created_at >= players.approve_after:
-            await services.frontline.approve(incident_id, version.version, leader)
+            await services.pipeline.approve(incident_id, version.version, leader)
 
 
 async def _settle(services: Services, sandbox: TwilioSandbox) -> None:

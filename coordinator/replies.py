@@ -11,7 +11,7 @@ code. Every SMS carries its incident's short code ("〔事件码K7Q〕"):
                                 incidents, a drill beside a real one, picks which)
 
 The answer SMS names what was acknowledged and what is still waiting, so nobody has to
-guess where their "1" went. Pure functions; frontline.py reads the store and acts.
+guess where their "1" went. Pure functions; acknowledgements.py reads the store and acts.
 """
 
 from __future__ import annotations

@@ -259,14 +259,14 @@ async def test_trigger_drill_ends_when_everyone_acknowledged(store: Store, catal
     assert v1 is not None and not v1.approved  # approval: leader, also in a drill
     leader = incident.roles[0].holder
     assert leader is not None
-    await svc.frontline.approve(incident.id, 1, leader)
+    await svc.pipeline.approve(incident.id, 1, leader)
     incident = await store.get_incident(incident.id)
     recipients = {d.key.person_id for d in await store.deliveries(incident.id) if d.key.channel in ("sms", "email")}
     assert recipients
     await drive(svc, clock, 1)
     assert (await store.get_drill_run(run.id)).status == DrillRunStatus.running  # type: ignore[union-attr]
     for person in recipients:
-        await svc.frontline.acknowledge(incident.id, 1, person, via="sms")
+        await svc.pipeline.acknowledge(incident.id, 1, person, via="sms")
     for role in incident.roles:
         if role.holder:
             await svc.pipeline.ack_role(incident.id, role.holder, role.role)

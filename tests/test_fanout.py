@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from coordinator import frontline as frontline_module
+from coordinator import publication as publication_module
 from coordinator.app import create_app, sms_channel
 from coordinator.catalog import Catalog
 from coordinator.clock import ManualClock
@@ -253,7 +253,7 @@ async def test_an_sms_sent_by_a_worker_that_died_before_recording_it_is_not_sent
     body = await env.trigger()
     [dead] = await store.claim_deliveries("crashed-worker", env.clock.now(), 60, 1, medium="sms")
     assert dead.claimed_at == env.clock.now()
-    text = dead.text or (await env.services.frontline.content(dead)).sms
+    text = dead.text or (await env.services.messages.content(dead)).sms
     # The dead worker's own channel (another process: this one knows nothing of it) got
     # the message to Twilio; then the worker died before recording that.
     channel = sms_channel(env.services.settings, env.clock)
@@ -272,8 +272,8 @@ def dies_after_two_chunks(monkeypatch: pytest.MonkeyPatch, store: Store, why: st
     """Publications in chunks of 3 people, and a store whose third chunk fails with
     StoreError(why), as the writer dying there would leave it. Returns the store's own
     add_deliveries, to put back."""
-    monkeypatch.setattr(frontline_module, "FIRST_CHUNK", 3)
-    monkeypatch.setattr(frontline_module, "PUBLISH_CHUNK", 3)
+    monkeypatch.setattr(publication_module, "FIRST_CHUNK", 3)
+    monkeypatch.setattr(publication_module, "PUBLISH_CHUNK", 3)
     writes = 0
     add_deliveries = store.add_deliveries
 
@@ -302,14 +302,14 @@ async def test_a_half_written_publication_is_finished_on_restart(
     monkeypatch.setattr(store, "add_deliveries", add_deliveries)
 
     # the stopped service's claim on the publication lapses first (a live one renews it)
-    assert await env.services.frontline.resume_publishing() == 0
-    env.clock.advance(timedelta(seconds=frontline_module.PUBLISH_LEASE_SECONDS + 1))
-    created = await env.services.frontline.resume_publishing()
+    assert await env.services.pipeline.publication.resume_publishing() == 0
+    env.clock.advance(timedelta(seconds=publication_module.PUBLISH_LEASE_SECONDS + 1))
+    created = await env.services.pipeline.publication.resume_publishing()
     v1 = [d for d in await store.deliveries(incident.id) if d.key.version == 1]
     assert created == len(v1) - written > 0
     sent = [e for e in await store.timeline(incident.id) if e.kind == "script_sent"]
     assert [e.data["version"] for e in sent] == [1]
-    assert await env.services.frontline.resume_publishing() == 0  # published now: nothing to finish
+    assert await env.services.pipeline.publication.resume_publishing() == 0  # published now: nothing to finish
     await env.settle()
     for d in v1:
         if d.key.channel == "sms":
@@ -379,8 +379,8 @@ async def test_the_first_chunk_is_claimed_before_the_rest_is_written(
     (and start leaving) before it writes the next: the rest of a large audience must not
     queue ahead of the first messages."""
     store, outbox = env.services.store, env.services.outbox
-    monkeypatch.setattr(frontline_module, "FIRST_CHUNK", 3)
-    monkeypatch.setattr(frontline_module, "PUBLISH_CHUNK", 3)
+    monkeypatch.setattr(publication_module, "FIRST_CHUNK", 3)
+    monkeypatch.setattr(publication_module, "PUBLISH_CHUNK", 3)
     calls: list[str] = []
     add_deliveries, claim_deliveries = store.add_deliveries, store.claim_deliveries
 

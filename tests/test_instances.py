@@ -12,12 +12,12 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from coordinator import frontline as frontline_module
+from coordinator import publication as publication_module
 from coordinator.app import build_services, sms_channel
 from coordinator.catalog import Catalog
 from coordinator.clock import ManualClock, SystemClock
 from coordinator.errors import StoreError
-from coordinator.frontline import PUBLISH_LEASE_SECONDS
+from coordinator.publication import PUBLISH_LEASE_SECONDS
 from coordinator.models import Delivery, DeliveryKey, Surge
 from coordinator.outbox import OutboxLimits
 from coordinator.sandbox import TwilioSandbox
@@ -112,15 +112,15 @@ async def test_a_publication_in_progress_is_not_taken_over(store: Store, other_s
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     clock = ManualClock(T0)
     a, b = await two(store, other_store, catalog, clock)
-    monkeypatch.setattr(frontline_module, "FIRST_CHUNK", 3)
-    monkeypatch.setattr(frontline_module, "PUBLISH_CHUNK", 3)
+    monkeypatch.setattr(publication_module, "FIRST_CHUNK", 3)
+    monkeypatch.setattr(publication_module, "PUBLISH_CHUNK", 3)
     ticks: list[int] = []
     add_deliveries = store.add_deliveries
 
     async def a_peer_ticks_meanwhile(deliveries: Any) -> int:
         clock.advance(timedelta(seconds=PUBLISH_LEASE_SECONDS / 2))  # a slow chunk: A renews after each
         for incident in await other_store.list_incidents():
-            ticks.append(await b.frontline.finish_publishing(incident, await other_store.finished_steps(incident.id)))
+            ticks.append(await b.pipeline.publication.finish_publishing(incident, await other_store.finished_steps(incident.id)))
         return await add_deliveries(deliveries)
 
     monkeypatch.setattr(store, "add_deliveries", a_peer_ticks_meanwhile)

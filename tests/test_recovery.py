@@ -27,7 +27,7 @@ from coordinator.store.redis import RedisStore
 
 from .conftest import ADMIN_HEADERS, ADMIN_TOKEN, BUCKET_SECONDS, REPO
 from .redis_server import RedisServer, free_port
-from .test_fanout import Env, make_env
+from .test_fanout import make_env
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 

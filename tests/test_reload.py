@@ -63,7 +63,7 @@ async def test_a_valid_change_reaches_every_part(store: Store, config: Path) -> 
     assert accepted.accepted == 1
     assert services.monitor.config_for("outage/hangzhou").min_count == 25
     assert services.pipeline.catalog().playbooks["outage"].title == "移动网络大面积故障"
-    assert services.drills.catalog() is services.catalog is services.frontline.catalog()
+    assert services.drills.catalog() is services.catalog is services.messages.catalog()
 
 
 async def test_an_invalid_change_is_refused_and_changes_nothing(

@@ -90,7 +90,7 @@ PROFILE_PARTS: list[tuple[str, list[tuple[str, str]]]] = [
      [("aiosmtplib/smtp.py", "sendmail"), ("aiosmtplib/smtp.py", "noop"), ("coordinator/channels/email.py", "_connect")]),
     ("SMS: twilio client create_async (request, aiohttp, answer)", [("coordinator/channels/sms.py", "send_sms")]),
     ("status callbacks: whole handler (form, signature, store)", [("coordinator/web/hooks.py", "twilio_status")]),
-    ("publish: creating the deliveries", [("coordinator/frontline.py", "publish")]),
+    ("publish: creating the deliveries", [("coordinator/publication.py", "publish")]),
     ("store calls (SqliteStore, all callers)", [("coordinator/store/sqlite/", "*")]),
     ("aiosqlite thread hand-off (_execute)", [("aiosqlite/core.py", "_execute")]),
 ]

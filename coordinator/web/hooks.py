@@ -1,6 +1,6 @@
 """Provider webhooks and the email acknowledgement link. Twilio's callbacks are checked
 by signature (HMAC over the public URL and the form), never by session; the ack link
-by its own signed token, then against what the incident sent (Frontline.check_link)."""
+by its own signed token, then against what the incident sent (Pipeline.check_link)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ async def twilio_status(request: web.Request) -> web.Response:
 async def twilio_inbound(request: web.Request) -> web.Response:
     services: Services = request.app[SERVICES]
     form = await _signed_form(request)
-    replied = await services.frontline.reply(form.get("From", ""), form.get("Body", ""))
+    replied = await services.pipeline.reply(form.get("From", ""), form.get("Body", ""))
     # The answer rides back on the webhook's own response, as TwiML: Twilio sends it to
     # the phone (no API call, no status callbacks: an ack storm costs one request each).
     return web.Response(text=twiml_answer(replied.answer), content_type="text/xml")
@@ -126,7 +126,7 @@ async def ack_confirm(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     try:
         claim = read_token(services.ack_secret, request.match_info["token"], services.clock.now())
-        new = await services.frontline.acknowledge_link(claim)
+        new = await services.pipeline.acknowledge_link(claim)
     except AckTokenInvalid as exc:
         return _bad_link(exc)
     said = _T("ack.done" if new else "ack.done_before") % claim.version
@@ -137,7 +137,7 @@ async def _founded_claim(request: web.Request) -> AckClaim:
     """The link's claim, if it is signed, current, and borne out by the incident."""
     services = request.app[SERVICES]
     claim = read_token(services.ack_secret, request.match_info["token"], services.clock.now())
-    await services.frontline.check_link(claim)
+    await services.pipeline.check_link(claim)
     return claim
 
 

@@ -182,7 +182,7 @@ async def new_script(request: web.Request) -> web.Response:
         return error_response(400, "invalid_params", "'params' must map names to strings, and texts be strings")
     by = actor(request, body)
     incident_id = request.match_info["id"]
-    version, sent = await services.frontline.draft_and_send(incident_id, ScriptKind.script, by, params,
+    version, sent = await services.pipeline.draft_and_send(incident_id, ScriptKind.script, by, params,
                                                              texts or None)
     stored = (await services.store.get_incident(incident_id)).script(version.version)
     assert stored is not None
@@ -198,7 +198,7 @@ async def approve_script(request: web.Request) -> web.Response:
         version = int(request.match_info["version"])
     except ValueError:
         return error_response(400, "bad_request", "the version must be a number")
-    sent = await services.frontline.approve(request.match_info["id"], version,
+    sent = await services.pipeline.approve(request.match_info["id"], version,
                                             actor(request, body))
     return web.json_response({"version": version, "deliveries": sent})
 
@@ -207,9 +207,9 @@ async def approve_script(request: web.Request) -> web.Response:
 @requires(Role.leader)
 async def remind(request: web.Request) -> web.Response:
     """Remind now everyone the wording in force reached who has not acknowledged it
-    (Frontline.remind_now); 409 when there is nothing to remind of."""
+    (Pipeline.remind_now); 409 when there is nothing to remind of."""
     body = await json_body(request)
-    version, queued = await request.app[SERVICES].frontline.remind_now(request.match_info["id"], actor(request, body))
+    version, queued = await request.app[SERVICES].pipeline.remind_now(request.match_info["id"], actor(request, body))
     return web.json_response({"version": version, "messages": queued})
 
 

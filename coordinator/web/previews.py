@@ -33,12 +33,12 @@ PREVIEW_AUTHOR = "preview"
 
 def _region_name(catalog: Catalog, region: str) -> str:
     found = catalog.contacts.regions.get(region)
-    return found.name if found else "全省"  # as Frontline.draft names a region-less incident
+    return found.name if found else "全省"  # as Publication.draft names a region-less incident
 
 
 def with_texts(version: ScriptVersion, texts: dict[str, str]) -> ScriptVersion:
     """The leader's own texts in place of the rendered ones, hash and SMS count redone
-    (the rule Frontline.draft applies)."""
+    (the rule Publication.draft applies)."""
     merged = {f: texts.get(f, getattr(version, f)) for f in TEXT_FIELDS}
     rendered = Rendered(**merged)
     encoding, segments, _ = sms_segments(rendered.sms)

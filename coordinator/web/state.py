@@ -9,7 +9,7 @@ from aiohttp import web
 from ..catalog import Catalog
 from ..clock import Clock
 from ..drills import Drills
-from ..frontline import Frontline
+from ..messages import Messages
 from ..intake import Intake
 from ..outbox import Outbox
 from ..pipeline import Pipeline
@@ -31,7 +31,7 @@ class Services:
     intake: Intake
     pipeline: Pipeline
     monitor: StreamMonitor
-    frontline: Frontline
+    messages: Messages
     outbox: Outbox
     ack_secret: str
     drills: Drills

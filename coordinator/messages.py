@@ -1,0 +1,74 @@
+"""What the outbox sends for a delivery, and where a message goes when its medium fails
+for good: a script version's texts (or a notice's own), with a signed acknowledgement
+link on the emails that carry one; an SMS that cannot be delivered goes out again as
+email, if the person has one still open."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from .acklinks import AckClaim, carries_link, make_token
+from .catalog import Catalog
+from .clock import Clock
+from .errors import IncidentNotFound, SendError
+from .models import Delivery, Medium, ScriptVersion, TimelineEvent
+from .outbox import Content, Wake
+from .roster import channels_of
+from .store import Store
+
+
+class Messages:
+    def __init__(self, *, store: Store, catalog: Callable[[], Catalog], clock: Clock, wake: Wake, tz: ZoneInfo,
+                 ack_secret: str, public_url: str, ack_ttl: timedelta = timedelta(days=3)) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.clock = clock
+        self.wake = wake.set
+        self.tz = tz
+        self.ack_secret = ack_secret
+        self.public_url = public_url.rstrip("/")
+        self.ack_ttl = ack_ttl
+        self._content: dict[tuple[str, int], ScriptVersion] = {}
+
+    async def content(self, delivery: Delivery) -> Content:
+        ack_url = None
+        if carries_link(delivery.key):
+            claim = AckClaim(delivery.key.incident_id, delivery.key.version, delivery.key.person_id,
+                             self.clock.now() + self.ack_ttl)
+            ack_url = f"{self.public_url}/ack/{make_token(self.ack_secret, claim)}"
+        if delivery.text is not None and not delivery.key.is_script:  # a notice: its text and subject are its own
+            return Content(sms=delivery.text, email_subject=delivery.subject or "", email_text=delivery.text,
+                           email_html="", ack_url=ack_url)
+        key = (delivery.key.incident_id, delivery.key.version)
+        script = self._content.get(key)
+        if script is None:
+            incident = await self.store.get_incident(delivery.key.incident_id)
+            script = incident.script(delivery.key.version)
+            if script is None:
+                raise IncidentNotFound(f"{delivery.key.incident_id} v{delivery.key.version}")
+            self._content[key] = script
+        return Content(sms=script.sms, email_subject=script.email_subject, email_text=script.email_text,
+                       email_html=script.email_html, sms_segments=script.sms_segments, ack_url=ack_url)
+
+    async def fallback(self, delivery: Delivery, error: SendError) -> None:
+        """An SMS that failed for good goes out again as email, if the person has one."""
+        if delivery.key.medium != "sms":
+            return
+        person = self.catalog().contacts.people.get(delivery.key.person_id)
+        now = self.clock.now()
+        if person is None or "email" not in channels_of(person, self.catalog().contacts.do_not_contact,
+                                                         now.astimezone(self.tz).date()):
+            await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
+                "person": delivery.key.person_id, "channel": "sms", "error": error.code, "fallback": None}))
+            return
+        assert person.email is not None
+        email = Delivery(key=delivery.key.model_copy(update={"medium": Medium.email}),
+                         address=person.email, content_hash=delivery.content_hash, fell_back=True,
+                         text=delivery.text, subject=delivery.subject, updated_at=now)
+        added = await self.store.add_delivery(email)
+        await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
+            "person": delivery.key.person_id, "channel": "sms", "error": error.code,
+            "fallback": "email" if added else "email already sent"}))
+        self.wake()
