@@ -27,11 +27,11 @@ import aiohttp
 from aiohttp import web
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import SystemClock
 from coordinator.eventloop import loop_factory, loop_name
 from coordinator.heap import settle_heap
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 INTAKE_TOKEN = "bench-intake-token-0123456789"  # the service wants one; intake is what is measured

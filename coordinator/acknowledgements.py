@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .acklinks import LINK_PURPOSES, AckClaim, AckTokenInvalid, unfounded
-from .catalog import Catalog
+from .config.catalog import Catalog
 from .clock import Clock
 from .errors import IncidentNotFound
 from .incident_updates import IncidentUpdates

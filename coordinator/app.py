@@ -17,7 +17,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from .catalog import Catalog, load_catalog
+from .config.catalog import Catalog, load_catalog
 from .channels.base import EmailChannel, SmsChannel
 from .channels.email import SmtpConfig, SmtpEmail
 from .channels.sms import TwilioConfig, TwilioSms
@@ -26,8 +26,8 @@ from .errors import ConfigError, StoreError
 from .eventloop import loop_factory, loop_name
 from .heap import settle_heap
 from .intake import Intake, Limits, SubscriberHasher
-from .settings import Settings
-from .users import UsersFileError, read_users
+from .config.settings import Settings
+from .config.users import UsersFileError, read_users
 from .store import Store, open_store
 from .acknowledgements import Acknowledgements
 from .messages import Messages
@@ -40,8 +40,8 @@ from .pipeline import Pipeline
 from .reconcile import StatusReconciler
 from .scheduler import Ticks
 from .sandbox.inprocess import start_sandbox
-from .streams import StreamMonitor, detector_config, trigger_minimums
-from .surge import DetectorConfig
+from .detection.streams import StreamMonitor, detector_config, trigger_minimums
+from .detection.detector import DetectorConfig
 from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
 from .web import reports, sandbox_page, stats

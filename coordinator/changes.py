@@ -11,7 +11,7 @@ from typing import Any
 from .errors import InvalidAction, ScriptError
 from .models import Incident, IncidentStatus, ScriptKind, ScriptVersion, Surge, TimelineEvent
 from .playbooks import SEVERITY_ORDER, severity_for
-from .schemas import FollowUp
+from .config.schemas import FollowUp
 
 Changed = tuple[Incident, list[TimelineEvent]]
 

@@ -27,16 +27,16 @@ from urllib.parse import urlparse
 
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 
-from .catalog import Catalog
+from .config.catalog import Catalog
 from .clock import Clock
 from .errors import Conflict, DrillNotFound, DrillRefused
 from .models import ALL_REGIONS, DRILL_PREFIX, DrillRun, DrillRunStatus, Incident, stream_key
 from .pipeline import DrillSetup, InvalidAction, Pipeline
 from .sampling import poisson
-from .schemas import Drill, SurgeScenario
-from .settings import Settings
+from .config.schemas import Drill, SurgeScenario
+from .config.settings import Settings
 from .store import Store
-from .streams import StreamMonitor
+from .detection.streams import StreamMonitor
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .yamlsource import Problem
+    from .config.yamlsource import Problem
 
 
 class CoordinatorError(Exception):

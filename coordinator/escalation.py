@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from .models import Incident, IncidentStatus
-from .schemas import Playbook
+from .config.schemas import Playbook
 
 StepKind = Literal[
     "escalate", "role_exhausted", "remind_roles", "remind_audience", "status_update", "follow_up",

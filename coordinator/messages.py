@@ -10,7 +10,7 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from .acklinks import AckClaim, carries_link, make_token
-from .catalog import Catalog
+from .config.catalog import Catalog
 from .clock import Clock
 from .errors import IncidentNotFound, SendError
 from .models import Delivery, Medium, ScriptVersion, TimelineEvent

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import InvalidAction
-from .schemas import Playbook
+from .config.schemas import Playbook
 
 
 class Channel(StrEnum):

@@ -17,7 +17,7 @@ from .replies import code_mark, with_code
 from .scripts import DRILL_MARK
 
 if TYPE_CHECKING:
-    from .catalog import Contacts
+    from .config.catalog import Contacts
 
 _ENV = ImmutableSandboxedEnvironment(loader=FileSystemLoader(Path(__file__).parent / "notice_templates"),
                                      undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from .catalog import Catalog
+from .config.catalog import Catalog
 from .clock import Clock
 from .errors import InvalidAction
 from .models import Delivery, DeliveryKey, Incident, TimelineEvent

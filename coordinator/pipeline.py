@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import TemplateNotFound
 
 from . import changes
-from .catalog import Catalog
+from .config.catalog import Catalog
 from .clock import Clock
 from .errors import InvalidAction, PlaybookNotFound, TemplateOutside
 from .escalation import DueStep, due_steps
@@ -47,9 +47,9 @@ from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_f
 from .publication import Publication
 from .replies import new_code
 from .roster import assign_roles
-from .schemas import Playbook
+from .config.schemas import Playbook
 from .store import Store
-from .streams import Found, StreamMonitor
+from .detection.streams import Found, StreamMonitor
 from .wording import load_templates
 
 log = logging.getLogger(__name__)

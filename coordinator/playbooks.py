@@ -8,7 +8,7 @@ from typing import Iterable
 
 from .errors import ParamsInvalid
 from .models import ALL_REGIONS, Surge
-from .schemas import Playbook, SeverityPolicy
+from .config.schemas import Playbook, SeverityPolicy
 
 SEVERITY_ORDER = ("minor", "major", "critical")
 SEVERITY_LABELS = {"minor": "一般", "major": "较大", "critical": "重大"}

@@ -19,7 +19,7 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from . import changes
-from .catalog import Catalog
+from .config.catalog import Catalog
 from .clock import Clock
 from .errors import ScriptError
 from .incident_updates import IncidentUpdates

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .catalog import Contacts
+from .config.catalog import Contacts
 from .models import ALL_REGIONS, RoleAssignment
-from .schemas import Assignee, DoNotContact, Person, Playbook, Rotation
+from .config.schemas import Assignee, DoNotContact, Person, Playbook, Rotation
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

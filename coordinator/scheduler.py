@@ -12,7 +12,7 @@ from typing import Callable
 from apscheduler.job import Job  # type: ignore[import-untyped]
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from .catalog import Catalog
+from .config.catalog import Catalog
 from .clock import Clock
 from .drills import Drills, cron
 from .errors import StoreError

@@ -12,7 +12,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .models import Incident, ScriptKind, ScriptVersion
 from .playbooks import SEVERITY_LABELS
 from .replies import with_code
-from .schemas import Playbook
+from .config.schemas import Playbook
 from .scripts import fill_params, render
 from .segments import sms_segments
 

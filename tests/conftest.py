@@ -12,7 +12,7 @@ from typing import AsyncIterator, Iterator
 import pytest
 import redis
 
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.config.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.store import Store
 from coordinator.store.redis import RedisStore

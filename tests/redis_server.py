@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from coordinator.sandboxed import free_port
+from coordinator.commands.sandboxed import free_port
 
 from .processes import kill9, stop
 

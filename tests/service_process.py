@@ -42,7 +42,7 @@ class ServeProcess:
     async def start(self, timeout: float = 30.0) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(self.port), "--config",
+                [sys.executable, "-m", "coordinator.commands.cli", "serve", "--port", str(self.port), "--config",
                  str(self.config), "--store", self.store_url],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT)
         async with aiohttp.ClientSession() as session:

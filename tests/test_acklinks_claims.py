@@ -14,10 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator.acklinks import AckClaim, make_token
 from coordinator.app import create_app
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.clock import ManualClock
 from coordinator.models import Delivery
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.web.state import SERVICES, Services
 
 from .conftest import ADMIN_HEADERS, ADMIN_TOKEN

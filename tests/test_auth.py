@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
-from coordinator.settings import Settings
-from coordinator.users import GRANTS, Passwords, Role, add_token, add_user
+from coordinator.config.settings import Settings
+from coordinator.config.users import GRANTS, Passwords, Role, add_token, add_user
 from coordinator.web.auth import CSRF_HEADER, access_of, requires
 
 from .conftest import ADMIN_TOKEN
@@ -321,8 +321,8 @@ async def test_a_bad_users_file_edit_keeps_the_last_good_users(env: Env) -> None
 def test_user_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
-    from coordinator.cli import main
-    from coordinator.users import Directory
+    from coordinator.commands.cli import main
+    from coordinator.config.users import Directory
 
     monkeypatch.delenv("COORDINATOR_USERS_FILE", raising=False)
     monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
@@ -353,7 +353,7 @@ def test_user_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
 
 def test_check_reports_a_bad_users_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from coordinator.cli import main
+    from coordinator.commands.cli import main
 
     monkeypatch.delenv("COORDINATOR_USERS_FILE", raising=False)
     config = tmp_path / "config"

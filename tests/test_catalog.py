@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.catalog import check_config, load_catalog
+from coordinator.config.catalog import check_config, load_catalog
 from coordinator.errors import ConfigError
-from coordinator.schemas import format_duration, parse_duration
-from coordinator.yamlsource import parse_yaml
+from coordinator.config.schemas import format_duration, parse_duration
+from coordinator.config.yamlsource import parse_yaml
 
 from .conftest import REPO
 
@@ -74,11 +74,11 @@ def test_missing_directories_are_reported(tmp_path: Path) -> None:
 
 def test_cli_check_exit_codes(tmp_path: Path) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "check", str(FIXTURES / "good")], capture_output=True, text=True
+        [sys.executable, "-m", "coordinator.commands.cli", "check", str(FIXTURES / "good")], capture_output=True, text=True
     )
     assert ok.returncode == 0 and ok.stdout == ""
     bad = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "check", str(overlay("unknown_team", tmp_path))],
+        [sys.executable, "-m", "coordinator.commands.cli", "check", str(overlay("unknown_team", tmp_path))],
         capture_output=True, text=True,
     )
     assert bad.returncode == 1

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from coordinator import changes
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.errors import InvalidAction, ScriptError
 from coordinator.models import Incident, IncidentStatus, RoleAssignment, ScriptKind, ScriptVersion, Surge
 

@@ -23,7 +23,7 @@ from coordinator.channels.email import (
 from coordinator.clock import ManualClock
 from coordinator.errors import SendError
 from coordinator.sandbox import SmtpInbox
-from coordinator.sandboxed import free_port
+from coordinator.commands.sandboxed import free_port
 
 DELIVERY = "INC-20261124-3f9a2c:2:chen-li:email"
 STAFF = "chen.li@example.com"

@@ -16,8 +16,8 @@ from typing import Any, Callable
 import pytest
 
 from coordinator.errors import SettingsError
-from coordinator.sandboxed import free_port
-from coordinator.settings import Settings
+from coordinator.commands.sandboxed import free_port
+from coordinator.config.settings import Settings
 
 from .conftest import ADMIN_TOKEN
 
@@ -43,7 +43,7 @@ def test_serve_refuses_to_start_with_no_channel(tmp_path: Path) -> None:
     """Seen: `serve` without Twilio, SMTP or --sandbox logged only "serving on ..." and
     every delivery of the next incident failed."""
     done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(free_port()),
+        [sys.executable, "-m", "coordinator.commands.cli", "serve", "--port", str(free_port()),
          "--config", str(FIXTURES / "good"), "--store", f"sqlite:///{tmp_path}/serve.db"],
         capture_output=True, text=True, timeout=30, env={k: v for k, v in os.environ.items()
                                                          if not k.startswith(("TWILIO_", "SMTP_", "COORDINATOR_"))},
@@ -55,7 +55,7 @@ def test_serve_refuses_to_start_with_no_channel(tmp_path: Path) -> None:
 def test_serve_starts_and_answers_healthz(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(port), "--no-channels",
+        [sys.executable, "-m", "coordinator.commands.cli", "serve", "--port", str(port), "--no-channels",
          "--config", str(FIXTURES / "good"), "--store", f"sqlite:///{tmp_path}/serve.db"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -82,7 +82,7 @@ def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
         (config / "drills" / "weekly.yaml").read_text().replace("playbook: outage", "playbook: nope")
     )
     done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(free_port()), "--config", str(config),
+        [sys.executable, "-m", "coordinator.commands.cli", "serve", "--port", str(free_port()), "--config", str(config),
          "--store", f"sqlite:///{tmp_path}/x.db"],
         capture_output=True, text=True, timeout=30,
     )
@@ -121,8 +121,8 @@ async def test_trigger_command_against_a_running_service(aiohttp_server: Any, ca
     from datetime import datetime, timezone
 
     from coordinator.app import create_app
-    from coordinator.catalog import load_catalog
-    from coordinator.cli import main
+    from coordinator.config.catalog import load_catalog
+    from coordinator.commands.cli import main
     from coordinator.clock import ManualClock
 
     settings = Settings(store_url=f"sqlite:///{tmp_path}/t.db", subscriber_key="k", tick_seconds=0,

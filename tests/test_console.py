@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
-from coordinator.settings import Settings
-from coordinator.users import Passwords, Role, add_user
+from coordinator.config.settings import Settings
+from coordinator.config.users import Passwords, Role, add_user
 from coordinator.web.charts import Mark, bar_chart
 from coordinator.web.i18n import LANGS, MESSAGES
 from coordinator.web.state import SERVICES

@@ -21,13 +21,13 @@ from aiohttp import web
 from argon2 import PasswordHasher
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
-from coordinator.sandboxed import free_port
+from coordinator.commands.sandboxed import free_port
 from coordinator.segments import sms_segments
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
-from coordinator.users import Passwords, Role, add_user
+from coordinator.config.users import Passwords, Role, add_user
 from coordinator.web.state import SERVICES
 
 from .conftest import ADMIN_TOKEN, REPO

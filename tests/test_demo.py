@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coordinator.demo import run_demo
+from coordinator.commands.demo import run_demo
 
 from .conftest import REPO
 

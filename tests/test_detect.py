@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.detect import run
+from coordinator.commands.detect import run
 from coordinator.errors import DetectInputError
 
 START = datetime(2015, 2, 26, 21, 42, 53)  # NAB's timestamp style

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from coordinator.anomaly_score import AnomalyScore
-from coordinator.surge import Detector
+from coordinator.detection.score import AnomalyScore
+from coordinator.detection.detector import Detector
 from tests.test_surge import DAY, poisson, run, stream
 
 START = datetime(2024, 3, 4)

@@ -15,12 +15,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
 from coordinator.models import DrillRunStatus
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
 from coordinator.sandbox.staff import SimulatedStaff
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES, Services
 

@@ -13,13 +13,13 @@ from typing import Any, AsyncIterator
 import pytest
 
 from coordinator.app import build_services
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.clock import ManualClock
 from coordinator.sampling import poisson
 from coordinator.errors import DrillRefused
 from coordinator.drills import SCHEDULER_LEASE, due_firings, cron, next_firings, surge_plan
 from coordinator.models import DrillRun, DrillRunStatus, IncidentStatus
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 from coordinator.store.redis import RedisStore
 from coordinator.web.state import Services
@@ -335,7 +335,7 @@ async def test_drill_api_refuses_sandbox_drills_on_a_real_service(aiohttp_client
 
 
 def test_cli_drill_list(capsys: Any) -> None:
-    from coordinator.cli import main
+    from coordinator.commands.cli import main
 
     assert main(["drill", "list", "--config", str(ROOT)]) == 0
     out = capsys.readouterr().out
@@ -343,7 +343,7 @@ def test_cli_drill_list(capsys: Any) -> None:
 
 
 def test_cli_drill_run_in_the_sandbox_prints_its_report(capsys: Any) -> None:
-    from coordinator.cli import main
+    from coordinator.commands.cli import main
 
     assert main(["drill", "run", "weekly-broadband", "--config", str(ROOT), "--answer-share", "1"]) == 0
     out = capsys.readouterr().out

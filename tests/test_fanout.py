@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator import publication as publication_module
 from coordinator.app import create_app, sms_channel
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.clock import ManualClock
 from coordinator.errors import StoreError
 from coordinator.models import DeliveryStatus
@@ -28,8 +28,8 @@ from coordinator.sandbox import (
     twilio_signature,
 )
 from coordinator.sandbox.faultproxy import FaultProxy, FaultRates
-from coordinator.sandboxed import free_port
-from coordinator.settings import Settings
+from coordinator.commands.sandboxed import free_port
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES, Services
 

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from bench.fanout.config import write_config
 from bench.faults.harness import board, converged, wait_for
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.config.catalog import Catalog, load_catalog
 from coordinator.roster import audience
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
 from coordinator.store.redis.keys import RedisKeys
@@ -211,7 +211,7 @@ async def test_intake_through_a_redis_restart_loses_nothing_answered(tmp_path: P
     from aiohttp.test_utils import TestClient, TestServer
 
     from coordinator.app import create_app
-    from coordinator.settings import Settings
+    from coordinator.config.settings import Settings
     from coordinator.store import open_store
 
     from .conftest import ADMIN_HEADERS, ADMIN_TOKEN, REPO

@@ -12,15 +12,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from coordinator.app import build_services, create_app
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.config.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.errors import InvalidAction, ParamsInvalid
 from coordinator.escalation import due_steps
 from coordinator.models import IncidentStatus, Surge
 from coordinator.pipeline import Pipeline
 from coordinator.playbooks import match_playbook, severity_for
-from coordinator.schemas import Playbook
-from coordinator.settings import Settings
+from coordinator.config.schemas import Playbook
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 
 from .conftest import ADMIN_HEADERS, ADMIN_TOKEN

@@ -14,14 +14,14 @@ import pytest
 
 from coordinator import publication as publication_module
 from coordinator.app import build_services, sms_channel
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.clock import ManualClock, SystemClock
 from coordinator.errors import StoreError
 from coordinator.publication import PUBLISH_LEASE_SECONDS
 from coordinator.models import Delivery, DeliveryKey, Surge
 from coordinator.outbox import OutboxLimits
 from coordinator.sandbox import TwilioSandbox
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 from coordinator.store.redis import RedisStore
 from coordinator.web.state import Services

@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
 from coordinator.intake import normalise_subscriber
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 
 from .conftest import ADMIN_HEADERS, ADMIN_TOKEN

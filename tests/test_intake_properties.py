@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
 from coordinator.errors import BodyError, ReplayError
 from coordinator.intake import NDJSON_TYPES, Intake, SubscriberHasher, parse_body, read_json
 from coordinator.models import Channel, Complaint
-from coordinator.replay import FIELDS, HttpSink, read_complaints
-from coordinator.settings import Settings
+from coordinator.commands.replay import FIELDS, HttpSink, read_complaints
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES
 

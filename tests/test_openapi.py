@@ -15,9 +15,9 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.web.auth import access_of
 from coordinator.web.openapi import document
 

@@ -17,10 +17,10 @@ from openapi_schema_validator import OAS31Validator
 from yarl import URL
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
-from coordinator.settings import Settings
-from coordinator.users import Passwords, Role, add_user
+from coordinator.config.settings import Settings
+from coordinator.config.users import Passwords, Role, add_user
 from coordinator.web.openapi import document
 
 from .conftest import ADMIN_HEADERS, ADMIN_TOKEN

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.models import DeliveryStatus
 from coordinator.sandbox.faultproxy import FaultRates
 from coordinator.store import Store

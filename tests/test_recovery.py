@@ -17,11 +17,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator.app import create_app, sms_channel
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.errors import StoreError
 from coordinator.models import DeliveryStatus
 from coordinator.sandbox import Delivery as Fates
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 from coordinator.store.redis import RedisStore
 
@@ -115,7 +115,7 @@ async def test_a_redis_that_keeps_nothing_is_refused_unless_allowed(volatile_red
 
 def test_serve_says_why_it_refuses_a_volatile_redis(volatile_redis: RedisServer, tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(free_port()), "--no-channels",
+        [sys.executable, "-m", "coordinator.commands.cli", "serve", "--port", str(free_port()), "--no-channels",
          "--config", str(REPO), "--store", volatile_redis.url],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
@@ -155,7 +155,7 @@ async def test_acknowledged_complaints_across_a_redis_sigkill(durable: bool, tmp
 
 
 async def _catalog() -> Catalog:
-    from coordinator.catalog import load_catalog
+    from coordinator.config.catalog import load_catalog
 
     return load_catalog(REPO)
 

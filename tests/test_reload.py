@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.app import build_services, reload_catalog
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 
 from .test_cli import free_port, wait_until_serving
@@ -107,7 +107,7 @@ async def test_reload_reschedules_the_drills(store: Store, config: Path) -> None
 def test_serve_reloads_on_sighup(tmp_path: Path, config: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator.cli", "serve", "--port", str(port), "--no-channels", "--config", str(config),
+        [sys.executable, "-m", "coordinator.commands.cli", "serve", "--port", str(port), "--no-channels", "--config", str(config),
          "--store", f"sqlite:///{tmp_path}/serve.db"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.models import Delivery, DeliveryKey, Incident, RoleAssignment, ScriptVersion
 from coordinator.replies import (
     CODE_ALPHABET,

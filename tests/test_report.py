@@ -11,14 +11,14 @@ import jinja2
 import pytest
 from openapi_schema_validator import OAS31Validator
 
-from coordinator.catalog import Catalog, Contacts
+from coordinator.config.catalog import Catalog, Contacts
 from coordinator.models import (
     Ack, Delivery, DeliveryKey, DeliveryStatus, Incident, IncidentStatus, RoleAssignment, ScriptKind, ScriptVersion,
     Surge, TimelineEvent,
 )
-from coordinator.report import IncidentReport, build_report, median, notice_purpose, percentile
+from coordinator.reports.incident import IncidentReport, build_report, median, notice_purpose, percentile
 from coordinator.roster import audience
-from coordinator.schemas import Person, Region, Team
+from coordinator.config.schemas import Person, Region, Team
 from coordinator.store import Store
 from coordinator.web.openapi import document
 from coordinator.web.reports import duration, page_context

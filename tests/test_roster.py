@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.roster import assign_roles, audience, channels_of, is_blocked, on_call
-from coordinator.schemas import DoNotContact, Rotation
+from coordinator.config.schemas import DoNotContact, Rotation
 
 FIXTURES = Path(__file__).parent / "fixtures"
 from .conftest import REPO  # noqa: E402

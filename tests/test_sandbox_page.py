@@ -18,11 +18,11 @@ from aiohttp.test_utils import TestServer
 from argon2 import PasswordHasher
 
 from coordinator.app import create_app
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.clock import ManualClock
 from coordinator.sandbox.inprocess import SANDBOX_SENDER, RunningSandbox
-from coordinator.settings import Settings
-from coordinator.users import Passwords, Role, add_user
+from coordinator.config.settings import Settings
+from coordinator.config.users import Passwords, Role, add_user
 from coordinator.web.sandbox_page import SANDBOX
 from coordinator.web.state import SERVICES, Services
 

@@ -24,7 +24,7 @@ from cryptography.fernet import Fernet
 
 from coordinator.clock import ManualClock
 from coordinator.store import open_store
-from coordinator.users import Role, User, add_user, remove_user, set_password
+from coordinator.config.users import Role, User, add_user, remove_user, set_password
 from coordinator.web.logins import Backoff, Logins
 from coordinator.web.login import safe_next
 

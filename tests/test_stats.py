@@ -16,11 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from coordinator.app import create_app
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.clock import ManualClock
 from coordinator.models import Incident, IncidentStatus, Surge, TimelineEvent
-from coordinator.settings import Settings
-from coordinator.stats import IncidentTimes, build_statistics, periods
+from coordinator.config.settings import Settings
+from coordinator.reports.stats import IncidentTimes, build_statistics, periods
 from coordinator.store.records import StatRow
 from coordinator.web.i18n import MESSAGES
 from coordinator.web.state import SERVICES, Services

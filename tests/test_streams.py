@@ -16,19 +16,19 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from coordinator.app import build_services, create_app
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.config.catalog import Catalog, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.errors import ReplayError, SettingsError
 from coordinator.models import IncidentStatus
-from coordinator.replay import (
+from coordinator.commands.replay import (
     HttpSink,
     PipelineSink,
     read_complaints,
     replay,
 )
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
-from coordinator.streams import trigger_minimums
+from coordinator.detection.streams import trigger_minimums
 
 from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
 

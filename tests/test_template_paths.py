@@ -13,12 +13,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator.app import build_services, create_app
-from coordinator.catalog import check_config, load_catalog
+from coordinator.config.catalog import check_config, load_catalog
 from coordinator.clock import ManualClock
 from coordinator.errors import TemplateOutside
 from coordinator.models import Surge
 from coordinator.scripts import make_environment
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.store import Store
 from coordinator.web.state import SERVICES
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.models import Incident, ScriptKind
 from coordinator.scripts import placeholder
 from coordinator.wording import compose, needs_approval, sent_at_once

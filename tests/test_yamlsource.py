@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.yamlsource import _parse_tree, parse_yaml
+from coordinator.config.yamlsource import _parse_tree, parse_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -160,7 +160,7 @@ def run_nab() -> list[str]:
     silent = nab.score(series, [[0.0] * len(s.timestamps) for s in series])
     lines = [
         "10 series, 158,631 rows, 33 labelled windows; each file run through "
-        "`coordinator.detect.run` with production defaults, scored by bench/detect/nab.py "
+        "`coordinator.commands.detect.run` with production defaults, scored by bench/detect/nab.py "
         "(NAB standard profile: A_TP=1, A_FP=-0.11, A_FN=-1, probation min(15%, 750) rows, "
         "one threshold shared by all files).",
         "",
@@ -195,7 +195,7 @@ def run_speed(rows: int) -> list[str]:
         "",
         "| path | rows/s |",
         "| --- | --- |",
-        f"| `coordinator.detect.run` (parse, detect, format) | {result['run_rows_per_s']:,.0f} |",
+        f"| `coordinator.commands.detect.run` (parse, detect, format) | {result['run_rows_per_s']:,.0f} |",
         f"| `coordinator detect FILE > /dev/null` (whole command) | {result['cli_rows_per_s']:,.0f} |",
         f"| `Detector.observe` alone | {1e6 / result['observe_us']:,.0f} "
         f"({result['observe_us']:.1f} us/row) |",

@@ -1,4 +1,4 @@
-"""Where `coordinator.surge.threshold` comes from: the multi-CUSUM's threshold
+"""Where `coordinator.detection.detector.threshold` comes from: the multi-CUSUM's threshold
 for a mean run length, by simulation on streams whose mean is known.
 
 For each mean count per bucket and negative-binomial dispersion, simulate the
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from coordinator.surge import RATIOS, threshold
+from coordinator.detection.detector import RATIOS, threshold
 
 MEANS = (0.02, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 DISPERSIONS = (0.0, 0.05, 0.2, 1.0)

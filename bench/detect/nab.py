@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coordinator import detect
+from coordinator.commands import detect
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
 STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from coordinator import detect
-from coordinator.surge import Detector
+from coordinator.commands import detect
+from coordinator.detection.detector import Detector
 
 
 def write_csv(path: Path, rows: int, seed: int = 1) -> None:

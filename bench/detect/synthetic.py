@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from coordinator.surge import Detector
+from coordinator.detection.detector import Detector
 
 BUCKET = 300
 PER_DAY = 86400 // BUCKET
@@ -99,7 +99,7 @@ def sample(rng: np.random.Generator, mean: np.ndarray, size: float | None) -> np
 
 
 def ours(stream: Stream) -> np.ndarray:
-    """coordinator.surge with production defaults: its alarm flags."""
+    """coordinator.detection.detector with production defaults: its alarm flags."""
     detector = Detector()
     return np.array([detector.observe(t, y).alarm for t, y in zip(TIMESTAMPS, stream.counts.tolist())])
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.config.catalog import Catalog, load_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = ("playbooks", "templates", "contacts", "drills")

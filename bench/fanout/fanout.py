@@ -20,7 +20,7 @@ import aiohttp
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.models import DeliveryStatus
 from coordinator.sandbox import point_client
 

@@ -16,12 +16,12 @@ from typing import Any
 from aiohttp import web
 
 from coordinator.app import LISTEN_BACKLOG, create_app, email_channel, sms_channel
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.channels.base import Accepted
 from coordinator.clock import SystemClock
-from coordinator.sandboxed import free_port
+from coordinator.commands.sandboxed import free_port
 from coordinator.segments import sms_segments
-from coordinator.settings import Settings
+from coordinator.config.settings import Settings
 from coordinator.web.state import SERVICES, Services
 
 from .providers import ACCOUNT_SID, AUTH_TOKEN, SENDER, vm_kb

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from coordinator.catalog import Catalog
+from coordinator.config.catalog import Catalog
 from coordinator.sampling import poisson
 
 from .harness import Service

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import fanout, latency
-from coordinator.catalog import load_catalog
+from coordinator.config.catalog import load_catalog
 from coordinator.eventloop import loop_factory, loop_name
 from coordinator.heap import settle_heap
 

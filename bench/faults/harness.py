@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from bench.fanout.config import write_config
 from bench.fanout.providers import ACCOUNT_SID, AUTH_TOKEN, SENDER, Subprocess
-from coordinator.catalog import Catalog, load_catalog
+from coordinator.config.catalog import Catalog, load_catalog
 from coordinator.roster import audience
 from tests.redis_server import RedisServer, free_port
 from tests.service_process import ServeProcess

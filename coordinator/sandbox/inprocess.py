@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, replace
 
 from ..clock import Clock
-from ..settings import Settings
+from ..config.settings import Settings
 from .smtp import SmtpInbox
 from .twilio import TwilioSandbox
 

@@ -12,7 +12,7 @@ from ..errors import StoreError
 from ..errors import BodyError
 from ..intake import parse_body
 from ..store.records import MEDIA
-from ..users import Role
+from ..config.users import Role
 from .auth import public, requires
 from .errors import error_response
 from .state import SERVICES

@@ -41,8 +41,8 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
 from ..errors import BadBearer
-from ..settings import Settings
-from ..users import GRANTS, Directory, Role
+from ..config.settings import Settings
+from ..config.users import GRANTS, Directory, Role
 from .errors import error_response
 from .logins import Backoff, Logins
 from .sessions import ServerSessions

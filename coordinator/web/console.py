@@ -17,8 +17,12 @@ from typing import Awaitable, Callable
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..users import Role
-from . import pages_drills, pages_incident, pages_overview, pages_trigger, sse
+from ..config.users import Role
+from . import sse
+from .pages import drills as pages_drills
+from .pages import incident as pages_incident
+from .pages import overview as pages_overview
+from .pages import trigger as pages_trigger
 from .auth import requires, signed_route
 from .page import nav_context
 from .state import SERVICES

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..drill_report import load_drill_reports
+from ..reports.drill import load_drill_reports
 from ..drills import next_firings
 from ..errors import DrillNotFound, DrillRefused
-from ..schemas import Drill
-from ..users import Role
+from ..config.schemas import Drill
+from ..config.users import Role
 from .api import api_error
 from .auth import requires
 from .errors import error_response

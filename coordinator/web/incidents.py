@@ -11,7 +11,7 @@ from ..errors import BodyError
 from ..intake import holds_lone_surrogate, read_json
 from ..models import Incident, ScriptKind
 from ..pipeline import role_view
-from ..users import Role
+from ..config.users import Role
 from .api import bad_request
 from .auth import acting_person, requires
 from .errors import error_response

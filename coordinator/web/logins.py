@@ -19,7 +19,7 @@ from datetime import datetime
 
 from ..clock import Clock
 from ..store import AccessStore
-from ..users import Directory, User
+from ..config.users import Directory, User
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("coordinator.audit")

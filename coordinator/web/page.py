@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp_jinja2 import REQUEST_CONTEXT_KEY
 from aiohttp_session import get_session
 
-from ..catalog import Catalog
+from ..config.catalog import Catalog
 from ..models import DRILL_PREFIX
-from ..users import Role
+from ..config.users import Role
 from .auth import CSRF_FIELD, Principal, csrf_token, principal
 from .i18n import DEFAULT_LANG, HTML_LANG, JS_KEYS, LANGS, translator
 from .state import SANDBOX, SERVICES, Services

@@ -11,14 +11,14 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from ..catalog import Catalog
+from ..config.catalog import Catalog
 from ..errors import PlaybookNotFound
 from ..models import ALL_REGIONS, Incident, ScriptKind, ScriptVersion
 from ..playbooks import SEVERITY_ORDER
-from ..schemas import Playbook
+from ..config.schemas import Playbook
 from ..scripts import Rendered
 from ..segments import sms_segments
-from ..users import Role
+from ..config.users import Role
 from ..wording import compose
 from .auth import requires
 from .errors import error_response

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..catalog import Contacts
-from ..report import IncidentReport, incident_report
-from ..users import Role
+from ..config.catalog import Contacts
+from ..reports.incident import IncidentReport, incident_report
+from ..config.users import Role
 from .auth import requires
 from .state import SERVICES
 

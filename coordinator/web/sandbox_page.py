@@ -15,7 +15,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..sandbox.inprocess import RunningSandbox
-from ..users import Role
+from ..config.users import Role
 from .api import api_error
 from .auth import CSRF_FIELD, csrf_token, requires
 from .page import console_page, tr

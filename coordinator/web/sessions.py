@@ -14,7 +14,7 @@ from aiohttp_session import Session
 
 from ..clock import Clock
 from ..store import AccessStore
-from ..users import Directory, User
+from ..config.users import Directory, User
 
 log = logging.getLogger(__name__)
 

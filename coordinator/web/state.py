@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from ..catalog import Catalog
+from ..config.catalog import Catalog
 from ..clock import Clock
 from ..drills import Drills
 from ..messages import Messages
@@ -17,9 +17,9 @@ from ..reconcile import StatusReconciler
 from ..scheduler import Ticks
 from ..roster import missing_media
 from ..sandbox.inprocess import RunningSandbox
-from ..settings import Settings
+from ..config.settings import Settings
 from ..store import Store
-from ..streams import StreamMonitor
+from ..detection.streams import StreamMonitor
 
 
 @dataclass

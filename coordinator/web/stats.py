@@ -17,9 +17,9 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..models import Channel
-from ..report import incident_report
-from ..stats import By, IncidentPeriod, IncidentTimes, Statistics, build_statistics, utc_span
-from ..users import Role
+from ..reports.incident import incident_report
+from ..reports.stats import By, IncidentPeriod, IncidentTimes, Statistics, build_statistics, utc_span
+from ..config.users import Role
 from .api import bad_request
 from .auth import requires
 from .i18n import DEFAULT_LANG, translator

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .errors import UnusualYaml
+from ..errors import UnusualYaml
 
 PathKey = tuple[str | int, ...]
 

@@ -18,17 +18,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from .catalog import Catalog, load_catalog
-from .clock import ManualClock
-from .sampling import poisson
-from .drill_report import DrillReport, load_drill_reports
-from .drills import channels_are_sandbox, next_firings
-from .models import DrillRunStatus
-from .sandbox import Delivery, TwilioSandbox
-from .sandbox.staff import SimulatedStaff
+from ..config.catalog import Catalog, load_catalog
+from ..clock import ManualClock
+from ..sampling import poisson
+from ..reports.drill import DrillReport, load_drill_reports
+from ..drills import channels_are_sandbox, next_firings
+from ..models import DrillRunStatus
+from ..sandbox import Delivery, TwilioSandbox
+from ..sandbox.staff import SimulatedStaff
 from .sandboxed import SENDER, sandboxed_service
-from .schemas import Drill, SurgeScenario
-from .web.state import Services
+from ..config.schemas import Drill, SurgeScenario
+from ..web.state import Services
 
 STEP = timedelta(seconds=30)
 

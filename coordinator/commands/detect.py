@@ -28,9 +28,9 @@ from itertools import pairwise
 from statistics import median
 from typing import TextIO
 
-from coordinator.anomaly_score import AnomalyScore
+from coordinator.detection.score import AnomalyScore
 from coordinator.errors import DetectInputError
-from coordinator.surge import Detector, DetectorConfig
+from coordinator.detection.detector import Detector, DetectorConfig
 
 HEADER = ["timestamp", "value"]
 WIDTH_SAMPLE = 100

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import TemplateOutside
+from ..errors import TemplateOutside
 from .schemas import Assignee, DoNotContact, Drill, Person, Playbook, Rotation, ScriptTemplates
-from .scripts import STANDARD_VARIABLES, TemplateInfo, outside
+from ..scripts import STANDARD_VARIABLES, TemplateInfo, outside
 from .yamlsource import PathKey, Problem, YamlDoc, format_loc
 
 Sections = dict[str, dict[str, "Entry"]]

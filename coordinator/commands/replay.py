@@ -16,9 +16,9 @@ from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 import aiohttp
 
-from .clock import Clock
-from .errors import BodyError, ReplayError
-from .intake import read_json
+from ..clock import Clock
+from ..errors import BodyError, ReplayError
+from ..intake import read_json
 
 FIELDS = ("id", "received_at", "channel", "category", "region", "subscriber", "text")
 

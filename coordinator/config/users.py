@@ -28,7 +28,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import UsersFileError
+from ..errors import UsersFileError
 from .yamlsource import Problem, parse_yaml
 
 TOKEN_PREFIX = "coord_"

@@ -9,9 +9,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import SettingsError
-from .settings import Settings
-from .users import (
+from ..errors import SettingsError
+from ..config.settings import Settings
+from ..config.users import (
     Passwords,
     Role,
     UsersFileError,

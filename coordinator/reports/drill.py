@@ -12,12 +12,12 @@ import statistics
 from datetime import datetime
 from typing import Sequence
 
-from .catalog import Catalog
-from .clock import Clock
-from .models import Ack, DrillRun, DrillRunStatus
-from .report import IncidentReport, Part, incident_report
-from .schemas import Drill
-from .store import Store
+from ..config.catalog import Catalog
+from ..clock import Clock
+from ..models import Ack, DrillRun, DrillRunStatus
+from .incident import IncidentReport, Part, incident_report
+from ..config.schemas import Drill
+from ..store import Store
 
 TREND_RUNS = 10
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..drills import next_firings
-from ..users import Role
-from .auth import requires
-from .page import console_page, readable, tr
-from .state import SERVICES
+from ...drills import next_firings
+from ...config.users import Role
+from ..auth import requires
+from ..page import console_page, readable, tr
+from ..state import SERVICES
 
 routes = web.RouteTableDef()
 

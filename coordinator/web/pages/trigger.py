@@ -8,13 +8,13 @@ from zoneinfo import ZoneInfo
 import aiohttp_jinja2
 from aiohttp import web
 
-from ..models import ALL_REGIONS
-from ..playbooks import SEVERITY_ORDER
-from ..users import Role
-from .auth import requires
-from .page import console_page, readable, tr
-from .previews import first_version
-from .state import SERVICES
+from ...models import ALL_REGIONS
+from ...playbooks import SEVERITY_ORDER
+from ...config.users import Role
+from ..auth import requires
+from ..page import console_page, readable, tr
+from ..previews import first_version
+from ..state import SERVICES
 
 routes = web.RouteTableDef()
 

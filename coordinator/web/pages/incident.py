@@ -14,17 +14,17 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from ..errors import IncidentNotFound
-from ..models import Incident, ScriptKind, ScriptVersion, TimelineEvent, bucket_start, stream_key, utc
-from ..report import build_report
-from ..users import Role
-from . import sse
-from .auth import requires
-from .charts import Mark, bar_chart
-from .page import Readable, console_page, readable, tr
-from .previews import next_version
-from .state import SERVICES, Services
-from .textdiff import Piece, changed, inline_diff, text_diff
+from ...errors import IncidentNotFound
+from ...models import Incident, ScriptKind, ScriptVersion, TimelineEvent, bucket_start, stream_key, utc
+from ...reports.incident import build_report
+from ...config.users import Role
+from .. import sse
+from ..auth import requires
+from ..charts import Mark, bar_chart
+from ..page import Readable, console_page, readable, tr
+from ..previews import next_version
+from ..state import SERVICES, Services
+from ..textdiff import Piece, changed, inline_diff, text_diff
 
 routes = web.RouteTableDef()
 

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
-from .clock import Clock
-from .models import ALL_REGIONS, DRILL_PREFIX, Complaint, Surge, bucket_start, utc
-from .store import Store
-from .surge import Detector, DetectorConfig, Observation
+from ..clock import Clock
+from ..models import ALL_REGIONS, DRILL_PREFIX, Complaint, Surge, bucket_start, utc
+from ..store import Store
+from .detector import Detector, DetectorConfig, Observation
 
 log = logging.getLogger(__name__)
 

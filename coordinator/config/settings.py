@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import SettingsError
+from ..errors import SettingsError
 
 DEFAULT_STORE = "sqlite:///coordinator.db"
 MIN_TOKEN = 16  # shorter admin or intake tokens could be guessed

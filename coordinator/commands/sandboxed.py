@@ -14,12 +14,12 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from .app import create_app
-from .catalog import Catalog
-from .clock import ManualClock
-from .sandbox import Delivery, SmtpInbox, TwilioSandbox
-from .settings import Settings
-from .web.state import SERVICES, Services
+from ..app import create_app
+from ..config.catalog import Catalog
+from ..clock import ManualClock
+from ..sandbox import Delivery, SmtpInbox, TwilioSandbox
+from ..config.settings import Settings
+from ..web.state import SERVICES, Services
 
 ACCOUNT_SID = "AC" + "de" * 16
 AUTH_TOKEN = "sandbox-auth-token"

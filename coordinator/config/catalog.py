@@ -13,8 +13,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
 from .crosschecks import CrossChecks, Entry as _Entry
-from .errors import ConfigError, TemplateInvalid
-from .models import BUILTIN_CATEGORIES
+from ..errors import ConfigError, TemplateInvalid
+from ..models import BUILTIN_CATEGORIES
 from .schemas import (
     CategoriesFile,
     DoNotContact,
@@ -25,7 +25,7 @@ from .schemas import (
     Rotation,
     Team,
 )
-from .scripts import (
+from ..scripts import (
     TEMPLATE_SUFFIX,
     TemplateInfo,
     inspect_template,

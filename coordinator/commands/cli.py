@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .catalog import check_config
+    from ..config.catalog import check_config
 
     problems = check_config(Path(args.dir)) + _user_problems(Path(args.dir))
     for problem in problems:
@@ -31,8 +31,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _user_problems(config_dir: Path) -> list[str]:
-    from .errors import UsersFileError
-    from .users import read_users
+    from ..errors import UsersFileError
+    from ..config.users import read_users
 
     explicit = os.environ.get("COORDINATOR_USERS_FILE")
     path = Path(explicit) if explicit else config_dir / "users.yaml"
@@ -44,15 +44,15 @@ def _user_problems(config_dir: Path) -> list[str]:
 
 
 def _user(args: argparse.Namespace) -> int:
-    from .usercli import run
+    from .users import run
 
     return run(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .app import run_server
-    from .errors import SettingsError
-    from .settings import Settings
+    from ..app import run_server
+    from ..errors import SettingsError
+    from ..config.settings import Settings
 
     try:
         settings = Settings.from_env(
@@ -89,7 +89,7 @@ def _secrets(args: argparse.Namespace) -> int:
 
 def _detect(args: argparse.Namespace) -> int:
     from . import detect
-    from .errors import DetectInputError
+    from ..errors import DetectInputError
 
     try:
         detect.run(args.input, sys.stdout)
@@ -126,7 +126,7 @@ def _trigger(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from .errors import ReplayError
+    from ..errors import ReplayError
     from .replay import read_complaints
 
     try:
@@ -150,12 +150,12 @@ async def _replay_into(args: argparse.Namespace, items: list[dict[str, Any]]) ->
     import aiohttp
     from tqdm import tqdm
 
-    from .app import build_services
-    from .catalog import load_catalog
-    from .clock import SystemClock
+    from ..app import build_services
+    from ..config.catalog import load_catalog
+    from ..clock import SystemClock
     from .replay import HttpSink, PipelineSink, replay
-    from .settings import Settings
-    from .store import open_store
+    from ..config.settings import Settings
+    from ..store import open_store
 
     clock = SystemClock()
     with tqdm(total=len(items), unit="complaint", disable=args.quiet) as bar:
@@ -185,9 +185,9 @@ def _drill_list(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
     from zoneinfo import ZoneInfo
 
-    from .catalog import load_catalog
-    from .drills import next_firings
-    from .errors import ConfigError
+    from ..config.catalog import load_catalog
+    from ..drills import next_firings
+    from ..errors import ConfigError
 
     try:
         catalog = load_catalog(Path(args.config))
@@ -217,7 +217,7 @@ def _drill_run(args: argparse.Namespace) -> int:
         print(f"run {run['id']} started on {args.url} (incident: {run.get('incident_id') or 'not yet'}); report: "
               f"{args.url.rstrip('/')}/api/drills/{args.drill}/reports?format=html")
         return 0
-    from .rehearsal import Players, main as rehearse
+    from .drill_run import Players, main as rehearse
 
     return rehearse(Path(args.config), args.drill, Players(answer_share=args.answer_share, seed=args.seed))
 

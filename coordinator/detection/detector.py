@@ -413,7 +413,7 @@ class Detector:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detector:
-        # Version 3 also held the anomaly score's record, now coordinator.anomaly_score's.
+        # Version 3 also held the anomaly score's record, now coordinator.detection.score's.
         if data.get("version") not in (3, 4, 5):
             raise ValueError(f"unknown detector state version {data.get('version')!r}")
         detector = cls(DetectorConfig(**data["config"]))

@@ -16,8 +16,8 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Iterable, Literal, Sequence
 
 
-from .report import Part, median
-from .store.records import StatRow
+from .incident import Part, median
+from ..store.records import StatRow
 
 By = Literal["day", "month"]
 DimensionName = Literal["category", "region", "channel"]

@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 import aiohttp
 
-from .catalog import load_catalog
-from .clock import ManualClock
-from .sandbox import Delivery, SmtpInbox, TwilioSandbox
-from .sampling import poisson
+from ..config.catalog import load_catalog
+from ..clock import ManualClock
+from ..sandbox import Delivery, SmtpInbox, TwilioSandbox
+from ..sampling import poisson
 from .sandboxed import SENDER, sandboxed_service
-from .web.state import Services
+from ..web.state import Services
 REGION = "ningbo"
 CATEGORY = "broadband"
 

@@ -24,10 +24,10 @@ from typing import Iterable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from .catalog import Contacts
-from .clock import Clock
-from .store import Store
-from .models import (
+from ..config.catalog import Contacts
+from ..clock import Clock
+from ..store import Store
+from ..models import (
     DRILL_PREFIX,
     Ack,
     Delivery,

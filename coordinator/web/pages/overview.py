@@ -9,14 +9,14 @@ import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from ..models import DRILL_PREFIX, bucket_start, utc
-from ..streams import StreamStatus
-from ..users import Role
-from . import sse
-from .auth import requires
-from .charts import bar_chart
-from .page import console_page, readable, tr
-from .state import SERVICES
+from ...models import DRILL_PREFIX, bucket_start, utc
+from ...detection.streams import StreamStatus
+from ...config.users import Role
+from .. import sse
+from ..auth import requires
+from ..charts import bar_chart
+from ..page import console_page, readable, tr
+from ..state import SERVICES
 
 routes = web.RouteTableDef()
 
