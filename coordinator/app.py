@@ -41,7 +41,7 @@ from .reconcile import StatusReconciler
 from .scheduler import Ticks
 from .sandbox.inprocess import start_sandbox
 from .detection.streams import StreamMonitor, detector_config, trigger_minimums
-from .detection.detector import DetectorConfig
+from .detection.config import DetectorConfig
 from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
 from .web import reports, sandbox_page, stats

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from coordinator.sampling import poisson
-from coordinator.detection.detector import Detector, DetectorConfig, Observation, threshold
+from coordinator.detection.config import DetectorConfig, threshold
+from coordinator.detection.detector import Detector, Observation
 
 START = datetime(2024, 3, 4)  # a Monday
 BUCKET = timedelta(minutes=5)

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from coordinator.detection.detector import RATIOS, threshold
+from coordinator.detection.config import RATIOS, threshold
 
 MEANS = (0.02, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 DISPERSIONS = (0.0, 0.05, 0.2, 1.0)

@@ -30,7 +30,8 @@ from typing import TextIO
 
 from coordinator.detection.score import AnomalyScore
 from coordinator.errors import DetectInputError
-from coordinator.detection.detector import Detector, DetectorConfig
+from coordinator.detection.config import DetectorConfig
+from coordinator.detection.detector import Detector
 
 HEADER = ["timestamp", "value"]
 WIDTH_SAMPLE = 100

@@ -20,7 +20,7 @@ Alarm: one CUSUM of the negative-binomial log-likelihood ratio per candidate
 surge ratio (a multi-CUSUM approximates the GLR over unknown size and onset).
 Its threshold keeps to the false-alarm budget: from simulating the model
 (`threshold`), raised where the stream's own record shows bursts heavier-
-tailed than the model (`_Tail`). An alarm opens a surge, which stays open
+tailed than the model (tail.py). An alarm opens a surge, which stays open
 until a reverse CUSUM says the stream is back to its baseline (or a day has
 passed: then the level is taken as the new normal); then the detector
 re-arms. One alarm per surge.
@@ -29,17 +29,22 @@ re-arms. One alarm per surge.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-# Candidate surge ratios; the first also defines "back to normal".
-RATIOS = (1.5, 2.0, 3.0, 5.0, 10.0)
-LOG_RATIOS = tuple(math.log(k) for k in RATIOS)
-
-DAY = 86400.0
-WEEK = 7 * DAY
-THIRTY_DAYS = 30 * DAY
+from . import saved
+from .config import (
+    DAY,
+    LOG_RATIOS,
+    RATIOS,
+    THIRTY_DAYS,
+    WEEK,
+    DetectorConfig,
+    threshold,
+)
+from .seasons import DAILY_NODES, position
+from .tail import TAIL_MEMORY, Tail
 
 # Memories of the baseline's parts: the level follows trend and day-to-day
 # swings, the shapes change slowly.
@@ -69,42 +74,8 @@ DISPERSION_CLIP_SD = 3.0
 CLOSE_THRESHOLD = 4.0  # nats of evidence that the stream is back to normal
 MAX_OPEN = DAY  # a surge open longer than this becomes the new normal
 
-# Tail calibration: CUSUM excursions peaking above TAIL_BASE nats are
-# recorded; the fit needs TAIL_MIN of them and forgets over TAIL_MEMORY. A
-# Pareto tail must beat the model's exponential one by TAIL_PARETO_PENALTY nats.
-TAIL_BASE = 2.0
-TAIL_MIN = 3.0
-TAIL_MEMORY = 30 * DAY
-TAIL_PARETO_PENALTY = 2.0
 SCORE_FLOOR = 3600.0  # evidence seen about once an hour scores 0
 
-
-
-def threshold(false_alarms_per_30_days: float, bucket_seconds: float) -> float:
-    """Multi-CUSUM threshold (nats) for the false-alarm budget under the model.
-
-    Simulating the multi-CUSUM on Poisson and negative-binomial streams with a
-    known mean (bench/detect/calibrate.py) needs at most ~8 nats for a mean
-    run length of 8640 buckets (30 days of 5 minutes), and ~1 nat more per
-    e-fold of run length (as Wald's bound, ARL ~ e^h, has it).
-    """
-    run_length = THIRTY_DAYS / bucket_seconds / false_alarms_per_30_days
-    return 8.0 + math.log(run_length / 8640.0)
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Per-stream settings; the defaults are the production defaults."""
-
-    bucket_seconds: float = 300.0
-    false_alarms_per_30_days: float = 1.0
-    min_count: float = 0.0  # playbook: least count over the surge so far
-    min_ratio: float = 1.0  # playbook: least observed/expected over the surge
-    warmup_seconds: float = DAY  # no alarm before this much history
-
-    def __post_init__(self) -> None:
-        if self.bucket_seconds <= 0 or self.false_alarms_per_30_days <= 0:
-            raise ValueError("bucket_seconds and false_alarms_per_30_days must be positive")
 
 
 @dataclass(slots=True)
@@ -144,7 +115,7 @@ class Detector:
         self.last_ts: datetime | None = None
         self.buckets = 0.0  # history, gaps included
         self.level = [0.0, 0.0]  # discounted counts, discounted profile
-        self.daily = [[0.0] * 48, [0.0] * 48]  # discounted observed, expected; see _DAILY_NODES
+        self.daily = [[0.0] * 48, [0.0] * 48]  # discounted observed, expected; see DAILY_NODES
         self.weekday = [[0.0] * 7, [0.0] * 7]
         self.hourly = [[0.0] * 168, [0.0] * 168]
         self.dispersion = [0.0, 0.0]  # discounted excess variance, squared mean
@@ -160,7 +131,7 @@ class Detector:
         self.open_expected = 0.0
         self.open_buckets = 0.0
         self.close_cusum = 0.0
-        self.tail = _Tail(w / TAIL_MEMORY)
+        self.tail = Tail(w / TAIL_MEMORY)
         self._set_span()
 
     def observe(self, ts: datetime, count: float) -> Observation:
@@ -183,7 +154,7 @@ class Detector:
         if self.history and self.buckets > self._warmup:
             self._refit()
 
-        hours, day = _position(ts, w)
+        hours, day = position(ts, w)
         baseline = self._baseline(hours, day)
         mu = baseline[0]
         d0 = int(hours)
@@ -192,7 +163,7 @@ class Detector:
         phi = (
             dispersion
             + 1.0 / (self.level[0] + LEVEL_PRIOR)
-            + 1.0 / (self.daily[0][_DAILY_NODES[day][d0][0]] + DAILY_PRIOR)
+            + 1.0 / (self.daily[0][DAILY_NODES[day][d0][0]] + DAILY_PRIOR)
             + 1.0 / (self.weekday[0][day] + WEEKDAY_PRIOR)
             + 1.0 / (self.hourly[0][day * 24 + d0] + HOURLY_PRIOR)
         )
@@ -228,7 +199,7 @@ class Detector:
         """Expected count, profile and its daily, weekday and hourly factors."""
         d0 = int(hours)
         frac = hours - d0
-        n0, n1 = _DAILY_NODES[day][d0]
+        n0, n1 = DAILY_NODES[day][d0]
         h0 = day * 24 + d0
         h1 = (h0 + 1) % 168
         d_obs, d_exp = self.daily
@@ -277,7 +248,7 @@ class Detector:
         b = 1.0 - a
         h0 = day * 24 + d0
         h1 = (h0 + 1) % 168
-        n0, n1 = _DAILY_NODES[day][d0]
+        n0, n1 = DAILY_NODES[day][d0]
         num, den = self.daily
         e, r = mu / f_daily, self._daily_rate
         keep = 1.0 - b * r
@@ -404,138 +375,10 @@ class Detector:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able state; `from_dict` continues exactly where this left off."""
-        state = {name: getattr(self, name) for name in _STATE}
-        state["last_ts"] = _iso(self.last_ts)
-        state["onsets"] = [_iso(t) for t in self.onsets]
-        state["open_onset"] = _iso(self.open_onset)
-        state["tail"] = vars(self.tail).copy()
-        return {"version": 5, "config": asdict(self.config), "state": state}
+        return saved.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detector:
-        # Version 3 also held the anomaly score's record, now coordinator.detection.score's.
-        if data.get("version") not in (3, 4, 5):
-            raise ValueError(f"unknown detector state version {data.get('version')!r}")
-        detector = cls(DetectorConfig(**data["config"]))
-        state = dict(data["state"])
-        for name in _STATE:
-            setattr(detector, name, state[name])
-        if len(detector.daily[0]) == 24:
-            # Versions 3 and 4 had one daily profile for all days: it becomes both,
-            # and the weekends' then learns its own.
-            detector.daily = [nodes + nodes for nodes in detector.daily]
-        detector.last_ts = _parse(state["last_ts"])
-        detector.onsets = [_parse(t) for t in state["onsets"]]
-        detector.open_onset = _parse(state["open_onset"])
-        detector.history = [(y, h, int(d)) for y, h, d in state["history"]]
-        for name, value in state["tail"].items():
-            setattr(detector.tail, name, value)
+        detector = saved.restore(cls(DetectorConfig(**data["config"])), data)
         detector._set_span()
         return detector
-
-
-# What to_dict saves as is (the rest needs converting).
-_STATE = (
-    "buckets", "level", "daily", "weekday", "hourly", "dispersion", "cusum", "observed_since",
-    "expected_since", "history", "threshold", "peak", "open_observed", "open_expected",
-    "open_buckets", "close_cusum",
-)
-
-
-# Daily profile nodes: 0-23 for weekdays, 24-47 for Saturdays and Sundays;
-# by weekday and hour, the node and the next one (the next day's at 23).
-_FIRST_NODE = (0, 0, 0, 0, 0, 24, 24)
-_DAILY_NODES = tuple(
-    tuple(
-        (first + hour, first + hour + 1 if hour < 23 else _FIRST_NODE[(day + 1) % 7])
-        for hour in range(24)
-    )
-    for day, first in enumerate(_FIRST_NODE)
-)
-
-
-def _position(ts: datetime, bucket_seconds: float) -> tuple[float, int]:
-    """Hour of the day at the bucket's centre, less half an hour (shape nodes
-    sit mid-hour and are interpolated), and the weekday it falls on."""
-    hours = (ts.hour * 3600 + ts.minute * 60 + ts.second + 0.5 * bucket_seconds) / 3600.0 - 0.5
-    day = ts.weekday()
-    if hours >= 24.0:
-        return hours - 24.0, (day + 1) % 7
-    if hours < 0.0:
-        return hours + 24.0, (day - 1) % 7
-    return hours, day
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return None if ts is None else ts.isoformat()
-
-
-def _parse(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-class _Tail:
-    """How often this stream's evidence excursions peak above a level.
-
-    Peaks above TAIL_BASE are fitted online with an exponential tail (what
-    the model predicts) or a Pareto tail (what bursty real streams show),
-    whichever fits better by likelihood; an alarm counts as a peak censored
-    at the threshold. Sums are discounted over TAIL_MEMORY.
-    """
-
-    def __init__(self, forget: float) -> None:
-        self.forget = forget  # per bucket
-        self.exposure = 0.0  # buckets watched
-        self.count = 0.0  # peaks above TAIL_BASE, censored ones included
-        self.uncensored = 0.0
-        self.excess = 0.0  # sum of (peak - base)
-        self.log_excess = 0.0  # sum of log(peak / base)
-        self.log_peaks = 0.0  # sum of log(peak), uncensored
-        self.last = 0.0  # bucket of the last record
-        self.rate_at_base = 0.0
-        self.pareto = False
-        self.shape = 1.0
-
-    def record(self, peak: float, now: float, censored: bool = False) -> None:
-        keep = (1.0 - self.forget) ** (now - self.last)
-        self.last = now
-        self.exposure *= keep
-        self.count *= keep
-        self.uncensored *= keep
-        self.excess *= keep
-        self.log_excess *= keep
-        self.log_peaks *= keep
-        if peak < TAIL_BASE:
-            return
-        self.count += 1.0
-        self.excess += peak - TAIL_BASE
-        self.log_excess += math.log(peak / TAIL_BASE)
-        if not censored:
-            self.uncensored += 1.0
-            self.log_peaks += math.log(peak)
-        self.rate_at_base = self.count / self.exposure
-        if self.uncensored >= TAIL_MIN:
-            n = self.uncensored
-            lam, alpha = n / self.excess, n / self.log_excess
-            # Maximised log-likelihoods, less the same n (censored peaks are
-            # in the sums through their survival terms).
-            pareto = n * math.log(alpha) - self.log_peaks
-            self.pareto = pareto > n * math.log(lam) + TAIL_PARETO_PENALTY
-            self.shape = alpha if self.pareto else lam
-
-    def rate(self, x: float) -> float:
-        """Peaks per bucket at or above x, per the fit (0 without one)."""
-        if self.uncensored < TAIL_MIN or x < TAIL_BASE:
-            return 0.0
-        if self.pareto:
-            return self.rate_at_base * math.pow(x / TAIL_BASE, -self.shape)
-        return self.rate_at_base * math.exp(-self.shape * (x - TAIL_BASE))
-
-    def threshold(self, budget: float) -> float:
-        """Level peaked above at `budget` per bucket (0 without a fit)."""
-        if self.uncensored < TAIL_MIN or self.rate_at_base <= budget:
-            return 0.0
-        if self.pareto:
-            return TAIL_BASE * math.pow(self.rate_at_base / budget, 1.0 / self.shape)
-        return TAIL_BASE + math.log(self.rate_at_base / budget) / self.shape
-

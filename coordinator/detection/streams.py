@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 from ..clock import Clock
 from ..models import ALL_REGIONS, DRILL_PREFIX, Complaint, Surge, bucket_start, utc
 from ..store import Store
-from .detector import Detector, DetectorConfig, Observation
+from .config import DetectorConfig
+from .detector import Detector, Observation
 
 log = logging.getLogger(__name__)
 
