@@ -12,13 +12,23 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 
 from coordinator.config.catalog import Catalog, Contacts
-from coordinator.models import (
-    Ack, Delivery, DeliveryKey, DeliveryStatus, Incident, IncidentStatus, RoleAssignment, ScriptKind, ScriptVersion,
-    Surge, TimelineEvent,
-)
-from coordinator.reports.incident import IncidentReport, build_report, median, notice_purpose, percentile
-from coordinator.roster import audience
 from coordinator.config.schemas import Person, Region, Team
+from coordinator.models import (
+    Ack,
+    Delivery,
+    DeliveryKey,
+    DeliveryStatus,
+    Incident,
+    IncidentStatus,
+    RoleAssignment,
+    ScriptKind,
+    ScriptVersion,
+    Surge,
+    TimelineEvent,
+)
+from coordinator.reports.incident import build_report, notice_purpose
+from coordinator.reports.parts import IncidentReport, median, percentile
+from coordinator.roster import audience
 from coordinator.store import Store
 from coordinator.web.openapi import document
 from coordinator.web.reports import duration, page_context

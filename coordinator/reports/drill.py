@@ -12,12 +12,13 @@ import statistics
 from datetime import datetime
 from typing import Sequence
 
-from ..config.catalog import Catalog
 from ..clock import Clock
-from ..models import Ack, DrillRun, DrillRunStatus
-from .incident import IncidentReport, Part, incident_report
+from ..config.catalog import Catalog
 from ..config.schemas import Drill
+from ..models import Ack, DrillRun, DrillRunStatus
 from ..store import Store
+from .incident import incident_report
+from .parts import IncidentReport, Part
 
 TREND_RUNS = 10
 

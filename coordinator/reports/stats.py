@@ -15,9 +15,8 @@ from collections import defaultdict
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Iterable, Literal, Sequence
 
-
-from .incident import Part, median
 from ..store.records import StatRow
+from .parts import Part, median
 
 By = Literal["day", "month"]
 DimensionName = Literal["category", "region", "channel"]

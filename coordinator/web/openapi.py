@@ -15,11 +15,11 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..reports.drill import DrillReport
-from ..models import Channel, DrillRun, Incident, ScriptVersion, TimelineEvent
-from ..reports.incident import IncidentReport
-from ..reports.stats import Statistics
 from ..config.users import Role
+from ..models import Channel, DrillRun, Incident, ScriptVersion, TimelineEvent
+from ..reports.drill import DrillReport
+from ..reports.parts import IncidentReport
+from ..reports.stats import Statistics
 from .auth import COOKIE_NAME, CSRF_HEADER, public
 
 routes = web.RouteTableDef()

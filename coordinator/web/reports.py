@@ -11,8 +11,9 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from ..config.catalog import Contacts
-from ..reports.incident import IncidentReport, incident_report
 from ..config.users import Role
+from ..reports.incident import incident_report
+from ..reports.parts import IncidentReport
 from .auth import requires
 from .state import SERVICES
 
