@@ -16,216 +16,56 @@ from aiohttp import web
 
 from .. import __version__
 from ..config.users import Role
-from ..models import Channel, DrillRun, Incident, ScriptVersion, TimelineEvent
-from ..reports.drill import DrillReport
-from ..reports.parts import IncidentReport
-from ..reports.stats import Statistics
 from .auth import COOKIE_NAME, CSRF_HEADER, public
+from .openapi_parts import (
+    BOARD,
+    BOOL,
+    BY,
+    COMPLAINT,
+    DRILL,
+    DRILL_ID,
+    ERROR,
+    ID,
+    INT,
+    INTAKE_COUNTS,
+    PLAYBOOK_ID,
+    REJECTION,
+    ROLE_VIEW,
+    STATS_PARAMS,
+    STR,
+    STREAM,
+    VERSION,
+    Schema,
+    json_answer,
+    json_body,
+    model_schemas,
+    obj,
+    op,
+    path_param,
+    query_flag,
+    ref,
+    stats_schemas,
+)
 
 routes = web.RouteTableDef()
-
-Schema = dict[str, Any]
-
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _obj(properties: dict[str, Schema], required: tuple[str, ...] = (), extra: bool = False) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": extra}
-    if required:
-        schema["required"] = list(required)
-    return schema
-
-
-STR: Schema = {"type": "string"}
-INT: Schema = {"type": "integer"}
-BOOL: Schema = {"type": "boolean"}
-TIME: Schema = {"type": "string", "format": "date-time"}
-NULLABLE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
-BY: Schema = {"type": "string", "description": "the acting person; read only with the admin token "
-                                                "(otherwise the signed-in user or the token's owner acts)"}
-
-_ERROR = _obj({
-    "error": _obj({
-        "code": {"type": "string", "examples": ["not_found", "forbidden", "invalid_params"]},
-        "message": STR,
-        "details": {"type": "array", "items": {}},
-    }, ("code", "message", "details")),
-}, ("error",), extra=True)
-
-_REJECTION = _obj({"line": INT, "id": {"type": ["string", "null"]}, "field": {"type": ["string", "null"]},
-                   "reason": STR}, ("line", "reason"))
-_INTAKE_COUNTS = {"accepted": INT, "duplicate": INT, "rejected": INT, "repeats": INT,
-                  "late": {"type": "integer", "description": "accepted after their bucket was fed to surge "
-                           "detection (COORDINATOR_DETECTION_GRACE_SECONDS): counted, not detected on"},
-                  "errors": {"type": "array", "items": ref("Rejection")}}
-
-_COMPLAINT = _obj({
-    "id": {"type": "string", "minLength": 1, "maxLength": 128},
-    "received_at": {"type": "string", "format": "date-time",
-                    "description": "ISO-8601 with a UTC offset (2026-11-24T09:58:00+08:00); a number or a string "
-                                   "of digits (Unix time) is refused"},
-    "channel": {"enum": [c.value for c in Channel]},
-    "category": {"type": "string", "description": "a built-in category or one from categories.yaml"},
-    "region": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
-    "subscriber": {"type": "string", "description": "stored only as a keyed hash"},
-    "text": {"type": "string", "maxLength": 2000},
-}, ("id", "received_at", "channel", "category", "region"), extra=True)
-
-_ROLE_VIEW = _obj({
-    "role": STR, "title": STR, "holder": {"type": ["string", "null"]}, "level": INT,
-    "chain": {"type": "array", "items": STR}, "deadline": NULLABLE_TIME, "acked": BOOL,
-    "acked_by": {"type": ["string", "null"]}, "acked_at": NULLABLE_TIME, "unfilled": BOOL,
-    "gaps": {"type": "array", "items": STR},
-}, ("role", "title", "holder", "level", "acked"))
-
-_STREAM = _obj({
-    "stream": STR, "bucket_minutes": INT, "current_count": INT, "last_count": INT, "baseline": {"type": "number"},
-    "score": {"type": "number"}, "surge": {"oneOf": [ref("Surge"), {"type": "null"}]},
-    "complaints_24h": INT, "repeats_24h": INT, "repeat_share": {"type": "number"},
-}, ("stream", "current_count", "baseline", "score", "surge"))
-
-_DRILL = _obj({
-    "id": STR, "title": STR, "schedule": {"type": "string", "description": "cron, in `timezone`"},
-    "timezone": STR, "scenario": {"enum": ["surge", "trigger"]}, "playbook": STR, "region": STR,
-    "channels": {"enum": ["sandbox", "real"]}, "max_duration": {"type": "number", "description": "seconds"},
-    "success": _obj({"ack_within": {"type": "number"}, "min_ack_rate": {"type": "number"}}),
-    "audience": {"type": ["object", "null"]},
-    "next_runs": {"type": "array", "items": {"type": "string", "format": "date-time"}},
-    "last_run": {"oneOf": [ref("DrillRun"), {"type": "null"}]},
-}, ("id", "title", "schedule", "timezone", "scenario", "next_runs"))
-
-_BOARD = _obj({
-    "counts": {"type": "object", "description": "version -> channel -> status -> count",
-               "additionalProperties": {"type": "object", "additionalProperties": {
-                   "type": "object", "additionalProperties": INT}}},
-    "acks": {"type": "object", "description": "version -> people who acknowledged it",
-             "additionalProperties": INT},
-    "current_version": {"type": ["integer", "null"]},
-    "not_acknowledged": {"type": "array", "items": STR},
-}, ("counts", "acks", "current_version", "not_acknowledged"))
-
-
-@cache
-def _model_schemas() -> dict[str, Schema]:
-    """Incident, ScriptVersion, TimelineEvent, the incident report and what they contain, from the models."""
-    out: dict[str, Schema] = {}
-    for model in (Incident, ScriptVersion, TimelineEvent, IncidentReport, DrillRun, DrillReport):
-        schema = model.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
-        out.update(schema.pop("$defs", {}))
-        out[model.__name__] = schema
-    # The API shows an incident without its playbook snapshot, and roles as role views.
-    incident = dict(out.pop("Incident"))
-    properties = {k: v for k, v in incident["properties"].items() if k != "playbook_snapshot"}
-    properties["roles"] = {"type": "array", "items": ref("RoleView")}
-    properties["timeline"] = {"type": "array", "items": ref("TimelineEvent"),
-                              "description": "oldest first; in the detail and the trigger's answer"}
-    properties["existing"] = {"type": "boolean", "description": "in the trigger's answer: already open on that key"}
-    out["IncidentView"] = incident | {"properties": properties, "title": "IncidentView"}
-    drafted = dict(out["ScriptVersion"])
-    drafted["properties"] = drafted["properties"] | {
-        "deliveries": {"type": "integer", "description": "deliveries queued (0 while it awaits approval)"}}
-    out["DraftedScriptVersion"] = drafted | {"title": "DraftedScriptVersion",
-                                             "required": [*drafted.get("required", []), "deliveries"]}
-    return out
-
-
-def _json(schema: Schema, description: str = "OK") -> Schema:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _body(schema: Schema, required: bool = True) -> Schema:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
-
-
-_ERRORS = {
-    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 408: "Timeout", 409: "Conflict",
-    413: "TooLarge", 503: "Unavailable",
-}
-
-
-def op(summary: str, role: Role | None, ok: dict[int, Schema], *, body: Schema | None = None,
-       errors: tuple[int, ...] = (), parameters: list[Schema] | None = None, description: str = "",
-       store: bool = True) -> Schema:
-    """One operation. `role` None: open to anyone (security: []). Besides `errors`, the
-    statuses every operation of its kind can answer are listed: 401 and 403 where a role
-    is required; 400 where a body or a query parameter can be malformed, and 408 and 413
-    where a body is read (web/guard.py, the app's body size limit); 503 where the store
-    is read (`store`)."""
-    responses: dict[str, Schema] = {str(status): answer for status, answer in ok.items()}
-    codes = set(errors) | ({401, 403} if role is not None else set())
-    if body is not None:
-        codes |= {400, 408, 413}
-    if any(p["in"] == "query" for p in parameters or ()):
-        codes.add(400)
-    if store:
-        codes.add(503)
-    for status in sorted(codes):
-        responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status]}"}
-    operation: Schema = {"summary": summary, "responses": responses}
-    if description:
-        operation["description"] = description
-    if role is None:
-        operation["security"] = []
-    else:
-        operation["security"] = [{"bearer": []}, {"cookie": []}]
-        operation["x-required-role"] = role.value
-    if body is not None:
-        operation["requestBody"] = body
-    if parameters:
-        operation["parameters"] = parameters
-    return operation
-
-
-def _path_param(name: str, schema: Schema = STR, description: str = "") -> Schema:
-    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
-
-
-def _query_flag(name: str, description: str) -> Schema:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]}}
-
-
-ID = _path_param("id", description="incident id, e.g. INC-20261125-7fb888")
-DRILL_ID = _path_param("id", description="drill id, e.g. weekly-broadband")
-VERSION = _path_param("version", INT, "script version")
-PLAYBOOK_ID = _path_param("id", description="playbook id, e.g. broadband-outage")
-
-
-_STATS_PARAMS = [
-    {"name": "from", "in": "query", "required": False, "schema": {"type": "string", "format": "date"},
-     "description": "first local day (default: the first of this month); 1970-01-01 to 9998-12-31"},
-    {"name": "to", "in": "query", "required": False, "schema": {"type": "string", "format": "date"},
-     "description": "last local day, included (default: today); at most 366 days from `from`; "
-                    "1970-01-01 to 9998-12-31"},
-    {"name": "by", "in": "query", "required": False, "schema": {"enum": ["day", "month"]}},
-]
-
-
-@cache
-def _stats_schemas() -> dict[str, Schema]:
-    schema = Statistics.model_json_schema(mode="serialization", ref_template="#/components/schemas/{model}")
-    return {**schema.pop("$defs", {}), "Statistics": schema}
-
 
 def _paths() -> dict[str, dict[str, Schema]]:
     incident = ref("IncidentView")
     return {
         "/healthz": {"get": op("Liveness, store reachability and delivery channels", None, {
-            200: _json(_obj({
+            200: json_answer(obj({
                 "status": {"enum": ["ok", "degraded"]}, "store": STR, "playbooks": INT,
-                "channels": _obj({m: {"enum": ["ok", "missing"]} for m in ("sms", "email")}, ("sms", "email")),
+                "channels": obj({m: {"enum": ["ok", "missing"]} for m in ("sms", "email")}, ("sms", "email")),
                 "missing_channels": {"type": "object", "additionalProperties": {
                     "type": "array", "items": {"enum": ["sms", "email"]}}},
             }, ("status", "store", "channels", "missing_channels")),
                 "degraded: a playbook needs a channel (SMS, email) that is not configured; its messages fail"),
-            503: _json(_obj({"status": {"const": "unavailable"}, "store": STR}, ("status", "store")),
+            503: json_answer(obj({"status": {"const": "unavailable"}, "store": STR}, ("status", "store")),
                        "the store is unreachable")}, store=False)},
-        "/api/openapi.json": {"get": op("This document", None, {200: _json({"type": "object"})}, store=False)},
+        "/api/openapi.json": {"get": op("This document", None, {200: json_answer({"type": "object"})}, store=False)},
         "/api/complaints": {"post": op(
             "Complaint intake", Role.intake,
-            {200: _json(_obj(_INTAKE_COUNTS, ("accepted", "duplicate", "rejected", "errors")),
+            {200: json_answer(obj(INTAKE_COUNTS, ("accepted", "duplicate", "rejected", "errors")),
                         "at least one complaint accepted or already known; refused ones under `errors`")},
             body={"required": True, "content": {
                 "application/json": {"schema": {"oneOf": [ref("Complaint"),
@@ -240,20 +80,20 @@ def _paths() -> dict[str, dict[str, Schema]]:
                         "object nor an array; `empty_body`) or 413 (`too_many_items`, `body_too_large`). "
                         "In NDJSON such a line is refused alone, under `errors` with its line number.")},
         "/api/streams": {"get": op("Every stream's counts, baseline, score and open surge", Role.viewer, {
-            200: _json(_obj({"streams": {"type": "array", "items": ref("Stream")}}, ("streams",)))})},
+            200: json_answer(obj({"streams": {"type": "array", "items": ref("Stream")}}, ("streams",)))})},
         "/api/stats": {"get": op(
             "Complaints per day or month by category, region and channel, repeat share, and incidents per "
             "period with their median time figures (drills apart)", Role.viewer,
-            {200: _json(ref("Statistics"))}, parameters=_STATS_PARAMS,
+            {200: json_answer(ref("Statistics"))}, parameters=STATS_PARAMS,
             description="Local days in COORDINATOR_TIMEZONE. The same figures as the page /stats and its CSV "
                         "export /stats.csv?table=complaints|incidents. A period that is not one is 400 "
                         "`invalid_period`, its `details` naming the parameter: a day that is not YYYY-MM-DD or "
                         "not between 1970-01-01 and 9998-12-31, `to` before `from`, more than 366 days.")},
         "/api/incidents": {
             "post": op("Open an incident by hand (manual trigger)", Role.leader, {
-                201: _json(incident, "opened"),
-                200: _json(incident, "one is already open on that key (`existing`: true)")},
-                body=_body(_obj({
+                201: json_answer(incident, "opened"),
+                200: json_answer(incident, "one is already open on that key (`existing`: true)")},
+                body=json_body(obj({
                     "playbook": STR, "region": STR, "params": {"type": "object", "additionalProperties": STR},
                     "drill": BOOL, "severity": {"enum": ["minor", "major", "critical"]}, "by": BY,
                 }, ("playbook", "region"))), errors=(404, 409),
@@ -261,64 +101,64 @@ def _paths() -> dict[str, dict[str, Schema]]:
                             "there (a region it does not cover or that contacts do not know) or the severity "
                             "is unknown; 400 `invalid_params` naming each unknown or missing parameter."),
             "get": op("Incidents, newest first", Role.viewer, {
-                200: _json(_obj({"incidents": {"type": "array", "items": incident}}, ("incidents",)))},
-                parameters=[_query_flag("open", "only open ones"), _query_flag("drill", "drills or real ones"),
+                200: json_answer(obj({"incidents": {"type": "array", "items": incident}}, ("incidents",)))},
+                parameters=[query_flag("open", "only open ones"), query_flag("drill", "drills or real ones"),
                             {"name": "playbook", "in": "query", "required": False, "schema": STR}]),
         },
         "/api/incidents/{id}": {"get": op("One incident with roles and timeline", Role.viewer,
-                                          {200: _json(incident)}, parameters=[ID], errors=(404,))},
+                                          {200: json_answer(incident)}, parameters=[ID], errors=(404,))},
         "/api/incidents/{id}/ack": {"post": op(
-            "Acknowledge, on behalf of a role holder, the role(s) they hold", Role.leader, {200: _json(incident)},
-            body=_body(_obj({"person": STR, "role": STR, "via": STR}, ("person",))),
+            "Acknowledge, on behalf of a role holder, the role(s) they hold", Role.leader, {200: json_answer(incident)},
+            body=json_body(obj({"person": STR, "role": STR, "via": STR}, ("person",))),
             parameters=[ID], errors=(404, 409))},
         "/api/incidents/{id}/resolve": {"post": op(
-            "Resolve (sends the stand-down)", Role.leader, {200: _json(incident)},
-            body=_body(_obj({"note": STR, "by": BY}), required=False), parameters=[ID], errors=(404, 409))},
+            "Resolve (sends the stand-down)", Role.leader, {200: json_answer(incident)},
+            body=json_body(obj({"note": STR, "by": BY}), required=False), parameters=[ID], errors=(404, 409))},
         "/api/incidents/{id}/severity": {"post": op(
-            "Change the severity", Role.leader, {200: _json(incident)},
-            body=_body(_obj({"severity": {"enum": ["minor", "major", "critical"]}, "reason": STR, "by": BY},
+            "Change the severity", Role.leader, {200: json_answer(incident)},
+            body=json_body(obj({"severity": {"enum": ["minor", "major", "critical"]}, "reason": STR, "by": BY},
                             ("severity",))), parameters=[ID], errors=(404, 409))},
         "/api/incidents/{id}/notes": {"post": op(
             "Add a note to the timeline", Role.leader,
-            {201: _json(_obj({"ok": {"const": True}}, ("ok",)), "recorded")},
-            body=_body(_obj({"text": STR, "by": BY}, ("text",))), parameters=[ID], errors=(404, 409))},
+            {201: json_answer(obj({"ok": {"const": True}}, ("ok",)), "recorded")},
+            body=json_body(obj({"text": STR, "by": BY}, ("text",))), parameters=[ID], errors=(404, 409))},
         "/api/incidents/{id}/scripts": {
             "get": op("Every version of the official script", Role.viewer, {
-                200: _json(_obj({"scripts": {"type": "array", "items": ref("ScriptVersion")}}, ("scripts",)))},
+                200: json_answer(obj({"scripts": {"type": "array", "items": ref("ScriptVersion")}}, ("scripts",)))},
                 parameters=[ID], errors=(404,)),
             "post": op("Draft a new version (sent at once when the playbook approves automatically)", Role.leader, {
-                201: _json(ref("DraftedScriptVersion"), "the new version and how many deliveries it queued")},
-                body=_body(_obj({
+                201: json_answer(ref("DraftedScriptVersion"), "the new version and how many deliveries it queued")},
+                body=json_body(obj({
                     "params": {"type": "object", "additionalProperties": STR}, "sms": STR, "email_subject": STR,
                     "email_text": STR, "email_html": STR, "by": BY}), required=False),
                 parameters=[ID], errors=(404, 409)),
         },
         "/api/incidents/{id}/scripts/{version}/approve": {"post": op(
             "Approve a version and send it", Role.leader,
-            {200: _json(_obj({"version": INT, "deliveries": INT}, ("version", "deliveries")))},
-            body=_body(_obj({"by": BY}), required=False), parameters=[ID, VERSION], errors=(404, 409),
+            {200: json_answer(obj({"version": INT, "deliveries": INT}, ("version", "deliveries")))},
+            body=json_body(obj({"by": BY}), required=False), parameters=[ID, VERSION], errors=(404, 409),
             description="400 when the version is not a number.")},
         "/api/incidents/{id}/scripts/preview": {"post": op(
             "The next version as a draft would render it, not saved (the console's editor)", Role.leader,
-            {200: _json(ref("ScriptVersion"), "the version as it would be drafted; nothing is stored")},
-            body=_body(_obj({"params": {"type": "object", "additionalProperties": STR}, "sms": STR,
+            {200: json_answer(ref("ScriptVersion"), "the version as it would be drafted; nothing is stored")},
+            body=json_body(obj({"params": {"type": "object", "additionalProperties": STR}, "sms": STR,
                              "email_subject": STR, "email_text": STR, "email_html": STR}), required=False),
             parameters=[ID], errors=(404,))},
         "/api/incidents/{id}/remind": {"post": op(
             "Remind now everyone the wording in force reached who has not acknowledged it", Role.leader,
-            {200: _json(_obj({"version": INT, "messages": INT}, ("version", "messages")),
+            {200: json_answer(obj({"version": INT, "messages": INT}, ("version", "messages")),
                         "the version reminded of and the reminders queued")},
-            body=_body(_obj({"by": BY}), required=False), parameters=[ID], errors=(404, 409),
+            body=json_body(obj({"by": BY}), required=False), parameters=[ID], errors=(404, 409),
             description="409 when the incident is not open or has no approved wording.")},
         "/api/playbooks/{id}/preview": {"post": op(
             "Version 1 of the script as the playbook would render it, not saved (the trigger page)", Role.leader,
-            {200: _json(ref("ScriptVersion"), "the version; missing required parameters show as placeholders "
+            {200: json_answer(ref("ScriptVersion"), "the version; missing required parameters show as placeholders "
                                               "and are listed in `missing`")},
-            body=_body(_obj({"region": STR, "params": {"type": "object", "additionalProperties": STR},
+            body=json_body(obj({"region": STR, "params": {"type": "object", "additionalProperties": STR},
                              "drill": BOOL, "severity": {"enum": ["minor", "major", "critical"]}}, ("region",))),
             parameters=[PLAYBOOK_ID], errors=(404,))},
         "/api/incidents/{id}/deliveries": {"get": op(
-            "Fan-out progress and who has not acknowledged", Role.viewer, {200: _json(ref("DeliveryBoard"))},
+            "Fan-out progress and who has not acknowledged", Role.viewer, {200: json_answer(ref("DeliveryBoard"))},
             parameters=[ID], errors=(404,))},
         "/api/incidents/{id}/report": {"get": op(
             "The incident's evaluation report (coordinator/report.py)", Role.viewer,
@@ -327,18 +167,18 @@ def _paths() -> dict[str, dict[str, Schema]]:
             parameters=[ID, {"name": "format", "in": "query", "required": False,
                              "schema": {"type": "string", "enum": ["json", "html"]}}], errors=(404,))},
         "/api/drills": {"get": op("Every drill with its schedule, next runs and last run", Role.viewer, {
-            200: _json(_obj({"drills": {"type": "array", "items": _DRILL}}, ("drills",)))})},
+            200: json_answer(obj({"drills": {"type": "array", "items": DRILL}}, ("drills",)))})},
         "/api/drills/{id}/run": {"post": op(
-            "Run a drill now", Role.trainer, {201: _json(_obj({"run": ref("DrillRun")}, ("run",)), "started")},
-            body=_body(_obj({"by": BY}), required=False), parameters=[DRILL_ID], errors=(404, 409),
+            "Run a drill now", Role.trainer, {201: json_answer(obj({"run": ref("DrillRun")}, ("run",)), "started")},
+            body=json_body(obj({"by": BY}), required=False), parameters=[DRILL_ID], errors=(404, 409),
             description="409 `drill_refused` when a drill in sandbox channels is asked of a service that sends "
                         "through real providers.")},
         "/api/drills/{id}/reports": {"get": op(
             "The reports of a drill's last runs (newest first) with their trend; every run incl. missed ones",
             Role.viewer,
             {200: {"description": "reports; a printable page with ?format=html or Accept: text/html",
-                   "content": {"application/json": {"schema": _obj({
-                       "drill": _DRILL, "runs": {"type": "array", "items": ref("DrillRun")},
+                   "content": {"application/json": {"schema": obj({
+                       "drill": DRILL, "runs": {"type": "array", "items": ref("DrillRun")},
                        "reports": {"type": "array", "items": ref("DrillReport")}}, ("drill", "runs", "reports"))},
                        "text/html": {"schema": STR}}}},
             parameters=[DRILL_ID, {"name": "format", "in": "query", "required": False,
@@ -354,7 +194,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "get": _signed_op("The page of an email ack link (acknowledges nothing)", _HTML, token=True),
             "post": _signed_op("Acknowledge through an email ack link", _HTML, token=True, body={
                 "required": False, "description": "the page's button posts an empty form",
-                "content": {"application/x-www-form-urlencoded": {"schema": _obj({}, extra=True)}}}),
+                "content": {"application/x-www-form-urlencoded": {"schema": obj({}, extra=True)}}}),
         },
     }
 
@@ -364,7 +204,7 @@ _HTML = {200: {"description": "a page", "content": {"text/html": {"schema": STR}
 
 
 # What Twilio posts (a form; the signature covers every field, these are the ones read).
-_TWILIO_FORM: Schema = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": _obj({
+_TWILIO_FORM: Schema = {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": obj({
     "MessageSid": STR, "MessageStatus": STR, "ErrorCode": STR, "From": STR, "Body": STR}, extra=True)}}}
 
 
@@ -375,17 +215,17 @@ def _signed_op(summary: str, ok: dict[int, Schema], token: bool = False, body: S
         operation["parameters"] = [{"name": "X-Twilio-Signature", "in": "header", "required": True, "schema": STR}]
         operation["responses"]["403"] = {"$ref": "#/components/responses/Forbidden"}
     else:
-        operation["parameters"] = [_path_param("token", description="the signed token from the email")]
+        operation["parameters"] = [path_param("token", description="the signed token from the email")]
     return operation
 
 
 @cache
 def document() -> dict[str, Any]:
     schemas: dict[str, Schema] = {
-        "Error": _ERROR, "Complaint": _COMPLAINT, "Rejection": _REJECTION, "RoleView": _ROLE_VIEW,
-        "Stream": _STREAM, "DeliveryBoard": _BOARD,
-        **_model_schemas(),
-        **_stats_schemas(),
+        "Error": ERROR, "Complaint": COMPLAINT, "Rejection": REJECTION, "RoleView": ROLE_VIEW,
+        "Stream": STREAM, "DeliveryBoard": BOARD,
+        **model_schemas(),
+        **stats_schemas(),
     }
     responses = {
         name: {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
