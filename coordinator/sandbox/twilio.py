@@ -16,20 +16,19 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
-from xml.etree import ElementTree
 
 import aiohttp
 from aiohttp import web
 
 from coordinator.clock import Clock, SystemClock
+from coordinator.errors import ApiError
 from coordinator.sandbox.lifecycle import Apply, Delivery, Notify, Step, draw_fate, plan_delivery
 from coordinator.sandbox.limits import Faults, RateLimit, SenderRateLimiter
 from coordinator.sandbox.listing import list_page
-from coordinator.errors import ApiError
 from coordinator.sandbox.messages import API_VERSION, Message, is_e164, parse_send
 from coordinator.sandbox.optout import OptOuts
+from coordinator.sandbox.webhooks import CallbackAttempt, WebhookSender, inbound_params, status_params, twiml_messages
 from coordinator.segments import sms_segments
-from coordinator.sandbox.webhooks import CallbackAttempt, WebhookSender, inbound_params, status_params
 
 if TYPE_CHECKING:
     from coordinator.sandbox.smtp import SmtpInbox
@@ -390,23 +389,3 @@ class TwilioSandbox:
         message.date_updated = now
         if step.status == "sent":
             message.date_sent = now
-
-
-def twiml_messages(answer: bytes) -> list[str]:
-    """The texts of the <Message> verbs of a TwiML answer (its text, or its <Body>);
-    none for an empty or unreadable answer, as Twilio sends nothing then."""
-    if not answer.strip():
-        return []
-    try:
-        root = ElementTree.fromstring(answer)
-    except ElementTree.ParseError:
-        return []
-    if root.tag != "Response":
-        return []
-    texts = []
-    for verb in root.findall("Message"):
-        body = verb.find("Body")
-        text = (body.text if body is not None else verb.text) or ""
-        if text.strip():
-            texts.append(text.strip())
-    return texts

@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
+from xml.etree import ElementTree
 
 import aiohttp
 from yarl import URL
@@ -217,3 +218,23 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
         content = await reader.read()  # the body runs to the end of the connection
         keep = False
     return status, keep, content
+
+
+def twiml_messages(answer: bytes) -> list[str]:
+    """The texts of the <Message> verbs of a TwiML answer (its text, or its <Body>);
+    none for an empty or unreadable answer, as Twilio sends nothing then."""
+    if not answer.strip():
+        return []
+    try:
+        root = ElementTree.fromstring(answer)
+    except ElementTree.ParseError:
+        return []
+    if root.tag != "Response":
+        return []
+    texts = []
+    for verb in root.findall("Message"):
+        body = verb.find("Body")
+        text = (body.text if body is not None else verb.text) or ""
+        if text.strip():
+            texts.append(text.strip())
+    return texts
