@@ -1,4 +1,4 @@
-"""The anomaly score of `coordinator detect` (coordinator/anomaly_score.py)."""
+"""The anomaly score of `coordinator detect` (coordinator/detection/score.py)."""
 
 from __future__ import annotations
 

@@ -232,7 +232,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, seconds: float) ->
         add(f"- RSS: the fan-out itself adds {mb(fanout_peak(f) - f['rss_before_kb']):.0f} MB; before it: the "
             f"service's imports (~75 MB) and the {svc['people']:,}-person catalog "
             f"({mb(svc['rss_after_catalog_kb']):.0f} MB right after `load_catalog`, which took "
-            f"{svc['load_catalog_s']:.1f} s). The YAML is read from the parser's events (coordinator/yamlsource.py), "
+            f"{svc['load_catalog_s']:.1f} s). The YAML is read from the parser's events (coordinator/config/yamlsource.py), "
             "not through a node tree with two marks per node: that tree (~50 MB for 10,000 people) was freed "
             "after loading but left the allocator's arenas fragmented for the life of the process (the last round "
             "measured 167 MB before the fan-out). `malloc_trim(0)` after loading gave back only ~10 MB then, 2 MB "

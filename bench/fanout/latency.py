@@ -35,7 +35,7 @@ CHANNELS = ("hotline", "hotline", "app", "shop", "web")
 
 
 def history(now: datetime, days: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Ordinary traffic with a daily rhythm (as in coordinator/demo.py), per stream."""
+    """Ordinary traffic with a daily rhythm (as in coordinator/commands/demo.py), per stream."""
     items = []
     start = now - timedelta(days=days)
     for b in range(days * 288):

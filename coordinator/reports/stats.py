@@ -4,7 +4,7 @@ incidents per period with their median time figures. Drills never count in the r
 figures; their incidents are rolled up on their own.
 
 Pure: it takes the store's hourly counts (ComplaintStore.complaint_stats) and each incident's times
-(from its report, coordinator/report.py) and returns values. Periods are local days
+(from its report, coordinator/reports/incident.py) and returns values. Periods are local days
 ("2026-11-24") or months ("2026-11") in the operator's time zone; an hour belongs to the
 local day its start falls in.
 """

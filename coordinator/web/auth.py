@@ -22,7 +22,7 @@ Credentials, in this order:
   when the public URL is https). Every unsafe request carried by the cookie (and every
   form POST, the login form included) must echo the session's CSRF token, as the
   `csrf_token` form field or the `X-CSRF-Token` header.
-Roles nest (coordinator/users.py): leader > trainer > viewer; `intake` stands apart.
+Roles nest (coordinator/config/users.py): leader > trainer > viewer; `intake` stands apart.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "Fan-out progress and who has not acknowledged", Role.viewer, {200: json_answer(ref("DeliveryBoard"))},
             parameters=[ID], errors=(404,))},
         "/api/incidents/{id}/report": {"get": op(
-            "The incident's evaluation report (coordinator/report.py)", Role.viewer,
+            "The incident's evaluation report (coordinator/reports/incident.py)", Role.viewer,
             {200: {"description": "the report; a printable page with ?format=html or Accept: text/html",
                    "content": {"application/json": {"schema": ref("IncidentReport")}, "text/html": {"schema": STR}}}},
             parameters=[ID, {"name": "format", "in": "query", "required": False,

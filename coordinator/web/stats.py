@@ -1,7 +1,7 @@
 """Statistics over HTTP: the page `/stats`, its CSV export `/stats.csv` and the JSON
 `GET /api/stats`, all for a viewer. The period is `?from=YYYY-MM-DD&to=YYYY-MM-DD`
 (local days, both included; default this month so far) and `by=day|month`. The figures
-come from coordinator/stats.py; this module reads the store and renders."""
+come from coordinator/reports/stats.py; this module reads the store and renders."""
 
 from __future__ import annotations
 

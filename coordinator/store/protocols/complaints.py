@@ -4,7 +4,7 @@ each stream's detector state and open surge, the surge record, and hourly statis
 Complaint statistics are kept per UTC hour rather than per day in the operator's time
 zone: every writer (intake, `replay --store`, drills, other instances) stores complaints
 without knowing the configured zone, and a change of COORDINATOR_TIMEZONE should not
-leave history bucketed by the old one. coordinator/stats.py rolls hours up into local
+leave history bucketed by the old one. coordinator/reports/stats.py rolls hours up into local
 days when reading; that is exact for every zone whose UTC offset is a whole number of
 hours (all of China, and DST zones too)."""
 
