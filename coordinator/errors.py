@@ -8,7 +8,7 @@ ConnectionResetError so that "the page went away" covers it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     from .config.yamlsource import Problem
@@ -190,6 +190,36 @@ class SendError(CoordinatorError):
         self.message = message
         self.retryable = retryable
         self.permanent = permanent
+
+# Messengers (DingTalk, WeCom).
+
+
+class PartlySent(SendError):
+    """A send of several calls stopped at one: `sent` went out, `unsent` did not. Retry
+    (if `retryable`) only for `unsent`."""
+
+    def __init__(self, cause: SendError, sent: Sequence[Any], unsent: Sequence[str]) -> None:
+        message = f"{cause.message}; {len(sent)} call(s) had gone out, {len(unsent)} recipient(s) not sent"
+        super().__init__(cause.delivery_id, cause.code, message, retryable=cause.retryable, permanent=cause.permanent)
+        self.sent = tuple(sent)
+        self.unsent = tuple(unsent)
+
+
+class TokenRefused(CoordinatorError):
+    """gettoken answered an errcode; `body` is its answer."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body)
+        self.body = body
+
+
+class CallbackRefused(CoordinatorError, ValueError):
+    """A callback that is not WeCom's, or not for us. `reason`: "signature", "stale",
+    "malformed" or "receiver" (sealed for another corpid)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # The web layer.
