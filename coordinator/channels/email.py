@@ -20,8 +20,8 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from coordinator.channels.base import Accepted
-from coordinator.errors import SendError
 from coordinator.clock import Clock, SystemClock
+from coordinator.errors import SendError
 
 # Relays drop idle sessions after a while (RFC 5321 suggests 5 minutes, some do it
 # sooner); reusing only recently used ones avoids a send waiting on a dead connection.

@@ -22,9 +22,9 @@ from twilio.rest import Client
 from twilio.rest.api.v2010.account.message import MessageInstance
 
 from coordinator.channels.base import Accepted
-from coordinator.errors import SendError
 from coordinator.channels.twilio_http import FormTwilioHttpClient
 from coordinator.clock import Clock, SystemClock
+from coordinator.errors import SendError
 from coordinator.models import DeliveryStatus
 
 T = TypeVar("T")
