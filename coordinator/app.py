@@ -19,8 +19,8 @@ from aiohttp import web
 
 from .config.catalog import Catalog, load_catalog
 from .channels.base import EmailChannel, SmsChannel
-from .channels.email import SmtpConfig, SmtpEmail
-from .channels.sms import TwilioConfig, TwilioSms
+from .channels.configured import email_channel, sms_channel
+from .channels.smpp import SmppSms
 from .clock import Clock, SystemClock
 from .errors import ConfigError, StoreError
 from .eventloop import loop_factory, loop_name
@@ -37,6 +37,7 @@ from .outbox import Outbox, OutboxLimits, Wake
 from .incident_updates import IncidentUpdates
 from .drills import Drills, RunningDrills, channels_are_sandbox
 from .pipeline import Pipeline
+from .provider_push import SmppPushed, serve_pushed
 from .reconcile import StatusReconciler
 from .scheduler import Ticks
 from .sandbox.inprocess import start_sandbox
@@ -90,9 +91,10 @@ def create_app(
                 log.info("sandbox mode: SMS to %s, email to %s:%d (page %s/sandbox/); nothing reaches a real phone",
                          sandbox.sms.base_url, *sandbox.inbox.address, settings.base_url)
             the_catalog = catalog if catalog is not None else load_catalog(settings.config_dir)
-            own_sms = sms is None and settings.twilio_account_sid is not None
+            own_sms = sms is None and (settings.twilio_account_sid is not None or settings.smpp_host is not None)
             own_email = email is None and settings.smtp_host is not None
-            the_sms = sms if sms is not None else (sms_channel(settings, the_clock) if own_sms else None)
+            pushed = SmppPushed() if own_sms and settings.smpp_host is not None else None
+            the_sms = sms if sms is not None else (sms_channel(settings, the_clock, pushed) if own_sms else None)
             the_email = email if email is not None else (email_channel(settings, the_clock) if own_email else None)
             built = await build_services(settings, store=the_store, catalog=the_catalog, clock=the_clock,
                                          sms=the_sms, email=the_email)
@@ -103,13 +105,18 @@ def create_app(
             built.ticks.start()
             stop = asyncio.Event()
             worker = asyncio.create_task(built.outbox.run(stop)) if settings.outbox_worker else None
+            pushing = None if pushed is None or the_sms is None else asyncio.create_task(serve_pushed(
+                pushed, outbox=built.outbox, pipeline=built.pipeline, sms=the_sms, clock=the_clock, stop=stop))
+            if isinstance(the_sms, SmppSms):
+                await the_sms.start()  # bound now, so that replies and receipts come in
             try:
                 yield
             finally:
                 stop.set()
                 built.outbox.wake.set()
-                if worker is not None:
-                    await worker
+                for task in (worker, pushing):
+                    if task is not None:
+                        await task
                 built.ticks.stop()
                 for channel, owned in ((the_sms, own_sms), (the_email, own_email)):
                     if owned and channel is not None:
@@ -188,30 +195,6 @@ async def _check_durability(store: Store, settings: Settings) -> None:
         raise StoreError(f"refusing to start: {problem}. Run Redis with `appendonly yes` (see README, "
                          "'Redis persistence'), or set COORDINATOR_REDIS_ALLOW_VOLATILE=1 to accept the loss")
     log.warning("RUNNING ON A VOLATILE STORE (COORDINATOR_REDIS_ALLOW_VOLATILE=1): %s", problem)
-
-
-def sms_channel(settings: Settings, clock: Clock) -> SmsChannel:
-    assert settings.twilio_account_sid is not None and settings.twilio_auth_token is not None
-    return TwilioSms(TwilioConfig(
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token,
-        from_number=settings.twilio_from,
-        messaging_service_sid=settings.twilio_messaging_service_sid,
-        status_callback_url=f"{settings.base_url}/hooks/twilio/status",
-        base_url=settings.twilio_base_url,
-        request_timeout_seconds=settings.twilio_timeout_seconds,
-        max_connections=settings.sms_concurrency,
-    ), clock=clock)
-
-
-def email_channel(settings: Settings, clock: Clock) -> EmailChannel:
-    assert settings.smtp_host is not None
-    return SmtpEmail(SmtpConfig(
-        host=settings.smtp_host, port=settings.smtp_port, from_address=settings.smtp_from,
-        message_id_domain=settings.smtp_from.rpartition("@")[2] or "coordinator.local",
-        username=settings.smtp_user, password=settings.smtp_password, starttls=settings.smtp_starttls,
-        pool_size=settings.email_concurrency,  # one connection per concurrent send, kept open
-    ), clock=clock)
 
 
 async def build_services(

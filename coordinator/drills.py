@@ -75,9 +75,10 @@ def due_firings(trigger: CronTrigger, cursor: datetime, now: datetime, limit: in
 
 def channels_are_sandbox(settings: Settings) -> bool:
     """True when nothing this service sends can reach a real phone or mailbox: SMS goes
-    to a Twilio API on loopback (the sandbox) or nowhere, email to a loopback server or
-    nowhere. A drill in `sandbox` channels runs only then."""
-    sms_ok = settings.twilio_account_sid is None or _loopback(settings.twilio_base_url)
+    to a Twilio API or an SMSC on loopback (the sandboxes) or nowhere, email to a loopback
+    server or nowhere. A drill in `sandbox` channels runs only then."""
+    sms_ok = (settings.twilio_account_sid is None or _loopback(settings.twilio_base_url)) and (
+        settings.smpp_host is None or _loopback(f"smpp://{settings.smpp_host}"))
     email_ok = settings.smtp_host is None or _loopback(f"smtp://{settings.smtp_host}")
     return sms_ok and email_ok
 

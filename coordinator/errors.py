@@ -221,6 +221,45 @@ class CallbackRefused(CoordinatorError, ValueError):
         super().__init__(message)
         self.reason = reason
 
+# SMPP (coordinator/channels/smpp).
+
+
+class InvalidPdu(CoordinatorError, ValueError):
+    """Bytes that are not the PDU they claim to be; the connection cannot be trusted
+    past them (the framing may be lost), so it is dropped."""
+
+
+class SmppNotSent(CoordinatorError):
+    """The request was not written: the SMSC cannot have it, sending it again is safe."""
+
+
+class SmppInDoubt(CoordinatorError):
+    """The request was written and no response came (the connection was lost, or the
+    SMSC did not answer in time): the SMSC may or may not have taken it."""
+
+
+class SmppRefused(CoordinatorError):
+    """The SMSC answered the request with an error status (in its response, or a generic_nack)."""
+
+    def __init__(self, status: int, *, nack: bool) -> None:
+        from .channels.smpp.pdu import (
+            status_name,  # the codec's table; imported late, it imports this module
+        )
+
+        super().__init__(f"{'generic_nack' if nack else 'refused'}: {status_name(status)}")
+        self.status = status
+        self.nack = nack
+
+
+class SmppBindFailed(CoordinatorError):
+    """The SMSC refuses our bind (credentials, system_type, too many sessions)."""
+
+    def __init__(self, status: int) -> None:
+        from .channels.smpp.pdu import status_name
+
+        super().__init__(f"the SMSC refused the bind: {status_name(status)}")
+        self.status = status
+
 
 # The web layer.
 

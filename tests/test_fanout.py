@@ -13,7 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from coordinator import publication as publication_module
-from coordinator.app import create_app, sms_channel
+from coordinator.app import create_app
+from coordinator.channels.configured import sms_channel
 from coordinator.config.catalog import Catalog
 from coordinator.clock import ManualClock
 from coordinator.errors import StoreError

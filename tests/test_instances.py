@@ -13,7 +13,8 @@ from typing import Any, AsyncIterator
 import pytest
 
 from coordinator import publication as publication_module
-from coordinator.app import build_services, sms_channel
+from coordinator.app import build_services
+from coordinator.channels.configured import sms_channel
 from coordinator.config.catalog import Catalog
 from coordinator.clock import ManualClock, SystemClock
 from coordinator.errors import StoreError

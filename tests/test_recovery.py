@@ -16,7 +16,8 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from coordinator.app import create_app, sms_channel
+from coordinator.app import create_app
+from coordinator.channels.configured import sms_channel
 from coordinator.config.catalog import Catalog
 from coordinator.errors import StoreError
 from coordinator.models import DeliveryStatus

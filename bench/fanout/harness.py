@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from coordinator.app import LISTEN_BACKLOG, create_app, email_channel, sms_channel
+from coordinator.app import LISTEN_BACKLOG, create_app
+from coordinator.channels.configured import email_channel, sms_channel
 from coordinator.config.catalog import Catalog
 from coordinator.channels.base import Accepted
 from coordinator.clock import SystemClock

@@ -69,6 +69,20 @@ class Settings:
     twilio_base_url: str | None = None
     # Bound on each Twilio request; past it the send is checked, never blindly repeated.
     twilio_timeout_seconds: float = 10.0
+    # SMS through the operator's SMSC over SMPP 3.4 (docs/smpp.md). Unset host: none.
+    # One SMS route at a time: SMPP or Twilio.
+    smpp_host: str | None = None
+    smpp_port: int = 2775
+    smpp_system_id: str | None = None
+    smpp_password: str | None = field(default=None, repr=False)
+    smpp_system_type: str = ""
+    # Our number or service code as the SMSC knows it (e.g. "1065712345").
+    smpp_source_addr: str | None = None
+    # submit_sm outstanding at once, as the SMSC's contract allows.
+    smpp_window: int = 10
+    # A long script: parts with a concatenation header ("udh"), or one message_payload
+    # ("payload", used only when the SMSC announces SMPP 3.4 TLVs).
+    smpp_long_text: str = "udh"
     # Email: SMTP. Unset host: no email channel.
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -148,6 +162,14 @@ class Settings:
             "TWILIO_MESSAGING_SERVICE_SID": ("twilio_messaging_service_sid", str),
             "COORDINATOR_TWILIO_BASE_URL": ("twilio_base_url", str),
             "COORDINATOR_TWILIO_TIMEOUT_SECONDS": ("twilio_timeout_seconds", float),
+            "COORDINATOR_SMPP_HOST": ("smpp_host", str),
+            "COORDINATOR_SMPP_PORT": ("smpp_port", int),
+            "COORDINATOR_SMPP_SYSTEM_ID": ("smpp_system_id", str),
+            "COORDINATOR_SMPP_PASSWORD": ("smpp_password", str),
+            "COORDINATOR_SMPP_SYSTEM_TYPE": ("smpp_system_type", str),
+            "COORDINATOR_SMPP_SOURCE_ADDR": ("smpp_source_addr", str),
+            "COORDINATOR_SMPP_WINDOW": ("smpp_window", int),
+            "COORDINATOR_SMPP_LONG_TEXT": ("smpp_long_text", str),
             "SMTP_HOST": ("smtp_host", str),
             "SMTP_PORT": ("smtp_port", int),
             "SMTP_USER": ("smtp_user", str),
@@ -232,6 +254,16 @@ class Settings:
             raise SettingsError("COORDINATOR_RECONCILE_AFTER_SECONDS must be 0 (never) or more")
         if self.session_hours <= 0:
             raise SettingsError("COORDINATOR_SESSION_HOURS must be more than 0")
+        if self.smpp_host is not None:
+            if self.twilio_account_sid is not None:
+                raise SettingsError("COORDINATOR_SMPP_HOST and TWILIO_ACCOUNT_SID are both set: choose one SMS route")
+            missing = [name for name, value in (("COORDINATOR_SMPP_SYSTEM_ID", self.smpp_system_id),
+                                                ("COORDINATOR_SMPP_PASSWORD", self.smpp_password),
+                                                ("COORDINATOR_SMPP_SOURCE_ADDR", self.smpp_source_addr)) if not value]
+            if missing:
+                raise SettingsError(f"COORDINATOR_SMPP_HOST is set but {', '.join(missing)} is not")
+            if self.smpp_long_text not in ("udh", "payload"):
+                raise SettingsError("COORDINATOR_SMPP_LONG_TEXT must be udh or payload")
         if self.session_key is not None and not _is_fernet_key(self.session_key):
             raise SettingsError("COORDINATOR_SESSION_KEY must be a Fernet key: 32 bytes in URL-safe base64 (44 characters)")
 

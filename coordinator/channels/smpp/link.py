@@ -1,0 +1,88 @@
+"""One TCP connection to the SMSC: its sequence numbers, the requests waiting for their
+responses, and whether a request that got no answer was ever written.
+
+That last point is what decides whether a submit_sm may be sent again: SMPP has no
+idempotency key, so a request written to a connection that then went away may have
+been taken by the SMSC (`SmppInDoubt`), while one that never reached the socket was not
+(`SmppNotSent`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from coordinator.errors import SmppInDoubt, SmppNotSent
+
+from .pdu import Pdu
+
+MAX_SEQUENCE = 0x7FFF_FFFF
+
+
+class Link:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._pending: dict[int, asyncio.Future[Pdu]] = {}
+        self._sequence = 0
+        self._drain = asyncio.Lock()
+        self.lost: str | None = None
+        """Why the connection ended; None while it is up."""
+
+    def next_sequence(self) -> int:
+        self._sequence = self._sequence % MAX_SEQUENCE + 1
+        return self._sequence
+
+    def send(self, pdu: Pdu) -> None:
+        """Writes `pdu` (a response, or a request whose answer nobody waits for)."""
+        if self.lost is not None or self.writer.is_closing():
+            raise ConnectionError(f"the connection is closed ({self.lost or 'closing'})")
+        self.writer.write(pdu.encode())
+
+    async def request(self, command: int, body: bytes, timeout: float) -> Pdu:
+        """Writes a request and returns its response (or a generic_nack with its
+        sequence number). Raises SmppNotSent or SmppInDoubt."""
+        sequence = self.next_sequence()
+        answer: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self._pending[sequence] = answer
+        try:
+            try:
+                self.send(Pdu(command, 0, sequence, body))
+            except ConnectionError as exc:
+                raise SmppNotSent(str(exc)) from exc
+            try:
+                async with self._drain:
+                    await self.writer.drain()
+                async with asyncio.timeout(timeout):
+                    return await answer
+            except TimeoutError as exc:
+                raise SmppInDoubt(f"no response within {timeout:g} s") from exc
+            except ConnectionError as exc:
+                raise SmppInDoubt(f"the connection was lost after the request was written ({exc})") from exc
+        finally:
+            self._pending.pop(sequence, None)
+
+    def answer(self, pdu: Pdu) -> bool:
+        """Hands a response to the request waiting for it; False when none is (a late
+        answer after a timeout, or a sequence number we never used)."""
+        waiting = self._pending.pop(pdu.sequence, None)
+        if waiting is None or waiting.done():
+            return False
+        waiting.set_result(pdu)
+        return True
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._pending)
+
+    async def close(self, reason: str) -> None:
+        """Ends the connection; every request still waiting fails as SmppInDoubt (it was written)."""
+        if self.lost is None:
+            self.lost = reason
+        for waiting in self._pending.values():
+            if not waiting.done():
+                waiting.set_exception(ConnectionError(reason))
+        self._pending.clear()
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
