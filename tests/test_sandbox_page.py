@@ -52,7 +52,7 @@ class Service:
         return aiohttp.ClientSession(base_url=str(self.server.make_url("")), cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
-async def serve(tmp_path: Path, catalog: Catalog, *, sandbox: bool) -> TestServer:
+async def serve(tmp_path: Path, catalog: Catalog, *, sandbox: bool, sandbox_sms: str = "twilio") -> TestServer:
     users = tmp_path / "users.yaml"
     for name, role in (("zhao-min", Role.trainer), ("sun-yue", Role.viewer)):
         add_user(users, name, role, FAST.hash(PASSWORD))
@@ -60,7 +60,7 @@ async def serve(tmp_path: Path, catalog: Catalog, *, sandbox: bool) -> TestServe
     port = free_port()
     settings = Settings(port=port, public_url=f"http://127.0.0.1:{port}", store_url=f"sqlite:///{tmp_path}/s.db",
                         subscriber_key="k", tick_seconds=0, admin_token=ADMIN_TOKEN, users_file=users,
-                        outbox_worker=False, sandbox=sandbox)
+                        outbox_worker=False, sandbox=sandbox, sandbox_sms=sandbox_sms)
     server = TestServer(create_app(settings, clock=ManualClock(T0), catalog=catalog), host="127.0.0.1", port=port)
     await server.start_server()
     return server

@@ -96,8 +96,10 @@ class Settings:
     # Sends in flight per channel (why these numbers: OutboxLimits in outbox.py).
     sms_concurrency: int = 100
     email_concurrency: int = 50
-    # Send every message to a sandbox started inside the service (a training instance).
+    # Send every message to a sandbox started inside the service (a training instance),
+    # SMS to a Twilio-compatible API ("twilio") or to an SMSC over SMPP ("smpp").
     sandbox: bool = False
+    sandbox_sms: str = "twilio"
     # Run the outbox worker inside `serve` (off for tests that drain it by hand).
     outbox_worker: bool = True
     # Access (coordinator/web/auth.py). The admin token holds every right; the intake
@@ -162,6 +164,7 @@ class Settings:
             "TWILIO_MESSAGING_SERVICE_SID": ("twilio_messaging_service_sid", str),
             "COORDINATOR_TWILIO_BASE_URL": ("twilio_base_url", str),
             "COORDINATOR_TWILIO_TIMEOUT_SECONDS": ("twilio_timeout_seconds", float),
+            "COORDINATOR_SANDBOX_SMS": ("sandbox_sms", str),
             "COORDINATOR_SMPP_HOST": ("smpp_host", str),
             "COORDINATOR_SMPP_PORT": ("smpp_port", int),
             "COORDINATOR_SMPP_SYSTEM_ID": ("smpp_system_id", str),
@@ -254,6 +257,8 @@ class Settings:
             raise SettingsError("COORDINATOR_RECONCILE_AFTER_SECONDS must be 0 (never) or more")
         if self.session_hours <= 0:
             raise SettingsError("COORDINATOR_SESSION_HOURS must be more than 0")
+        if self.sandbox_sms not in ("twilio", "smpp"):
+            raise SettingsError("COORDINATOR_SANDBOX_SMS must be twilio or smpp")
         if self.smpp_host is not None:
             if self.twilio_account_sid is not None:
                 raise SettingsError("COORDINATOR_SMPP_HOST and TWILIO_ACCOUNT_SID are both set: choose one SMS route")

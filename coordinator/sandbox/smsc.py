@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from coordinator.channels.smpp.bodies import (
@@ -68,6 +68,8 @@ class SandboxMessage:
     data_coding: int
     message_ids: list[str]
     """The parts' ids, in part order."""
+    taken_at: datetime | None = None
+    """When its last part was taken."""
 
 
 @dataclass
@@ -201,6 +203,11 @@ class SandboxSmsc:
             statuses.append((await esme.request(Command.deliver_sm, message.encode())).status)
         return statuses
 
+    def stat(self, message_id: str) -> str | None:
+        """The receipt stat sent for a part ("DELIVRD", "UNDELIV"...), None while en route."""
+        state = self._states.get(message_id)
+        return None if state is None else state.stat
+
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
         """Returns once `condition()` holds (checked whenever something happened here)."""
         async with asyncio.timeout(timeout):
@@ -306,7 +313,8 @@ class SandboxSmsc:
             del self._part_ids[key]
             self.messages.append(SandboxMessage(message.source_addr, message.destination_addr,
                                                 decode_text(whole.data, whole.first.data_coding),
-                                                whole.first.data_coding, [ids[n] for n in sorted(ids)]))
+                                                whole.first.data_coding, [ids[n] for n in sorted(ids)],
+                                                self._clock.now()))
         if message.registered_delivery & 0x03:
             self._spawn(self._receipt(message_id, message))
 
