@@ -248,7 +248,7 @@ async def build_services(
                         public_url=settings.base_url)
     pipeline = Pipeline(
         store=store, catalog=current, clock=clock, intake=intake, monitor=monitor, updates=updates,
-        publication=publication, notifier=notifier, acknowledgements=acknowledgements,
+        publication=publication, notifier=notifier, acknowledgements=acknowledgements, messages=messages,
         drill_setup=RunningDrills(store=store, catalog=current).setup_for, worker=worker, tz=tz,
     )
     outbox = Outbox(

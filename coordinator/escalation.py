@@ -16,7 +16,7 @@ from .config.schemas import Playbook
 
 StepKind = Literal[
     "escalate", "role_exhausted", "remind_roles", "remind_audience", "status_update", "follow_up",
-    "audience_reminder", "audience_supervisor",
+    "audience_reminder", "audience_supervisor", "next_channel",
 ]
 
 
@@ -65,6 +65,11 @@ def due_steps(incident: Incident, playbook: Playbook, now: datetime, done: set[s
                 if after is not None and wording.approved_at + after <= now:
                     due.append(DueStep(f"{kind}:{wording.version}", kind, wording.approved_at + after,  # type: ignore[arg-type]
                                        level=wording.version))
+            wait = playbook.audience.next_channel_after
+            if playbook.audience.channels == "in_turn" and wait is not None and wording.approved_at + wait <= now:
+                # Those whose SMS has no delivery receipt yet: the email now.
+                due.append(DueStep(f"next_channel:{wording.version}", "next_channel", wording.approved_at + wait,
+                                   level=wording.version))
     if incident.status == IncidentStatus.resolved and incident.resolved_at is not None:
         at = incident.resolved_at + playbook.follow_up.after
         if at <= now:

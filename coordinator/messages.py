@@ -13,7 +13,7 @@ from .acklinks import AckClaim, carries_link, make_token
 from .config.catalog import Catalog
 from .clock import Clock
 from .errors import IncidentNotFound, SendError
-from .models import Delivery, Medium, ScriptVersion, TimelineEvent
+from .models import Delivery, DeliveryStatus, Medium, ScriptVersion, TimelineEvent
 from .outbox import Content, Wake
 from .roster import channels_of
 from .store import Store
@@ -52,20 +52,50 @@ class Messages:
         return Content(sms=script.sms, email_subject=script.email_subject, email_text=script.email_text,
                        email_html=script.email_html, sms_segments=script.sms_segments, ack_url=ack_url)
 
+    def _email_of(self, person_id: str) -> str | None:
+        """The person's email, if it is open to us today."""
+        contacts = self.catalog().contacts
+        person = contacts.people.get(person_id)
+        today = self.clock.now().astimezone(self.tz).date()
+        if person is None or "email" not in channels_of(person, contacts.do_not_contact, today):
+            return None
+        return person.email
+
+    async def next_channel(self, incident_id: str, version: int) -> int:
+        """Channels in turn: everyone whose SMS of `version` has no delivery receipt and
+        who has not acknowledged it gets the email now. Returns the emails queued."""
+        deliveries = await self.store.deliveries(incident_id)
+        acked = {a.person_id for a in await self.store.acks(incident_id) if a.version == version}
+        emailed = {d.key.person_id for d in deliveries if d.key.version == version and d.key.is_script
+                   and d.key.medium == Medium.email}
+        now, queued, waiting = self.clock.now(), 0, []
+        for d in deliveries:
+            if (d.key.version != version or not d.key.is_script or d.key.medium != Medium.sms
+                    or d.status == DeliveryStatus.delivered or d.key.person_id in acked | emailed):
+                continue
+            waiting.append(d.key.person_id)
+            address = self._email_of(d.key.person_id)
+            if address is not None:
+                queued += await self.store.add_delivery(Delivery(
+                    key=d.key.model_copy(update={"medium": Medium.email}), address=address,
+                    content_hash=d.content_hash, fell_back=True, updated_at=now))
+        await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind="next_channel", data={
+            "version": version, "not_delivered": sorted(waiting), "emails": queued}))
+        self.wake()
+        return queued
+
     async def fallback(self, delivery: Delivery, error: SendError) -> None:
         """An SMS that failed for good goes out again as email, if the person has one."""
         if delivery.key.medium != "sms":
             return
-        person = self.catalog().contacts.people.get(delivery.key.person_id)
         now = self.clock.now()
-        if person is None or "email" not in channels_of(person, self.catalog().contacts.do_not_contact,
-                                                         now.astimezone(self.tz).date()):
+        address = self._email_of(delivery.key.person_id)
+        if address is None:
             await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
                 "person": delivery.key.person_id, "channel": "sms", "error": error.code, "fallback": None}))
             return
-        assert person.email is not None
         email = Delivery(key=delivery.key.model_copy(update={"medium": Medium.email}),
-                         address=person.email, content_hash=delivery.content_hash, fell_back=True,
+                         address=address, content_hash=delivery.content_hash, fell_back=True,
                          text=delivery.text, subject=delivery.subject, updated_at=now)
         added = await self.store.add_delivery(email)
         await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={

@@ -42,6 +42,7 @@ from .acklinks import AckClaim
 from .incident_updates import IncidentUpdates
 from .intake import Intake, IntakeResult
 from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, RoleAssignment, ScriptKind, ScriptVersion, Surge, TimelineEvent, stream_key
+from .messages import Messages
 from .notifier import Notifier
 from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
 from .publication import Publication
@@ -85,12 +86,13 @@ class Pipeline:
         publication: Publication,
         notifier: Notifier,
         acknowledgements: Acknowledgements,
+        messages: Messages,
         drill_setup: Callable[[str], Awaitable[DrillSetup | None]],
         worker: str,
         tz: ZoneInfo,
         step_lease_seconds: float = 60.0,
     ) -> None:
-        """`publication`, `notifier` and `acknowledgements` are the script's side;
+        """`publication`, `notifier`, `acknowledgements` and `messages` are the script's side;
         `drill_setup` finds the running drill behind a drill surge's key."""
         self.store = store
         self.intake = intake
@@ -100,6 +102,7 @@ class Pipeline:
         self.publication = publication
         self.notifier = notifier
         self.acks = acknowledgements
+        self.messages = messages
         self.drill_setup = drill_setup
         self.catalog = catalog
         self.clock = clock
@@ -351,6 +354,9 @@ class Pipeline:
             await self.update(incident_id, lambda inc: changes.alert(inc, now, message, step.role))
         elif step.kind == "follow_up":
             await self.update(incident_id, lambda inc: changes.close(inc, now, playbook.follow_up))
+        elif step.kind == "next_channel":
+            assert step.level is not None
+            await self.messages.next_channel(incident_id, step.level)
         elif step.kind in ("audience_reminder", "audience_supervisor"):
             assert step.level is not None
             await self.notifier.chase(incident_id, step.level, supervisors=step.kind == "audience_supervisor")

@@ -164,9 +164,10 @@ class Publication:
                 left_out.append(recipient.person.id)
                 continue
             recipients += 1
-            for channel in recipient.channels:
-                if channel == "sms" and recipient.person.phone in stopped:
-                    continue  # they replied STOP: the email still reaches them
+            channels = [c for c in recipient.channels if not (c == "sms" and recipient.person.phone in stopped)]
+            if playbook.audience.channels == "in_turn":
+                channels = channels[:1]  # the next one only if this one is not delivered in time
+            for channel in channels:  # a STOP to our SMS leaves the email
                 batch.append(Delivery(key=DeliveryKey(incident_id=incident.id, version=version,
                                                       person_id=recipient.person.id, medium=channel),
                                       address=address_of(recipient.person, channel),

@@ -255,6 +255,19 @@ class Audience(Strict):
     # Reminder to those who have not acknowledged, then their supervisor is told.
     remind_after: Duration | None = None
     supervisor_after: Duration | None = None
+    # A person's channels (SMS, then email): all at once ("together"), or in turn: the
+    # email only if the SMS has no delivery receipt within `next_channel_after` (or
+    # failed, or the person has no SMS open).
+    channels: Literal["together", "in_turn"] = "together"
+    next_channel_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _in_turn_needs_a_wait(self) -> "Audience":
+        if self.channels == "in_turn" and self.next_channel_after is None:
+            raise ValueError("channels: in_turn needs next_channel_after (how long an SMS has to be delivered)")
+        if self.channels == "together" and self.next_channel_after is not None:
+            raise ValueError("next_channel_after applies to channels: in_turn only")
+        return self
 
 
 class Step(Strict):
