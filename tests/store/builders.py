@@ -9,10 +9,13 @@ from coordinator.models import (
     Complaint,
     Delivery,
     DeliveryKey,
+    DeliveryStatus,
     Incident,
     Surge,
     TimelineEvent,
 )
+from coordinator.store import Store
+from coordinator.store.records import StatusUpdate
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 
@@ -50,3 +53,11 @@ def surge(key: str, at: datetime) -> Surge:
     category, region = key.split("/")
     return Surge(key=key, category=category, region=region, onset=at - timedelta(minutes=10), detected_at=at,
                  observed=40, expected=5.0, ratio=8.0, score=0.99, samples=["c1", "c2"])
+
+
+async def update(store: Store, key: DeliveryKey, status: DeliveryStatus, *, at: datetime,
+                 provider_id: str | None = None, error: str | None = None) -> Delivery:
+    """One status update through the batch call; the stored delivery after it."""
+    [(found, _)] = await store.update_deliveries([StatusUpdate(key, status, at, provider_id, error)])
+    assert found is not None, key.as_id()
+    return found

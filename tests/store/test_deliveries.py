@@ -19,7 +19,7 @@ from coordinator.store.redis import RedisStore
 from coordinator.store.sqlite import SqliteStore
 
 from ..conftest import BUCKET_SECONDS
-from .builders import T0, delivery
+from .builders import T0, delivery, update
 
 
 async def test_delivery_is_deduplicated_and_only_moves_forward(store: Store) -> None:
@@ -28,13 +28,13 @@ async def test_delivery_is_deduplicated_and_only_moves_forward(store: Store) -> 
     assert await store.add_delivery(d) is False
     assert await store.add_delivery(delivery("p1", "email")) is True
     at = T0 + timedelta(seconds=5)
-    sent = await store.update_delivery(d.key, DeliveryStatus.sent, at=at, provider_id="SM1")
+    sent = await update(store, d.key, DeliveryStatus.sent, at=at, provider_id="SM1")
     assert sent.status == DeliveryStatus.sent and sent.provider_id == "SM1"
-    done = await store.update_delivery(d.key, DeliveryStatus.delivered, at=at)
+    done = await update(store, d.key, DeliveryStatus.delivered, at=at)
     assert done.status == DeliveryStatus.delivered and done.provider_id == "SM1"
     # a late "sent" and a duplicate "delivered" change nothing; neither does a late failure
     for late in (DeliveryStatus.sent, DeliveryStatus.delivered, DeliveryStatus.failed):
-        assert (await store.update_delivery(d.key, late, at=at, error="x")).status == DeliveryStatus.delivered
+        assert (await update(store, d.key, late, at=at, error="x")).status == DeliveryStatus.delivered
     stored = await store.get_delivery(d.key)
     assert stored is not None and stored.status == DeliveryStatus.delivered and stored.error is None
     listed = await store.deliveries("INC-1")
@@ -88,7 +88,7 @@ async def test_outbox_claims_leases_retries_and_finishes(store: Store) -> None:
     assert {d.key.person_id for d in first + second} == {"p1", "p2", "p3"}
     assert await store.claim_deliveries("w3", T0 + timedelta(seconds=10), 30, 10) == []
     sent = first[0].key
-    await store.update_delivery(sent, DeliveryStatus.sent, at=T0, provider_id="SM123")
+    await update(store, sent, DeliveryStatus.sent, at=T0, provider_id="SM123")
     await store.finish_delivery(sent)
     found = await store.delivery_by_provider("SM123")
     assert found is not None and found.key == sent
@@ -174,7 +174,7 @@ async def test_status_updates_in_a_batch(store: Store) -> None:
 async def test_a_provider_id_is_kept_when_the_status_does_not_move(store: Store) -> None:
     d = delivery("p1")
     await store.add_delivery(d)
-    await store.update_delivery(d.key, DeliveryStatus.sending, at=T0)  # a callback by our id, no SID
+    await update(store, d.key, DeliveryStatus.sending, at=T0)  # a callback by our id, no SID
     [(kept, moved)] = await store.update_deliveries([StatusUpdate(d.key, DeliveryStatus.queued, T0, "SM9", finish=True)])
     assert not moved and kept is not None and (kept.status, kept.provider_id) == (DeliveryStatus.sending, "SM9")
     found = await store.delivery_by_provider("SM9")

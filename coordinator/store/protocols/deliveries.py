@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol, Sequence
 
-from ...models import Delivery, DeliveryKey, DeliveryStatus
+from ...models import Delivery, DeliveryKey
 from ..records import Moved, StatusUpdate
 
 
@@ -50,21 +50,10 @@ class DeliveryStore(Protocol):
 
     async def get_delivery(self, key: DeliveryKey) -> Delivery | None: ...
 
-    async def update_delivery(
-        self,
-        key: DeliveryKey,
-        status: DeliveryStatus,
-        *,
-        at: datetime,
-        provider_id: str | None = None,
-        error: str | None = None,
-    ) -> Delivery:
-        """Move a delivery forward to `status`. A status at or below the current one's rank
-        (a repeated or late callback) changes nothing. Returns the stored delivery."""
-
     async def update_deliveries(self, updates: Sequence[StatusUpdate]) -> list[Moved]:
         """Many status updates in one transaction (SQLite) or one script call (Redis),
-        applied in order, each as `update_delivery` does: a status only moves forward.
+        applied in order: a status at or below the current one's rank (a repeated or
+        late callback) does not move it; a status only moves forward.
         A provider id is recorded even when the status does not move (a callback may
         have moved it first), and an update with `finish` also takes the delivery out of
         the outbox. One answer per update; `Moved(None, False)` for an unknown delivery.

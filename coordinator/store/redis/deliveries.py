@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from ...errors import StoreError
-from ...models import DELIVERY_RANK, Delivery, DeliveryKey, DeliveryStatus
+from ...models import DELIVERY_RANK, Delivery, DeliveryKey
 from ..records import MEDIA, Moved, StatusUpdate
 from ..rules import claimed, medium_of
 from .connection import RedisConnection, reachable
@@ -216,20 +216,6 @@ class RedisDeliveries(RedisConnection):
         async with reachable():
             doc = await self._r.hget(self.keys.delivery(key.as_id()), "doc")
         return Delivery.model_validate_json(doc) if doc else None
-
-    async def update_delivery(
-        self,
-        key: DeliveryKey,
-        status: DeliveryStatus,
-        *,
-        at: datetime,
-        provider_id: str | None = None,
-        error: str | None = None,
-    ) -> Delivery:
-        [(found, _)] = await self.update_deliveries([StatusUpdate(key, status, at, provider_id, error)])
-        if found is None:
-            raise StoreError(f"no delivery {key.as_id()}")
-        return found
 
     async def update_deliveries(self, updates: Sequence[StatusUpdate]) -> list[Moved]:
         if not updates:

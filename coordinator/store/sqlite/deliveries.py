@@ -123,20 +123,6 @@ class SqliteDeliveries(SqliteConnection):
         row = await self._one("SELECT doc FROM deliveries WHERE id = ?", (key.as_id(),))
         return Delivery.model_validate_json(row[0]) if row else None
 
-    async def update_delivery(
-        self,
-        key: DeliveryKey,
-        status: DeliveryStatus,
-        *,
-        at: datetime,
-        provider_id: str | None = None,
-        error: str | None = None,
-    ) -> Delivery:
-        [(found, _)] = await self.update_deliveries([StatusUpdate(key, status, at, provider_id, error)])
-        if found is None:
-            raise StoreError(f"no delivery {key.as_id()}")
-        return found
-
     async def update_deliveries(self, updates: Sequence[StatusUpdate]) -> list[Moved]:
         async with self._write:
             by_sid = [u.provider_id for u in updates if u.key is None and u.provider_id]
