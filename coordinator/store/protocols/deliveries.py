@@ -12,7 +12,7 @@ from ..records import Moved, StatusUpdate
 
 class DeliveryStore(Protocol):
     """Deliveries and the outbox. Every method raises StoreError when the backend cannot be
-    reached (retryable); `retry_delivery` and `update_delivery` also raise it for an
+    reached (retryable); `retry_delivery` also raises it for an
     unknown delivery."""
 
     async def add_delivery(self, delivery: Delivery, due: datetime | None = None) -> bool:
