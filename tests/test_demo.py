@@ -20,3 +20,11 @@ async def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     ]
     text = "\n".join(lines)
     assert "【统一口径v1】" in text and "【应急解除】" in text and "/sandbox/" in text
+
+
+async def test_the_demo_tells_the_same_story_over_smpp(tmp_path: Path) -> None:
+    lines: list[str] = []
+    result = await run_demo(REPO, tmp_path / "demo.db", say=lines.append, sms="smpp")
+    assert result.ok, "\n".join(lines)
+    assert len(result.checks) == 8
+    assert "smpp://127.0.0.1:" in "\n".join(lines)

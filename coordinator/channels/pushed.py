@@ -25,6 +25,7 @@ class Pushed(Generic[R, M]):
     def __init__(self, wait_seconds: float = 10.0) -> None:
         self.wait_seconds = wait_seconds
         self._queue: asyncio.Queue[tuple[R | None, M | None, asyncio.Future[None]]] = asyncio.Queue()
+        self._stopped = False
 
     async def receipt(self, receipt: R) -> None:
         """The channel's: hand a receipt over and wait until it is handled."""
@@ -35,6 +36,8 @@ class Pushed(Generic[R, M]):
         await self._hand(None, message)
 
     async def _hand(self, receipt: R | None, message: M | None) -> None:
+        if self._stopped:  # the provider will deliver it again, to whoever binds next
+            raise ConnectionError("the service is stopping")
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put((receipt, message, done))
         await asyncio.wait_for(done, self.wait_seconds)  # a timeout cancels it: it is then skipped
@@ -67,3 +70,8 @@ class Pushed(Generic[R, M]):
                     done.set_result(None)
         finally:
             stopping.cancel()
+            self._stopped = True
+            while not self._queue.empty():
+                *_, done = self._queue.get_nowait()
+                if not done.done():
+                    done.set_exception(ConnectionError("the service is stopping"))

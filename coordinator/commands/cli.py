@@ -31,8 +31,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _user_problems(config_dir: Path) -> list[str]:
-    from ..errors import UsersFileError
     from ..config.users import read_users
+    from ..errors import UsersFileError
 
     explicit = os.environ.get("COORDINATOR_USERS_FILE")
     path = Path(explicit) if explicit else config_dir / "users.yaml"
@@ -51,8 +51,8 @@ def _user(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from ..app import run_server
-    from ..errors import SettingsError
     from ..config.settings import Settings
+    from ..errors import SettingsError
 
     try:
         settings = Settings.from_env(
@@ -88,8 +88,8 @@ def _secrets(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from . import detect
     from ..errors import DetectInputError
+    from . import detect
 
     try:
         detect.run(args.input, sys.stdout)
@@ -151,11 +151,11 @@ async def _replay_into(args: argparse.Namespace, items: list[dict[str, Any]]) ->
     from tqdm import tqdm
 
     from ..app import build_services
-    from ..config.catalog import load_catalog
     from ..clock import SystemClock
-    from .replay import HttpSink, PipelineSink, replay
+    from ..config.catalog import load_catalog
     from ..config.settings import Settings
     from ..store import open_store
+    from .replay import HttpSink, PipelineSink, replay
 
     clock = SystemClock()
     with tqdm(total=len(items), unit="complaint", disable=args.quiet) as bar:
@@ -217,7 +217,8 @@ def _drill_run(args: argparse.Namespace) -> int:
         print(f"run {run['id']} started on {args.url} (incident: {run.get('incident_id') or 'not yet'}); report: "
               f"{args.url.rstrip('/')}/api/drills/{args.drill}/reports?format=html")
         return 0
-    from .drill_run import Players, main as rehearse
+    from .drill_run import Players
+    from .drill_run import main as rehearse
 
     return rehearse(Path(args.config), args.drill, Players(answer_share=args.answer_share, seed=args.seed))
 
@@ -225,7 +226,7 @@ def _drill_run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
-    return demo_main(Path(args.config), args.keep_running)
+    return demo_main(Path(args.config), args.keep_running, args.sms)
 
 
 def _post_json(url: str, body: dict[str, object], token: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -274,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default=os.environ.get("COORDINATOR_CONFIG", "."), help="config directory")
     demo.add_argument("--keep-running", type=float, default=0.0, metavar="SECONDS",
                       help="keep the service and the sandbox up this long afterwards")
+    demo.add_argument("--sms", choices=("twilio", "smpp"), default=os.environ.get("COORDINATOR_SANDBOX_SMS", "twilio"),
+                      help="SMS to the Twilio-compatible sandbox, or over SMPP to the sandbox SMSC")
     demo.set_defaults(func=_demo)
 
     trigger = sub.add_parser("trigger", help="open an incident by hand on a running service")

@@ -20,12 +20,14 @@ from typing import Any, Callable
 
 import aiohttp
 
-from ..config.catalog import load_catalog
 from ..clock import ManualClock
-from ..sandbox import Delivery, SmtpInbox, TwilioSandbox
+from ..config.catalog import load_catalog
 from ..sampling import poisson
-from .sandboxed import SENDER, sandboxed_service
+from ..sandbox import Delivery, SmtpInbox, TwilioSandbox
+from ..sandbox.phones import SmscPhones
 from ..web.state import Services
+from .sandboxed import sandboxed_service
+
 REGION = "ningbo"
 CATEGORY = "broadband"
 
@@ -74,21 +76,23 @@ def _complaint(cid: str, at: datetime, region: str, rng: random.Random, channel:
 
 
 async def run_demo(config_dir: Path, store_path: Path, say: Callable[[str], None] = print,
-                   keep_running: float = 0.0) -> DemoResult:
+                   keep_running: float = 0.0, sms: str = "twilio") -> DemoResult:
+    """The story once; `sms`: "twilio" (the Twilio-compatible sandbox) or "smpp" (the
+    operator's route: SMPP to the sandbox SMSC)."""
     result = DemoResult()
     rng = random.Random(2026)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     clock = ManualClock(now)
     catalog = load_catalog(config_dir)
     delivery = Delivery(step_delay=0.02, receipt_delay=0.05)
-    async with sandboxed_service(catalog, config_dir, store_path, clock, seed=7, delivery=delivery) as up:
+    async with sandboxed_service(catalog, config_dir, store_path, clock, seed=7, delivery=delivery, sms=sms) as up:
         services, sandbox, inbox, public = up.services, up.sandbox, up.inbox, up.public
         async with aiohttp.ClientSession(base_url=public,
                                          headers={"Authorization": f"Bearer {up.settings.admin_token}"}) as http:
-            await _story(services, sandbox, inbox, http, clock, rng, result, say)
+            await _story(services, sandbox, up.number, inbox, http, clock, rng, result, say)
         say("")
         say(f"service:  {public}  (API: {public}/api/incidents, {public}/api/streams)")
-        say(f"sandbox:  SMS API {sandbox.base_url}, SMTP inbox {inbox.address[0]}:{inbox.address[1]}")
+        say(f"sandbox:  SMS {sandbox.base_url}, SMTP inbox {inbox.address[0]}:{inbox.address[1]}")
         say("          to read what every phone and mailbox received and reply as staff: `coordinator serve "
             "--sandbox`, sign in as a trainer, open /sandbox/")
         if keep_running > 0:
@@ -98,7 +102,8 @@ async def run_demo(config_dir: Path, store_path: Path, say: Callable[[str], None
     return result
 
 
-async def _story(services: Services, sandbox: TwilioSandbox, inbox: SmtpInbox, http: aiohttp.ClientSession,
+async def _story(services: Services, sandbox: TwilioSandbox | SmscPhones, number: str, inbox: SmtpInbox,
+                 http: aiohttp.ClientSession,
                  clock: ManualClock, rng: random.Random, result: DemoResult, say: Callable[[str], None]) -> None:
     store = services.store
     now = clock.now()
@@ -155,7 +160,7 @@ async def _story(services: Services, sandbox: TwilioSandbox, inbox: SmtpInbox, h
     say("5. part of the frontline acknowledges (SMS reply 1 / 确认, or the email link)")
     repliers = sms[: len(sms) * 3 // 5]
     for d in repliers:
-        await sandbox.reply(d.address, SENDER, rng.choice(["1", "确认"]))
+        await sandbox.reply(d.address, number, rng.choice(["1", "确认"]))
     await sandbox.settled()
     acks = [a for a in await store.acks(incident.id) if a.version == 1]
     say(f"   {len(acks)} of {len({d.key.person_id for d in deliveries})} people acknowledged v1")
@@ -207,7 +212,7 @@ def _statuses(deliveries: list[Any]) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
 
 
-async def _settle(services: Services, sandbox: TwilioSandbox) -> None:
+async def _settle(services: Services, sandbox: TwilioSandbox | SmscPhones) -> None:
     """Wait until the outbox is empty and every provider callback has landed."""
     for _ in range(200):
         await services.outbox.drain()
@@ -218,8 +223,8 @@ async def _settle(services: Services, sandbox: TwilioSandbox) -> None:
     raise TimeoutError("the outbox did not empty")
 
 
-def main(config_dir: Path, keep_running: float) -> int:
+def main(config_dir: Path, keep_running: float, sms: str = "twilio") -> int:
     with tempfile.TemporaryDirectory(prefix="coordinator-demo-") as tmp:
-        result = asyncio.run(run_demo(config_dir, Path(tmp) / "demo.db", keep_running=keep_running))
+        result = asyncio.run(run_demo(config_dir, Path(tmp) / "demo.db", keep_running=keep_running, sms=sms))
     return 0 if result.ok else 1
 

@@ -28,10 +28,10 @@ from itertools import pairwise
 from statistics import median
 from typing import TextIO
 
-from coordinator.detection.score import AnomalyScore
-from coordinator.errors import DetectInputError
 from coordinator.detection.config import DetectorConfig
 from coordinator.detection.detector import Detector
+from coordinator.detection.score import AnomalyScore
+from coordinator.errors import DetectInputError
 
 HEADER = ["timestamp", "value"]
 WIDTH_SAMPLE = 100

@@ -18,17 +18,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config.catalog import Catalog, load_catalog
 from ..clock import ManualClock
-from ..sampling import poisson
-from ..reports.drill import DrillReport, load_drill_reports
+from ..config.catalog import Catalog, load_catalog
+from ..config.schemas import Drill, SurgeScenario
 from ..drills import channels_are_sandbox, next_firings
 from ..models import DrillRunStatus
+from ..reports.drill import DrillReport, load_drill_reports
+from ..sampling import poisson
 from ..sandbox import Delivery, TwilioSandbox
 from ..sandbox.staff import SimulatedStaff
-from .sandboxed import SENDER, sandboxed_service
-from ..config.schemas import Drill, SurgeScenario
 from ..web.state import Services
+from .sandboxed import SENDER, sandboxed_service
 
 STEP = timedelta(seconds=30)
 

@@ -9,7 +9,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import SettingsError
 from ..config.settings import Settings
 from ..config.users import (
     Passwords,
@@ -22,6 +21,7 @@ from ..config.users import (
     revoke_tokens,
     set_password,
 )
+from ..errors import SettingsError
 
 
 def run(args: argparse.Namespace) -> int:

@@ -74,6 +74,14 @@ class SmscPhones:
             raise ValueError(f"the service refused the reply (command_status {statuses})")
         return message
 
+    def received_by(self, phone: str) -> list[PhoneMessage]:
+        return [m for m in self.threads().get(_phone(phone), []) if m.direction == "outbound"]
+
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Returns once every message taken has its receipt."""
+        await self.smsc.wait_for(lambda: all(self.smsc.stat(i) is not None for m in self.smsc.messages
+                                             for i in m.message_ids), timeout)
+
     async def stop(self) -> None:
         await self.smsc.stop()
 
