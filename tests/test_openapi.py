@@ -28,7 +28,7 @@ T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 # What the document covers: the JSON API, health, and the signed webhooks and ack links
 # (pages and static files are not part of the API).
 API_PREFIXES = ("/api/", "/hooks/", "/ack/")
-API_PATHS = ("/healthz", "/metrics")
+API_PATHS = ("/healthz", "/livez", "/readyz", "/metrics")
 
 
 def api_routes() -> list[tuple[str, str, Any]]:

@@ -52,6 +52,33 @@ async def healthz(request: web.Request) -> web.Response:
                               "missing_channels": missing})
 
 
+@routes.get("/livez")
+@public
+async def livez(request: web.Request) -> web.Response:
+    """The process is up and answering; nothing else is looked at (a restart would not
+    fix a store or a channel that is down)."""
+    return web.json_response({"status": "alive"})
+
+
+@routes.get("/readyz")
+@public
+async def readyz(request: web.Request) -> web.Response:
+    """Ready for traffic: the store answers, a config is loaded, and every channel a
+    playbook needs is configured. 503 otherwise, with what is wrong."""
+    services = request.app[SERVICES]
+    problems: list[str] = []
+    try:
+        await services.store.ping()
+    except StoreError as exc:
+        problems.append(f"store: {exc}")
+    if not services.catalog.playbooks:
+        problems.append("config: no playbook loaded")
+    for playbook, missing in services.missing_channels().items():
+        problems.append(f"playbook {playbook} needs {' and '.join(missing)}, which is not configured")
+    return web.json_response({"status": "not_ready" if problems else "ready", "problems": problems},
+                             status=503 if problems else 200)
+
+
 @routes.post("/api/complaints")
 @requires(Role.intake)
 async def post_complaints(request: web.Request) -> web.Response:

@@ -62,6 +62,14 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 "degraded: a playbook needs a channel (SMS, email) that is not configured; its messages fail"),
             503: json_answer(obj({"status": {"const": "unavailable"}, "store": STR}, ("status", "store")),
                        "the store is unreachable")}, store=False)},
+        "/livez": {"get": op("Liveness: the process answers", None, {
+            200: json_answer(obj({"status": {"const": "alive"}}, ("status",)))}, store=False)},
+        "/readyz": {"get": op("Readiness: store reachable, config loaded, every channel a playbook needs configured",
+                              None, {
+            200: json_answer(obj({"status": {"const": "ready"}, "problems": {"type": "array", "maxItems": 0}},
+                                 ("status", "problems"))),
+            503: json_answer(obj({"status": {"const": "not_ready"}, "problems": {"type": "array", "items": STR}},
+                                 ("status", "problems")), "what is wrong, one line each")}, store=False)},
         "/api/openapi.json": {"get": op("This document", None, {200: json_answer({"type": "object"})}, store=False)},
         "/api/complaints": {"post": op(
             "Complaint intake", Role.intake,
