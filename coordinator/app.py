@@ -46,6 +46,7 @@ from .detection.config import DetectorConfig
 from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
 from .web import reports, sandbox_page, stats
+from .web.accesslog import request_ids
 from .web.errors import json_errors
 from .web.headers import secure_headers
 from .web.guard import GuardLimits, body_deadline, run_guarded
@@ -72,7 +73,7 @@ def create_app(
     # Access: every route declares who may call it (web/auth.py); the middleware enforces it.
     # A body is read whole (within its deadline) before anything else looks at it.
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[json_errors, body_deadline, auth.sessions, auth.authorize])
+                          middlewares=[request_ids, json_errors, body_deadline, auth.sessions, auth.authorize])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         own_store = store is None

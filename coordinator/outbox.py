@@ -21,6 +21,7 @@ from typing import Awaitable, Callable, Generic, TypeVar
 
 from .channels.base import Accepted, EmailChannel, SmsChannel
 from .errors import SendError
+from .logs import log_ids
 from .clock import Clock
 from .models import Delivery, DeliveryKey, DeliveryStatus
 from .store import Store
@@ -335,12 +336,13 @@ class Outbox:
 
     async def _deliver(self, delivery: Delivery, claimed_at: datetime) -> None:
         did = delivery.key.as_id()
-        try:
-            await self._attempt(delivery, claimed_at)
-        except Exception:  # the lease brings it back; nothing was recorded as sent
-            log.exception("delivery %s: not handled", did)
-        finally:
-            self._held[delivery.key.medium].pop(did, None)
+        with log_ids(delivery_id=did, incident_id=delivery.key.incident_id):
+            try:
+                await self._attempt(delivery, claimed_at)
+            except Exception:  # the lease brings it back; nothing was recorded as sent
+                log.exception("delivery %s: not handled", did)
+            finally:
+                self._held[delivery.key.medium].pop(did, None)
 
     async def _attempt(self, delivery: Delivery, claimed_at: datetime) -> None:
         medium = delivery.key.medium

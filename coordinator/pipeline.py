@@ -17,8 +17,7 @@ acknowledgements).
              a version acknowledged by email link or SMS reply (acknowledgements)
     tick ──► due steps: escalate unacknowledged roles level by level, reminders to
              staff and their supervisors, status updates, follow-up after resolution
-    remind now ──► a reminder to everyone who has not acknowledged
-    resolve ──► the stand-down to everyone the wording reached; closed at follow-up
+    remind now ──► a reminder to all who have not acknowledged; resolve ──► the stand-down
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from .escalation import DueStep, due_steps
 from .acknowledgements import Acknowledgements, Replied
 from .acklinks import AckClaim
 from .incident_updates import IncidentUpdates
+from .logs import log_ids
 from .intake import Intake, IntakeResult
 from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, RoleAssignment, ScriptKind, ScriptVersion, Surge, TimelineEvent, stream_key
 from .messages import Messages
@@ -337,7 +337,8 @@ class Pipeline:
             for step in due_steps(incident, playbook, now, done):
                 if not await self.store.claim_step(incident.id, step.key, self.worker, now, self.lease):
                     continue
-                await self._run_step(incident.id, playbook, step)
+                with log_ids(incident_id=incident.id):
+                    await self._run_step(incident.id, playbook, step)
                 await self.store.finish_step(incident.id, step.key)
                 ran.append((incident.id, step))
         return ran

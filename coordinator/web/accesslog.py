@@ -9,11 +9,35 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+from collections.abc import Awaitable, Callable
 
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
+from ..logs import start_ids
+
 _ACK_TOKEN = re.compile(r"^/ack/[^/?]+")
+# A request id a proxy sent is kept if it looks like one (it goes into every log line).
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+@web.middleware
+async def request_ids(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every line logged while a request is handled (the access log's too) carries its id,
+    which the answer repeats in X-Request-Id."""
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+    start_ids(request_id=request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Request-Id"] = request_id
+        raise
+    response.headers["X-Request-Id"] = request_id
+    return response
 
 
 def logged_path(path: str) -> str:
