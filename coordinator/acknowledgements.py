@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from . import metrics
 from .acklinks import LINK_PURPOSES, AckClaim, AckTokenInvalid, unfounded
 from .config.catalog import Catalog
 from .clock import Clock
@@ -39,8 +40,11 @@ class Acknowledgements:
 
     async def acknowledge(self, incident_id: str, version: int, person_id: str, via: str) -> bool:
         ack = Ack(incident_id=incident_id, person_id=person_id, version=version, via=via, at=self.clock.now())
-        return await self.store.record_ack(ack, TimelineEvent(
+        new = await self.store.record_ack(ack, TimelineEvent(
             at=ack.at, kind="script_acked", actor=person_id, data={"version": version, "via": via}))
+        if new:
+            metrics.ACKS.labels(via).inc()
+        return new
 
     async def acknowledge_link(self, claim: AckClaim) -> bool:
         """An email link's acknowledgement, once `check_link` accepts its claim."""

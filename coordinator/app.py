@@ -17,6 +17,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from . import metrics
 from .config.catalog import Catalog, load_catalog
 from .channels.base import EmailChannel, SmsChannel
 from .channels.configured import email_channel, sms_channel
@@ -45,6 +46,7 @@ from .detection.streams import StreamMonitor, detector_config, trigger_minimums
 from .detection.config import DetectorConfig
 from .web import api, auth, console, hooks, incidents, login, openapi, previews
 from .web import drills as drills_api
+from .web import metrics as metrics_routes
 from .web import reports, sandbox_page, stats
 from .web.accesslog import request_ids
 from .web.errors import json_errors
@@ -92,6 +94,7 @@ def create_app(
                 log.info("sandbox mode: SMS to %s, email to %s:%d (page %s/sandbox/); nothing reaches a real phone",
                          sandbox.sms.base_url, *sandbox.inbox.address, settings.base_url)
             the_catalog = catalog if catalog is not None else load_catalog(settings.config_dir)
+            metrics.config_loaded(True)
             own_sms = sms is None and (settings.twilio_account_sid is not None or settings.smpp_host is not None)
             own_email = email is None and settings.smtp_host is not None
             pushed = SmppPushed() if own_sms and settings.smpp_host is not None else None
@@ -144,6 +147,7 @@ def create_app(
     app.add_routes(login.routes)
     app.add_routes(openapi.routes)
     app.add_routes(stats.routes)
+    app.add_routes(metrics_routes.routes)
     app.add_routes(sandbox_page.routes if settings.sandbox else [])  # its page, for its own sandbox only
     return app
 
@@ -302,8 +306,10 @@ async def reload_catalog(services: Services) -> bool:
             log.error("%s", problem)
         log.error("reload refused: %d problem(s) in %s; the config loaded before stays in use",
                   len(exc.problems), config_dir)
+        metrics.config_loaded(False)
         return False
     use_catalog(services, catalog)
+    metrics.config_loaded(True)
     log.info("config reloaded from %s: %d playbooks, %d people, %d drills",
              config_dir, len(catalog.playbooks), len(catalog.contacts.people), len(catalog.drills))
     return True

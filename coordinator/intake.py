@@ -4,6 +4,8 @@ A bad item never costs a good one its place; nothing of a refused item is stored
 
 from __future__ import annotations
 
+from . import metrics
+
 import hmac
 import json
 import math
@@ -266,6 +268,10 @@ class Intake:
             result.repeats = sum(a.repeat for a in added)
             result.accepted = len(result.new)
             result.duplicate = len(good) - result.accepted
+        for complaint in result.new:
+            metrics.COMPLAINTS.labels(complaint.category, complaint.channel.value).inc()
+        for rejection in result.rejected:
+            metrics.REFUSED.labels(rejection.field or "item").inc()
         return result
 
     def check(self, line: int, item: Any, now: datetime) -> Complaint | Rejection:

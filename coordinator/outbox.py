@@ -21,6 +21,7 @@ from typing import Awaitable, Callable, Generic, TypeVar
 
 from .channels.base import Accepted, EmailChannel, SmsChannel
 from .errors import SendError
+from . import metrics
 from .logs import log_ids
 from .clock import Clock
 from .models import Delivery, DeliveryKey, DeliveryStatus
@@ -230,7 +231,7 @@ class Outbox:
     async def record(self, update: StatusUpdate) -> Moved:
         """Apply a status update (a send's result, a provider's callback) together with
         whatever else is being recorded meanwhile: one store write per batch."""
-        return await self._statuses.submit(update)
+        return metrics.counted(await self._statuses.submit(update), update.status)
 
     async def report(self, update: StatusUpdate) -> Moved:
         """The provider's word on a delivery after the send (a status callback, or a
@@ -336,7 +337,7 @@ class Outbox:
 
     async def _deliver(self, delivery: Delivery, claimed_at: datetime) -> None:
         did = delivery.key.as_id()
-        with log_ids(delivery_id=did, incident_id=delivery.key.incident_id):
+        with log_ids(delivery_id=did, incident_id=delivery.key.incident_id), metrics.timed_send(delivery.key.medium):
             try:
                 await self._attempt(delivery, claimed_at)
             except Exception:  # the lease brings it back; nothing was recorded as sent

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from . import changes
+from . import changes, metrics
 from .config.catalog import Catalog
 from .clock import Clock
 from .errors import ScriptError
@@ -183,6 +183,8 @@ class Publication:
                     return created
         if batch:
             created += await self.store.add_deliveries(batch)
+        if version == 1 and incident.surge is not None:
+            metrics.FIRST_SCRIPT_SECONDS.observe(max(0.0, (now - incident.surge.detected_at).total_seconds()))
         await self.store.append_timeline(incident.id, TimelineEvent(at=now, kind="script_sent", data={
             "version": version, "kind": script.kind.value, "deliveries": created, "recipients": recipients,
             "do_not_contact": left_out, "hash": script.content_hash}))

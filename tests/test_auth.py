@@ -112,7 +112,7 @@ def test_only_webhooks_ack_links_and_a_few_pages_are_open() -> None:
         if access is not None and access.kind == "signed":
             assert path.startswith(SIGNED_PREFIXES), path
         elif access is not None and access.kind == "public":
-            assert path in ("/healthz", "/metrics", "/api/openapi.json", "/login", "/logout"), path
+            assert path in ("/healthz", "/livez", "/readyz", "/metrics", "/api/openapi.json", "/login", "/logout"), path
     # every mutating API route is role-checked
     api_writes = {(m, p) for m, p, _ in APP_ROUTES if p.startswith("/api/") and m not in ("GET", "HEAD")}
     assert api_writes <= set(MUTATING) and MUTATING

@@ -106,6 +106,8 @@ class Settings:
     # token only posts complaints. Unset: no such token.
     admin_token: str | None = field(default=None, repr=False)
     intake_token: str | None = field(default=None, repr=False)
+    # GET /metrics asks for this bearer token; unset: open (keep it off the public network).
+    metrics_token: str | None = field(default=None, repr=False)
     # Users file; default CONFIG/users.yaml.
     users_file: Path | None = None
     # Fernet key of the session cookies; unset: generated once and kept in the store.
@@ -165,6 +167,7 @@ class Settings:
             "COORDINATOR_TWILIO_BASE_URL": ("twilio_base_url", str),
             "COORDINATOR_TWILIO_TIMEOUT_SECONDS": ("twilio_timeout_seconds", float),
             "COORDINATOR_SANDBOX_SMS": ("sandbox_sms", str),
+            "COORDINATOR_METRICS_TOKEN": ("metrics_token", str),
             "COORDINATOR_SMPP_HOST": ("smpp_host", str),
             "COORDINATOR_SMPP_PORT": ("smpp_port", int),
             "COORDINATOR_SMPP_SYSTEM_ID": ("smpp_system_id", str),

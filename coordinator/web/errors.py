@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..errors import IncidentNotFound, InvalidAction, ParamsInvalid, PlaybookNotFound, StoreError
 from ..errors import ScriptError
+from .. import metrics
 
 log = logging.getLogger(__name__)
 
@@ -43,5 +44,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except (InvalidAction, ScriptError) as exc:
         return error_response(409, "invalid_action", str(exc))
     except StoreError as exc:
+        metrics.STORE_ERRORS.inc()
         log.error("store unavailable: %s", exc)
         return error_response(503, "store_unavailable", "the store is unavailable; retry later")

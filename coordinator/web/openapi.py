@@ -62,6 +62,10 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 "degraded: a playbook needs a channel (SMS, email) that is not configured; its messages fail"),
             503: json_answer(obj({"status": {"const": "unavailable"}, "store": STR}, ("status", "store")),
                        "the store is unreachable")}, store=False)},
+        "/metrics": {"get": op(
+            "Prometheus metrics (exposition format); with COORDINATOR_METRICS_TOKEN set, only with that bearer token",
+            None, {200: {"description": "the metrics", "content": {"text/plain": {"schema": STR}}},
+                   401: json_answer(ERROR, "COORDINATOR_METRICS_TOKEN is set and was not sent")})},
         "/livez": {"get": op("Liveness: the process answers", None, {
             200: json_answer(obj({"status": {"const": "alive"}}, ("status",)))}, store=False)},
         "/readyz": {"get": op("Readiness: store reachable, config loaded, every channel a playbook needs configured",
