@@ -67,7 +67,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
             None, {200: {"description": "the metrics", "content": {"text/plain": {"schema": STR}}},
                    401: json_answer(ERROR, "COORDINATOR_METRICS_TOKEN is set and was not sent")})},
         "/livez": {"get": op("Liveness: the process answers", None, {
-            200: json_answer(obj({"status": {"const": "alive"}}, ("status",)))}, store=False)},
+            200: json_answer(obj({"status": {"const": "alive"}}, ("status",)))})},
         "/readyz": {"get": op("Readiness: store reachable, config loaded, every channel a playbook needs configured",
                               None, {
             200: json_answer(obj({"status": {"const": "ready"}, "problems": {"type": "array", "maxItems": 0}},
