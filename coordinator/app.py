@@ -19,6 +19,7 @@ from aiohttp import web
 
 from . import metrics
 from .config.catalog import Catalog, load_catalog
+from .models import DRILL_PREFIX
 from .channels.base import EmailChannel, SmsChannel
 from .channels.configured import email_channel, sms_channel
 from .channels.smpp import SmppSms
@@ -282,7 +283,9 @@ def _detector_configs(settings: Settings, catalog: Catalog) -> Callable[[str], D
         (p.trigger.categories, p.trigger.regions, p.trigger.min_count, p.trigger.min_ratio)
         for p in catalog.playbooks.values()
     ]
-    return lambda stream: detector_config(settings.bucket_seconds, *trigger_minimums(triggers, stream))
+    return lambda stream: detector_config(
+        settings.bucket_seconds, *trigger_minimums(triggers, stream),
+        typical_per_hour=catalog.typical_per_hour.get(stream.removeprefix(DRILL_PREFIX).partition("/")[0]))
 
 
 def use_catalog(services: Services, catalog: Catalog) -> None:

@@ -100,8 +100,8 @@ def test_surge_free_streams_keep_to_the_false_alarm_budget(level: float, size: f
         assert all(0.0 <= o.score <= 1.0 for o in obs)
         found += len(alarms(obs))
     assert found <= 3
-    if size is None:  # Poisson is what the model expects: nothing at all
-        assert found == 0
+    if size is None:  # Poisson is what the model expects: a third of the budget at most
+        assert found <= 1
 
 
 def test_weekends_running_later_than_weekdays_keep_to_the_budget() -> None:
@@ -115,11 +115,15 @@ def test_weekends_running_later_than_weekdays_keep_to_the_budget() -> None:
     assert found <= 3
 
 
-def test_no_alarm_during_warm_up_however_loud() -> None:
+def test_during_the_warm_up_only_an_overwhelming_surge_alarms() -> None:
+    """A young stream (its first day) alarms on a surge that no baseline it could have
+    explains, once, and not on one it may yet have to learn is normal."""
     times, counts = stream(5.0, days=3)
-    counts[100:130] = [200.0] * 30
-    obs = run(times, counts)
-    assert not [i for i in alarms(obs) if i < DAY]
+    loud = counts[:100] + [200.0] * 30 + counts[130:]
+    found = alarms(run(times, loud))
+    assert found[:1] == [100] and not [i for i in found[1:] if i < DAY]
+    doubled = counts[:100] + [2.0 * c for c in counts[100:130]] + counts[130:]
+    assert not [i for i in alarms(run(times, doubled)) if i < DAY]
 
 
 def test_surge_is_not_absorbed_and_alarms_once() -> None:
@@ -211,7 +215,7 @@ def test_state_with_one_daily_profile_still_loads() -> None:
     weekdays = [nodes[:24] for nodes in saved["state"]["daily"]]
     old = {**saved, "version": 4, "state": {**saved["state"], "daily": weekdays}}
     restored = Detector.from_dict(old)
-    assert restored.daily == [nodes + nodes for nodes in weekdays]
+    assert restored.baseline.daily == [nodes + nodes for nodes in weekdays]
     assert times[-DAY].weekday() < 5
     assert restored.observe(times[-DAY], counts[-DAY]) == detector.observe(times[-DAY], counts[-DAY])
 

@@ -76,6 +76,9 @@ class Catalog:
     contacts: Contacts
     categories: dict[str, str]
     templates: ImmutableSandboxedEnvironment = field(repr=False)
+    # categories.yaml: a category's usual complaints an hour, the detection prior of its
+    # streams before they have history.
+    typical_per_hour: dict[str, float] = field(default_factory=dict)
 
 
 def load_catalog(root: Path | str) -> Catalog:
@@ -183,12 +186,21 @@ class _Builder:
 
     def build(self) -> Catalog | None:
         categories = dict(BUILTIN_CATEGORIES)
+        typical: dict[str, float] = {}
         category_file = self.root / "categories.yaml"
         if category_file.is_file():
             doc = self.read(category_file)
             parsed = self.validate(CategoriesFile, doc.data, doc) if doc else None
-            for c in parsed.categories if parsed else []:
-                categories[c.id] = c.name
+            for i, c in enumerate(parsed.categories if parsed else []):
+                if c.name is not None:
+                    categories[c.id] = c.name
+                elif c.id not in BUILTIN_CATEGORIES:
+                    assert doc is not None
+                    where = format_loc(["categories", i])
+                    self.problems.append(doc.problem(("categories", i), f"{where}: missing required field 'name' "
+                                                     f"(category '{c.id}' is not built in)"))
+                if c.typical_per_hour is not None:
+                    typical[c.id] = c.typical_per_hour
 
         contacts = self.load_contacts()
         env = make_environment(self.root / "templates")
@@ -218,6 +230,7 @@ class _Builder:
             ),
             categories=categories,
             templates=env,
+            typical_per_hour=typical,
         )
 
     def load_entries(self, folder: str, model: type[M], noun: str) -> dict[str, _Entry]:

@@ -359,7 +359,10 @@ class Drill(Strict):
 
 class Category(Strict):
     id: Id
-    name: Text
+    name: Text | None = None  # required for a category that is not built in
+    # Complaints an hour across all regions, as the deployment usually sees them: where
+    # a stream of the category with no history of its own starts (detection/prior.py).
+    typical_per_hour: float | None = Field(default=None, gt=0)
 
 
 class CategoriesFile(Strict):

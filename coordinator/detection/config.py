@@ -13,6 +13,7 @@ LOG_RATIOS = tuple(math.log(k) for k in RATIOS)
 DAY = 86400.0
 WEEK = 7 * DAY
 THIRTY_DAYS = 30 * DAY
+THRESHOLD_30_DAYS = 8.0  # nats for one false alarm in 8640 buckets; see threshold
 
 
 def threshold(false_alarms_per_30_days: float, bucket_seconds: float) -> float:
@@ -24,7 +25,7 @@ def threshold(false_alarms_per_30_days: float, bucket_seconds: float) -> float:
     e-fold of run length (as Wald's bound, ARL ~ e^h, has it).
     """
     run_length = THIRTY_DAYS / bucket_seconds / false_alarms_per_30_days
-    return 8.0 + math.log(run_length / 8640.0)
+    return THRESHOLD_30_DAYS + math.log(run_length / 8640.0)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,10 @@ class DetectorConfig:
     false_alarms_per_30_days: float = 1.0
     min_count: float = 0.0  # playbook: least count over the surge so far
     min_ratio: float = 1.0  # playbook: least observed/expected over the surge
-    warmup_seconds: float = DAY  # no alarm before this much history
+    warmup_seconds: float = DAY  # a young stream's time: overwhelming surges only
+    # categories.yaml: the category's complaints per hour across regions, where a stream
+    # without history starts (detection/prior.py).
+    typical_per_hour: float | None = None
 
     def __post_init__(self) -> None:
         if self.bucket_seconds <= 0 or self.false_alarms_per_30_days <= 0:

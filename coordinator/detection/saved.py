@@ -6,46 +6,62 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .prior import Prior
+
 if TYPE_CHECKING:
     from .detector import Detector
 
-VERSION = 5
+VERSION = 6
 
-# What to_dict saves as is (the rest needs converting).
+# What to_dict saves as is, of the detector and of its baseline (the rest needs converting).
 _STATE = (
-    "buckets", "level", "daily", "weekday", "hourly", "dispersion", "cusum", "observed_since",
-    "expected_since", "history", "threshold", "peak", "open_observed", "open_expected",
-    "open_buckets", "close_cusum",
+    "buckets", "cusum", "observed_since", "expected_since", "threshold", "peak", "open_observed",
+    "open_expected", "open_buckets", "close_cusum",
 )
+_BASELINE = ("level", "daily", "weekday", "hourly", "dispersion", "history")
 
 
 def to_dict(detector: Detector) -> dict[str, Any]:
+    baseline = detector.baseline
     state = {name: getattr(detector, name) for name in _STATE}
+    state.update({name: getattr(baseline, name) for name in _BASELINE})
     state["last_ts"] = _iso(detector.last_ts)
     state["onsets"] = [_iso(t) for t in detector.onsets]
     state["open_onset"] = _iso(detector.open_onset)
     state["tail"] = vars(detector.tail).copy()
+    state["young"] = detector.young
+    state["prior"] = detector.prior.summary() if detector.prior else None
+    state["borrowed"] = list(baseline.borrowed) if baseline.borrowed else None
     return {"version": VERSION, "config": asdict(detector.config), "state": state}
 
 
 def restore(detector: Detector, data: dict[str, Any]) -> Detector:
     """`detector`, new and built with the saved config, given the saved state."""
     # Version 3 also held the anomaly score's record, now coordinator.detection.score's.
-    if data.get("version") not in (3, 4, VERSION):
+    if data.get("version") not in (3, 4, 5, VERSION):
         raise ValueError(f"unknown detector state version {data.get('version')!r}")
     state = dict(data["state"])
+    baseline = detector.baseline
     for name in _STATE:
         setattr(detector, name, state[name])
-    if len(detector.daily[0]) == 24:
+    for name in _BASELINE:
+        setattr(baseline, name, state[name])
+    if len(baseline.daily[0]) == 24:
         # Versions 3 and 4 had one daily profile for all days: it becomes both, and the
         # weekends' then learns its own.
-        detector.daily = [nodes + nodes for nodes in detector.daily]
+        baseline.daily = [nodes + nodes for nodes in baseline.daily]
     detector.last_ts = _parse(state["last_ts"])
     detector.onsets = [_parse(t) for t in state["onsets"]]
     detector.open_onset = _parse(state["open_onset"])
-    detector.history = [(y, h, int(d)) for y, h, d in state["history"]]
+    baseline.history = [(y, h, int(d)) for y, h, d in state["history"]]
     for name, value in state["tail"].items():
         setattr(detector.tail, name, value)
+    # Before version 6 the warm-up ended with its history (refitted, then emptied), and
+    # no stream had a prior.
+    detector.young = state.get("young", bool(baseline.history))
+    detector.prior = Prior.from_summary(state["prior"]) if state.get("prior") else None
+    borrowed = state.get("borrowed")
+    baseline.borrowed = (list(borrowed[0]), list(borrowed[1])) if borrowed else None
     return detector
 
 

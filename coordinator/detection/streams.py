@@ -19,6 +19,7 @@ from ..models import ALL_REGIONS, DRILL_PREFIX, Complaint, Surge, bucket_start, 
 from ..store import Store
 from .config import DetectorConfig
 from .detector import Detector, Observation
+from .prior import Known, Prior, prior_for
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,18 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class Learning:
+    """What detection can do on a stream yet: while `young` (its first day of history)
+    it alarms only on overwhelming surges, judged against `prior` (what it started
+    from: None for a stream older than priors)."""
+
+    young: bool
+    learned_hours: float
+    warmup_hours: float
+    prior: Prior | None
+
+
+@dataclass(frozen=True)
 class StreamStatus:
     stream: str
     current_count: int  # complaints in the bucket now filling
@@ -55,14 +68,17 @@ class StreamStatus:
     surge: Surge | None  # the open surge, if any
     total_24h: int
     repeats_24h: int
+    learning: Learning
 
     @property
     def repeat_share(self) -> float:
         return self.repeats_24h / self.total_24h if self.total_24h else 0.0
 
 
-def detector_config(bucket_seconds: int, min_count: float = 0.0, min_ratio: float = 1.0) -> DetectorConfig:
-    return DetectorConfig(bucket_seconds=float(bucket_seconds), min_count=min_count, min_ratio=min_ratio)
+def detector_config(bucket_seconds: int, min_count: float = 0.0, min_ratio: float = 1.0,
+                    typical_per_hour: float | None = None) -> DetectorConfig:
+    return DetectorConfig(bucket_seconds=float(bucket_seconds), min_count=min_count, min_ratio=min_ratio,
+                          typical_per_hour=typical_per_hour)
 
 
 class StreamMonitor:
@@ -100,6 +116,8 @@ class StreamMonitor:
         self._empty_until: dict[str, int] = {}
         # stream -> whether the store marks a surge open on it (trusted when single_process).
         self._surge_open: dict[str, bool] = {}
+        # (stream, configured figure) -> the prior of a stream without state, read once.
+        self._priors: dict[tuple[str, float | None], Prior] = {}
 
     async def observe(self, complaints: Sequence[Complaint]) -> Observed:
         """After intake stored `complaints`: check every stream they count into."""
@@ -205,6 +223,8 @@ class StreamMonitor:
             surge=await self.store.stream_surge(stream),
             total_24h=sum((await self.store.bucket_counts(stream, *day)).values()),
             repeats_24h=sum((await self.store.bucket_counts(stream, *day, kind="repeat")).values()),
+            learning=Learning(detector.young, detector.learned_seconds / 3600.0,
+                              detector.config.warmup_seconds / 3600.0, detector.prior),
         )
 
     async def _advance(self, stream: str, now: datetime) -> tuple[Detector, list[Observation], int]:
@@ -217,7 +237,8 @@ class StreamMonitor:
         current = self._first_unfed(now)
         for _ in range(self.attempts):
             state, version = await self._state(stream)
-            detector = self._restore(stream, state, config)
+            prior = await self._prior(stream, config) if state is None else None
+            detector = self._restore(stream, state, config, prior)
             if detector.last_ts is not None:
                 start = fed_until = int(detector.last_ts.timestamp()) + self.width
                 counts = await self.store.bucket_counts(stream, utc(start), utc(current)) if start < current else {}
@@ -238,17 +259,41 @@ class StreamMonitor:
             self._cache.pop(stream, None)
         return detector, observations, fed_until
 
-    def _restore(self, stream: str, state: dict[str, Any] | None, config: DetectorConfig) -> Detector:
+    def _restore(self, stream: str, state: dict[str, Any] | None, config: DetectorConfig,
+                 prior: Prior | None) -> Detector:
         """The stored state, with today's playbook minimums (the baseline does not depend
-        on them). A state this version cannot read is dropped: the counts are in the
-        store, so the detector relearns the stream from them."""
+        on them); a new detector from `prior` without one. A state this version cannot
+        read is dropped: the counts are in the store, so the detector relearns the
+        stream from them (from the default prior)."""
         if state is None:
-            return Detector(config)
+            return Detector(config, prior)
         try:
             return Detector.from_dict(_fork({**state, "config": asdict(config)}))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("stream %s: saved detector state unreadable (%s); relearning from stored counts", stream, exc)
             return Detector(config)
+
+    async def _prior(self, stream: str, config: DetectorConfig) -> Prior:
+        """Where a stream without state starts (prior.py): from the streams of its
+        category and region that have learned a day, or the configured figure. A drill's
+        stream starts as the real one would."""
+        key = (stream, config.typical_per_hour)
+        if key not in self._priors:
+            real = stream.removeprefix(DRILL_PREFIX)
+            category, _, region = real.partition("/")
+            names = [n for n in await self.store.stream_names() if not n.startswith(DRILL_PREFIX)]
+            regions = {n.partition("/")[2] for n in names} | {region}
+            known: dict[str, Known] = {}
+            for name in names:
+                other, _, where = name.partition("/")
+                if name != real and (other == category or where in (region, ALL_REGIONS)):
+                    state, _ = await self._state(name)
+                    lent = self._restore(name, state, config, None).known() if state is not None else None
+                    if lent is not None:
+                        known[name] = lent
+            self._priors[key] = prior_for(real, known, len(regions - {ALL_REGIONS}), config.typical_per_hour,
+                                          config.bucket_seconds)
+        return self._priors[key]
 
     async def _state(self, stream: str) -> tuple[dict[str, Any] | None, int]:
         """The stream's saved state, from memory when the store is this process's alone

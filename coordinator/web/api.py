@@ -13,7 +13,10 @@ from ..errors import BodyError
 from ..intake import parse_body
 from ..store.records import MEDIA
 from ..config.users import Role
+from ..detection.streams import Learning
 from .auth import public, requires
+from .i18n import translator
+from .pages.overview import learning_text
 from .errors import error_response
 from .state import SERVICES
 
@@ -106,11 +109,28 @@ async def post_complaints(request: web.Request) -> web.Response:
     )
 
 
+def detection_state(learning: Learning, bucket_seconds: float) -> dict[str, Any]:
+    """What detection can do on a stream yet: `learning` (its first day: unmistakable
+    surges only, judged against what it was seeded from) or `ready`."""
+    prior = learning.prior
+    return {
+        "state": "learning" if learning.young else "ready",
+        "learned_hours": round(learning.learned_hours, 2),
+        "warmup_hours": round(learning.warmup_hours, 2),
+        "seeded_from": None if prior is None else {
+            "source": prior.source, "streams": list(prior.streams),
+            "per_hour": round(prior.per_bucket * 3600.0 / bucket_seconds, 2),
+        },
+        "summary": learning_text(learning, translator("en"), str, bucket_seconds),
+    }
+
+
 @routes.get("/api/streams")
 @requires(Role.viewer)
 async def streams(request: web.Request) -> web.Response:
-    """Every stream: current and last bucket counts, baseline, score, open surge, and
-    the count and share of repeat complainants over the last 24 hours."""
+    """Every stream: current and last bucket counts, baseline, score, open surge, the
+    count and share of repeat complainants over the last 24 hours, and what detection
+    can do on it yet."""
     services = request.app[SERVICES]
     out = []
     for name in await services.store.stream_names():
@@ -126,5 +146,6 @@ async def streams(request: web.Request) -> web.Response:
             "complaints_24h": status.total_24h,
             "repeats_24h": status.repeats_24h,
             "repeat_share": round(status.repeat_share, 4),
+            "detection": detection_state(status.learning, services.settings.bucket_seconds),
         })
     return web.json_response({"streams": out})

@@ -73,6 +73,13 @@ STREAM = obj({
     "stream": STR, "bucket_minutes": INT, "current_count": INT, "last_count": INT, "baseline": {"type": "number"},
     "score": {"type": "number"}, "surge": {"oneOf": [ref("Surge"), {"type": "null"}]},
     "complaints_24h": INT, "repeats_24h": INT, "repeat_share": {"type": "number"},
+    "detection": obj({"state": {"enum": ["learning", "ready"]}, "learned_hours": {"type": "number"},
+                      "warmup_hours": {"type": "number"},
+                      "seeded_from": {"oneOf": [obj({"source": {"enum": ["streams", "config", "default"]},
+                                                     "streams": {"type": "array", "items": STR},
+                                                     "per_hour": {"type": "number"}},
+                                                    ("source", "streams", "per_hour")), {"type": "null"}]},
+                      "summary": STR}, ("state", "learned_hours", "warmup_hours", "seeded_from", "summary")),
 }, ("stream", "current_count", "baseline", "score", "surge"))
 
 DRILL = obj({

@@ -4,13 +4,14 @@ surges and incidents; live through /events."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import aiohttp_jinja2
 from aiohttp import web
 from markupsafe import Markup
 
 from ...models import DRILL_PREFIX, bucket_start, utc
-from ...detection.streams import StreamStatus
+from ...detection.streams import Learning, StreamStatus
 from ...config.users import Role
 from .. import sse
 from ..auth import requires
@@ -24,12 +25,30 @@ WINDOW_BUCKETS = 36  # three hours of 5-minute buckets
 RECENT_CLOSED = 10
 
 
+def learning_text(learning: Learning, t: Callable[[str], str], name: Callable[[str], str],
+                  bucket_seconds: float) -> str:
+    """What detection can do on the stream yet, in the page's words: "learning: 6 of
+    24 h, unmistakable surges only · seeded from broadband/*" (`name` renders a stream)."""
+    if not learning.young:
+        return t("stream.ready")
+    text = t("stream.learning") % (int(learning.learned_hours), round(learning.warmup_hours))
+    prior = learning.prior
+    if prior is None or prior.source == "default":
+        seeded = t("stream.seeded_default")
+    elif prior.source == "config":
+        seeded = t("stream.seeded_config") % round(prior.per_bucket * 3600.0 / bucket_seconds)
+    else:
+        seeded = t("stream.seeded_from") % t("stream.list_sep").join(name(s) for s in prior.streams)
+    return f"{text} · {seeded}"
+
+
 @dataclass(frozen=True)
 class StreamRow:
     stream: str
     label: str
     status: StreamStatus
     chart: Markup
+    learning: str  # what detection can do on it yet
 
     @property
     def drill(self) -> bool:
@@ -54,7 +73,8 @@ async def overview(request: web.Request) -> web.Response:
         counts = await services.store.bucket_counts(name, utc(first), utc(starts[-1] + width))
         chart = bar_chart([counts.get(s, 0) for s in starts], labels=labels, baseline=status.expected,
                           title=rd.stream(name), baseline_label=t("chart.baseline"), filling_last=True)
-        rows.append(StreamRow(name, rd.stream(name), status, chart))
+        learning = learning_text(status.learning, t, rd.stream, width)
+        rows.append(StreamRow(name, rd.stream(name), status, chart, learning))
     # Surging streams first, then the closest to their alarm level.
     rows.sort(key=lambda r: (r.drill, r.status.surge is None, -r.status.score, r.stream))
     incidents = await services.store.list_incidents()
