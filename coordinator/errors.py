@@ -233,6 +233,10 @@ class SmppNotSent(CoordinatorError):
     """The request was not written: the SMSC cannot have it, sending it again is safe."""
 
 
+class SmppUnwritten(CoordinatorError):
+    """The connection ended before the request left this process (inside the link)."""
+
+
 class SmppInDoubt(CoordinatorError):
     """The request was written and no response came (the connection was lost, or the
     SMSC did not answer in time): the SMSC may or may not have taken it."""

@@ -344,6 +344,10 @@ def _write_section(path: Path, section: str) -> None:
 
 
 def main() -> None:
+    if "--smpp" in sys.argv[1:]:  # the SMPP section instead (issue #18): bench/fanout/smpp_report.py
+        from .smpp_report import main as smpp_main
+        smpp_main([a for a in sys.argv[1:] if a != "--smpp"])
+        return
     parser = argparse.ArgumentParser(description="fan-out benchmark (see bench/fanout/README.md)")
     parser.add_argument("--people", type=int, default=10_000, help="synthetic frontline staff in ningbo")
     parser.add_argument("--naive", type=int, default=300, help="messages in the naive sequential loop")

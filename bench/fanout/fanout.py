@@ -68,11 +68,14 @@ async def naive_loop(count: int, body: str, callback_url: str | None, providers:
     return {"messages": count, "seconds": elapsed, "rate": count / elapsed}
 
 
-async def trigger(service: Service, region: str) -> tuple[dict[str, Any], float, float]:
+async def trigger(service: Service, region: str,
+                  params: dict[str, str] | None = None) -> tuple[dict[str, Any], float, float]:
+    """`params`: the script's parameters (the playbook's defaults for those not given)."""
     async with aiohttp.ClientSession(headers=service.auth) as http:
         started = time.perf_counter()
         async with http.post(f"{service.public}/api/incidents",
-                             json={"playbook": PLAYBOOK, "region": region, "by": "chen-li"}) as resp:
+                             json={"playbook": PLAYBOOK, "region": region, "by": "chen-li",
+                                   **({"params": params} if params else {})}) as resp:
             body = await resp.json()
             answered = time.perf_counter()
             assert resp.status == 201, body
@@ -135,7 +138,7 @@ def per_second(accepts: list[Accept], origin: float, weight: str = "messages") -
 
 async def fan_out(catalog: Catalog, work: Path, *, region: str = "ningbo", in_process: bool = False,
                   naive: int = 300, profile: bool = False, api_latency: float = 0.0,
-                  sms_concurrency: int | None = None) -> dict[str, Any]:
+                  sms_concurrency: int | None = None, params: dict[str, str] | None = None) -> dict[str, Any]:
     """Trigger broadband-outage in `region` over HTTP; measure until every delivery was
     handed to a provider, then until every status callback landed. With `api_latency`
     every Twilio answer (the naive loop's too) comes that many seconds late."""
@@ -156,7 +159,7 @@ async def fan_out(catalog: Catalog, work: Path, *, region: str = "ningbo", in_pr
         prof = cProfile.Profile() if profile else None
         if prof:
             prof.enable()
-        body, t0, t_answer = await trigger(service, region)
+        body, t0, t_answer = await trigger(service, region, params)
         incident = body["id"]
         await service.drained(timeout=600)
         t_drained = time.perf_counter()

@@ -1,7 +1,12 @@
 """The service under test, wired as in production (create_app, its outbox worker, the
 SQLite store, status callbacks checked by signature) against the benchmark's providers.
 The only addition: the SMS and email channels are wrapped to stamp the moment each send
-returned, i.e. the provider accepted it (Twilio answered 201 / SMTP took the DATA)."""
+returned, i.e. the provider accepted it (Twilio answered 201 / SMTP took the DATA / the
+SMSC answered every part's submit_sm).
+
+With `smpp=True` SMS go over SMPP to the provider process's sandbox SMSC: create_app
+builds the channel itself (so that its receipts reach the service as in production),
+and the wrapper is put in the outbox's place once the service started."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from coordinator.config.settings import Settings
 from coordinator.web.state import SERVICES, Services
 
 from .providers import ACCOUNT_SID, AUTH_TOKEN, SENDER, vm_kb
+from .smsc import PASSWORD, SOURCE_ADDR, SYSTEM_ID
 
 ADMIN_TOKEN = "bench-admin-token-0123456789"  # the bench calls the API as the admin
 
@@ -87,23 +93,33 @@ class Service:
     """One service instance on a fresh SQLite file, its outbox worker running."""
 
     def __init__(self, catalog: Catalog, store_path: Path, providers: Any, *, sms_rate: float = 0.0,
-                 email_rate: float = 0.0, tick_seconds: float = 5.0, sms_concurrency: int | None = None) -> None:
+                 email_rate: float = 0.0, tick_seconds: float = 5.0, sms_concurrency: int | None = None,
+                 smpp: bool = False, smpp_window: int | None = None) -> None:
         self.port = free_port()
         self.public = f"http://127.0.0.1:{self.port}"
         host, smtp_port = providers.smtp
+        if smpp:
+            assert providers.smpp_port, "the provider process runs no SMSC (Subprocess(smsc=True))"
+            route: dict[str, Any] = {
+                "smpp_host": "127.0.0.1", "smpp_port": providers.smpp_port, "smpp_system_id": SYSTEM_ID,
+                "smpp_password": PASSWORD, "smpp_source_addr": SOURCE_ADDR,
+                **({"smpp_window": smpp_window} if smpp_window else {})}
+        else:
+            route = {"twilio_account_sid": ACCOUNT_SID, "twilio_auth_token": AUTH_TOKEN, "twilio_from": SENDER,
+                     "twilio_base_url": providers.twilio_base_url}
         self.settings = Settings(
             port=self.port, public_url=self.public, config_dir=catalog.root, store_url=f"sqlite:///{store_path}",
             subscriber_key="bench-subscriber-key", ack_secret="bench-ack-secret", tick_seconds=tick_seconds,
-            twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN, twilio_from=SENDER,
-            twilio_base_url=providers.twilio_base_url, smtp_host=host, smtp_port=smtp_port,
+            smtp_host=host, smtp_port=smtp_port, **route,
             smtp_from="yingji@example.com", sms_rate=sms_rate, email_rate=email_rate, admin_token=ADMIN_TOKEN,
             **({"sms_concurrency": sms_concurrency} if sms_concurrency else {}),
         )
+        self.smpp = smpp
         self.auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # headers for the bench's API calls
         self.catalog = catalog
         self.recorder = Recorder()
         clock = SystemClock()
-        self.sms = RecordingSms(sms_channel(self.settings, clock), self.recorder)
+        self.sms: RecordingSms | None = None if smpp else RecordingSms(sms_channel(self.settings, clock), self.recorder)
         self.email = RecordingEmail(email_channel(self.settings, clock), self.recorder)
         self.runner = web.AppRunner(
             create_app(self.settings, clock=clock, catalog=catalog, sms=self.sms, email=self.email),  # type: ignore[arg-type]
@@ -111,8 +127,16 @@ class Service:
 
     async def start(self) -> Services:
         await self.runner.setup()
+        if self.smpp:  # the SMPP channel create_app built and bound, stamped as the others
+            outbox = self.services.outbox
+            outbox.sms = self.sms = RecordingSms(outbox.sms, self.recorder)  # type: ignore[assignment]
         await web.TCPSite(self.runner, "127.0.0.1", self.port, backlog=LISTEN_BACKLOG).start()  # as `serve`
         return self.services
+
+    @property
+    def smpp_channel(self) -> Any:
+        """The service's own SmppSms (its `stats`: binds, connections lost, throttled)."""
+        return self.sms.inner if self.sms is not None else None
 
     @property
     def services(self) -> Services:
@@ -128,7 +152,8 @@ class Service:
             server_log.setLevel(logging.CRITICAL + 1)
         try:
             await self.runner.cleanup()
-            await self.sms.close()
+            if self.sms is not None and not self.smpp:  # create_app closes the channel it built
+                await self.sms.close()
             await self.email.close()
             if cut_short:
                 await asyncio.sleep(0.5)  # the dropped request's handler ends meanwhile

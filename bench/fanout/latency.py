@@ -69,8 +69,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-async def build_template(catalog: Catalog, path: Path, providers: Subprocess, days: int, seed: int) -> dict[str, Any]:
-    service = Service(catalog, path, providers, tick_seconds=0)
+async def build_template(catalog: Catalog, path: Path, providers: Subprocess, days: int, seed: int,
+                         smpp: bool = False) -> dict[str, Any]:
+    service = Service(catalog, path, providers, tick_seconds=0, smpp=smpp)
     services = await service.start()
     rng = random.Random(seed)
     started = time.perf_counter()
@@ -150,24 +151,25 @@ async def _post(http: aiohttp.ClientSession, url: str, item: dict[str, Any]) -> 
 
 
 async def run(catalog: Catalog, work: Path, *, rounds: int = 8, days: int = 3, seed: int = 11,
-              pairs: list[tuple[str, str]] | None = None, drain: bool = True) -> dict[str, Any]:
+              pairs: list[tuple[str, str]] | None = None, drain: bool = True, smpp: bool = False) -> dict[str, Any]:
     """`rounds` fresh stores, each with one trial per (category, region) pair in random
     order. `drain=False` (one pair, a large audience): the round ends once the first
-    script SMS was accepted, and the rest of the fan-out is dropped with the store."""
+    script SMS was accepted, and the rest of the fan-out is dropped with the store.
+    `smpp`: SMS over SMPP to the sandbox SMSC (accepted: every part's submit_sm answered)."""
     pairs = pairs or [(c, g) for c in CATEGORIES for g in REGIONS]
-    providers = Subprocess()
+    providers = Subprocess(smsc=smpp)
     await providers.start()
-    template = work / "latency-template.db"
+    template = work / f"latency-template{'-smpp' if smpp else ''}.db"
     try:
-        built = await build_template(catalog, template, providers, days, seed)
+        built = await build_template(catalog, template, providers, days, seed, smpp)
         rng = random.Random(seed)
         trials: list[dict[str, Any]] = []
         for r in range(rounds):
-            path = work / f"latency-{r}.db"
+            path = work / f"latency-{'smpp-' if smpp else ''}{r}.db"
             for suffix in ("", "-wal", "-shm"):
                 if Path(f"{template}{suffix}").exists():
                     shutil.copy(f"{template}{suffix}", f"{path}{suffix}")
-            service = Service(catalog, path, providers)
+            service = Service(catalog, path, providers, smpp=smpp)
             await service.start()
             try:
                 async with aiohttp.ClientSession(headers=service.auth) as http:

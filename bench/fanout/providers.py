@@ -3,9 +3,9 @@ SMTP inbox, either in a process of their own (the default: the machine has 2 cor
 the service and the providers each get one and do not share an event loop) or in the
 service's own event loop (`InProcess`, to see what sharing costs).
 
-As a process: `python -m bench.fanout.providers [--step-delay S] [--receipt-delay S] [--api-latency S]`
-prints one JSON line `{"twilio": base_url, "smtp": [host, port]}` and then answers
-commands on stdin, one JSON line each on stdout:
+As a process: `python -m bench.fanout.providers [--step-delay S] [--receipt-delay S] [--api-latency S]
+[--smsc [--smsc-throttle-rate N]]` prints one JSON line `{"twilio": base_url, "smtp": [host, port],
+"smpp": port}` and then answers commands on stdin, one JSON line each on stdout:
 
     stats    counts (messages by status, emails, callbacks and their answers) and
              this process's CPU seconds and peak RSS
@@ -14,6 +14,7 @@ commands on stdin, one JSON line each on stdout:
     tally S E  per phone, the SMS whose text holds S; per mailbox, the emails whose
              Message-ID holds E (the fault benchmark's duplicates and losses: S the
              incident's code with its script version, E the incident's id)
+    smsc ... the sandbox SMSC's (`--smsc`, bench/fanout/smsc.py)
     quit     stops both servers and exits
 """
 
@@ -30,6 +31,8 @@ from typing import Any
 from coordinator.eventloop import loop_factory
 from coordinator.heap import settle_heap
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
+
+from .smsc import SmscSide
 
 ACCOUNT_SID = "AC" + "be" * 16
 AUTH_TOKEN = "bench-sandbox-token"
@@ -69,7 +72,10 @@ class InProcess:
     where = "in-process"
 
     def __init__(self, step_delay: float = STEP_DELAY, receipt_delay: float = RECEIPT_DELAY, seed: int = 7,
-                 api_latency: float = 0.0) -> None:
+                 api_latency: float = 0.0, smsc: bool = False, smsc_throttle_rate: float = 0.0) -> None:
+        # The SMSC's receipt comes as late as the sandbox's "delivered" callback.
+        self.smsc = SmscSide(receipt_delay=2 * step_delay + receipt_delay,
+                             throttle_rate=smsc_throttle_rate) if smsc else None
         self.inbox = SmtpInbox()
         # api_latency > 0: every answer comes that many seconds late, standing in for the
         # round trip to Twilio over a real network.
@@ -78,12 +84,20 @@ class InProcess:
                                      latency=api_latency)
         self.twilio_base_url = ""
         self.smtp: tuple[str, int] = ("", 0)
+        self.smpp_port: int | None = None
 
     async def start(self) -> None:
         await self.inbox.start()
         await self.sandbox.start()
         self.twilio_base_url = self.sandbox.base_url
         self.smtp = self.inbox.address
+        if self.smsc is not None:
+            await self.smsc.start()
+            self.smpp_port = self.smsc.port
+
+    async def ask_smsc(self, command: str) -> dict[str, Any]:
+        assert self.smsc is not None
+        return await self.smsc.command(command.split())
 
     async def stats(self) -> dict[str, Any]:
         return collect(self.sandbox, self.inbox)
@@ -99,6 +113,8 @@ class InProcess:
         return {"messages": len(self.sandbox.messages), "emails": sum(map(len, self.inbox.mailboxes().values()))}
 
     async def stop(self) -> None:
+        if self.smsc is not None:
+            await self.smsc.stop()
         await self.sandbox.stop()
         await self.inbox.stop()
 
@@ -109,12 +125,15 @@ class Subprocess:
     where = "separate process"
 
     def __init__(self, step_delay: float = STEP_DELAY, receipt_delay: float = RECEIPT_DELAY, seed: int = 7,
-                 api_latency: float = 0.0) -> None:
+                 api_latency: float = 0.0, smsc: bool = False, smsc_throttle_rate: float = 0.0) -> None:
         self.args = ["--step-delay", str(step_delay), "--receipt-delay", str(receipt_delay), "--seed", str(seed),
                      "--api-latency", str(api_latency)]
+        if smsc:
+            self.args += ["--smsc", "--smsc-throttle-rate", str(smsc_throttle_rate)]
         self.proc: asyncio.subprocess.Process | None = None
         self.twilio_base_url = ""
         self.smtp: tuple[str, int] = ("", 0)
+        self.smpp_port: int | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -124,6 +143,7 @@ class Subprocess:
         hello = await self._read()
         self.twilio_base_url = hello["twilio"]
         self.smtp = (hello["smtp"][0], int(hello["smtp"][1]))
+        self.smpp_port = hello.get("smpp")
 
     async def _read(self) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
@@ -150,6 +170,9 @@ class Subprocess:
 
     async def count(self) -> dict[str, Any]:
         return await self._ask("count")
+
+    async def ask_smsc(self, command: str) -> dict[str, Any]:
+        return await self._ask(f"smsc {command}")
 
     async def stop(self) -> None:
         if self.proc is None:
@@ -192,10 +215,12 @@ def collect(sandbox: TwilioSandbox, inbox: SmtpInbox) -> dict[str, Any]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    providers = InProcess(args.step_delay, args.receipt_delay, args.seed, args.api_latency)
+    providers = InProcess(args.step_delay, args.receipt_delay, args.seed, args.api_latency, args.smsc,
+                          args.smsc_throttle_rate)
     await providers.start()
     out = sys.stdout
-    out.write(json.dumps({"twilio": providers.twilio_base_url, "smtp": list(providers.smtp)}) + "\n")
+    out.write(json.dumps({"twilio": providers.twilio_base_url, "smtp": list(providers.smtp),
+                          "smpp": providers.smpp_port}) + "\n")
     out.flush()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -210,6 +235,8 @@ async def serve(args: argparse.Namespace) -> None:
                 return
             if line == "count":
                 answer = await providers.count()
+            elif line.startswith("smsc"):
+                answer = await providers.ask_smsc(line.removeprefix("smsc").strip())
             elif line.startswith("tally "):
                 _, sms_mark, email_mark = line.split(" ")
                 answer = await providers.tally(sms_mark, email_mark)
@@ -227,6 +254,8 @@ def main() -> None:
     parser.add_argument("--receipt-delay", type=float, default=RECEIPT_DELAY)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--api-latency", type=float, default=0.0)
+    parser.add_argument("--smsc", action="store_true", help="also run the sandbox SMSC (bench/fanout/smsc.py)")
+    parser.add_argument("--smsc-throttle-rate", type=float, default=0.0, help="its submit_sm limit per second")
     settle_heap()  # the stand-in for Twilio and the relay must not be what limits the fan-out
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve(parser.parse_args()))

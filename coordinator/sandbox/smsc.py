@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,21 +30,9 @@ from coordinator.channels.smpp.bodies import (
     ShortMessage,
 )
 from coordinator.channels.smpp.inbound import Concat, Reassembly, user_data
-from coordinator.channels.smpp.pdu import (
-    RESPONSE_BIT,
-    Command,
-    Pdu,
-    Status,
-    Tag,
-    read_pdu,
-)
+from coordinator.channels.smpp.pdu import RESPONSE_BIT, Command, Pdu, Status, Tag, read_pdu
 from coordinator.channels.smpp.receipts import STAT_MESSAGE_STATE
-from coordinator.channels.smpp.text import (
-    DC_UCS2,
-    concat_header,
-    decode_text,
-    encode_units,
-)
+from coordinator.channels.smpp.text import DC_UCS2, concat_header, decode_text, encode_units
 from coordinator.clock import Clock
 from coordinator.errors import InvalidPdu
 
@@ -56,6 +45,8 @@ class SubmittedPart:
     message_id: str
     message: ShortMessage
     concat: Concat | None
+    taken_at: datetime | None = None
+    """When it was taken, by the SMSC's clock."""
 
 
 @dataclass(frozen=True)
@@ -103,12 +94,14 @@ class SandboxSmsc:
     "UNDELIV"); DELIVRD for the rest. `receipt_form`: receipts in the de-facto text,
     in TLVs, or both. `announce_tlvs`: the bind_resp carries sc_interface_version.
     `answer_delay`: seconds before a submit_sm is answered (`max_unanswered` then shows
-    the ESME's window)."""
+    the ESME's window). `throttle_rate`: at most that many submit_sm taken in any one
+    second by the clock (a sliding second, over all binds), the rest answered
+    ESME_RTHROTTLED, as an SMSC holding an ESME to its contract's rate; 0: no limit."""
 
     def __init__(self, *, clock: Clock, system_id: str = "sandbox", password: str = "secret",
                  receipt_delay: float = 0.05, outcomes: dict[str, str] | None = None,
                  receipt_form: ReceiptForm = "both", supports_query: bool = True, announce_tlvs: bool = True,
-                 answer_delay: float = 0.0) -> None:
+                 answer_delay: float = 0.0, throttle_rate: float = 0.0) -> None:
         self._clock = clock
         self.system_id, self._password = system_id, password
         self._receipt_delay = receipt_delay
@@ -117,6 +110,8 @@ class SandboxSmsc:
         self._supports_query = supports_query
         self._announce_tlvs = announce_tlvs
         self._answer_delay = answer_delay
+        self._throttle_rate = throttle_rate
+        self._taken_lately: deque[datetime] = deque()  # for throttle_rate: takes in the last second
         self._unanswered = 0
         self.max_unanswered = 0
         self._server: asyncio.Server | None = None
@@ -125,13 +120,17 @@ class SandboxSmsc:
         self._states: dict[str, _State] = {}
         self._reassembly = Reassembly(keep_for=timedelta(hours=1))
         self._changed = asyncio.Event()
-        self._faults: list[tuple[str, int]] = []  # (what, status) for the next submits, in order
+        self._faults: deque[tuple[str, int]] = deque()  # (what, status) for the next submits, in order
         self._part_ids: dict[tuple[str, str, int], dict[int, str]] = {}
         self._mo_reference = 0
         self.port = 0
         self.parts: list[SubmittedPart] = []
         self.messages: list[SandboxMessage] = []
         self.binds = self.enquire_links = self.dropped = 0
+        self.throttled = 0
+        """submit_sm answered ESME_RTHROTTLED for `throttle_rate`."""
+        self.receipts = 0
+        """Receipts an ESME answered ESME_ROK."""
 
     async def start(self) -> SandboxSmsc:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -208,6 +207,13 @@ class SandboxSmsc:
         state = self._states.get(message_id)
         return None if state is None else state.stat
 
+    async def settled(self, timeout: float = 60.0) -> None:
+        """Returns once every receipt due was answered by an ESME (and every delayed
+        answer sent)."""
+        async with asyncio.timeout(timeout):
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
         """Returns once `condition()` holds (checked whenever something happened here)."""
         async with asyncio.timeout(timeout):
@@ -272,7 +278,11 @@ class SandboxSmsc:
             esme.writer.close()
 
     def _submit(self, esme: _Esme, pdu: Pdu) -> None:
-        what, status = self._faults.pop(0) if self._faults else ("take", 0)
+        what, status = self._faults.popleft() if self._faults else ("take", 0)
+        if what == "take" and self._over_rate():
+            self.throttled += 1
+            esme.send(Pdu(Command.submit_sm_resp, Status.ESME_RTHROTTLED, pdu.sequence))
+            return
         if what == "refuse":
             esme.send(Pdu(Command.submit_sm_resp, status, pdu.sequence))
             return
@@ -293,6 +303,19 @@ class SandboxSmsc:
         else:
             esme.send(answer)
 
+    def _over_rate(self) -> bool:
+        """Whether one more take would pass `throttle_rate`; if not, it is counted."""
+        if not self._throttle_rate:
+            return False
+        now = self._clock.now()
+        recent = self._taken_lately
+        while recent and recent[0] <= now - timedelta(seconds=1):
+            recent.popleft()
+        if len(recent) + 1 > self._throttle_rate:
+            return True
+        recent.append(now)
+        return False
+
     async def _answer_later(self, esme: _Esme, answer: Pdu) -> None:
         self._unanswered += 1
         self.max_unanswered = max(self.max_unanswered, self._unanswered)
@@ -304,7 +327,7 @@ class SandboxSmsc:
 
     def _take(self, message_id: str, message: ShortMessage) -> None:
         concat, _ = user_data(message)
-        self.parts.append(SubmittedPart(message_id, message, concat))
+        self.parts.append(SubmittedPart(message_id, message, concat, self._clock.now()))
         self._states[message_id] = _State(message.destination_addr)
         key = (message.source_addr, message.destination_addr, concat.reference if concat else -1)
         ids = self._part_ids.setdefault(key, {})
@@ -332,11 +355,14 @@ class SandboxSmsc:
             source_addr_ton=message.dest_addr_ton, source_addr_npi=message.dest_addr_npi, esm_class=ESM_RECEIPT,
             tlvs=tlvs if self._receipt_form != "text" else {},
         )
-        while True:  # to whoever is bound to receive, as soon as someone is
+        while True:  # to whoever is bound to receive, as soon as someone is; refused, again a while later
             if (esme := self._receiver()) is not None:
                 with contextlib.suppress(TimeoutError, ConnectionError):
                     if (await esme.request(Command.deliver_sm, receipt.encode())).status == 0:
+                        self.receipts += 1
                         return
+                await asyncio.sleep(max(self._receipt_delay, 0.01))
+                continue
             changed = self._changed
             await changed.wait()
 

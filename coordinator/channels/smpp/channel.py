@@ -11,6 +11,7 @@ so the handset still joins them. docs/smpp.md has the reasoning.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ from .config import SmppConfig, relative_validity
 from .failures import send_error
 from .inbound import NPI_ISDN, TON_INTERNATIONAL, InboundSms, Reassembly, e164
 from .pdu import Tag
-from .receipts import advance, message_status, parse_receipt, status_of_state
+from .receipts import Receipt, advance, message_status, parse_receipt, status_of_state
 from .sent import DeliveryReport, SentMessages, part_ids
 from .session import EsmeSession, SessionStats
 from .text import decode_text, encode_whole, segment_count, split_text
@@ -71,6 +72,8 @@ class SmppSms:
         self._progress: dict[str, _Progress] = {}
         self._in_doubt: dict[str, str] = {}
         self._reference = random.randrange(256)
+        # Reports being handed on, by provider_id: True once handled, False if that failed.
+        self._reporting: dict[str, asyncio.Future[bool]] = {}
 
     @property
     def stats(self) -> SessionStats:
@@ -156,6 +159,33 @@ class SmppSms:
         return progress, [replace(base, short_message=part, data_coding=split.data_coding, esm_class=esm_class)
                           for part in split.with_headers(progress.reference)]
 
+    async def _receipt(self, receipt: Receipt, now: datetime) -> None:
+        reports = self._sent.receipt(receipt, now)
+        provider = self._sent.provider_of(receipt.message_id)
+        if not reports and provider in self._reporting:
+            # The same receipt again (the SMSC stopped waiting for our answer) while the
+            # report it made is still being handed on: answered as that one ends, so that
+            # a hand-over that fails is not answered ESME_ROK through its second copy.
+            if not await asyncio.shield(self._reporting[provider]):
+                raise TimeoutError(f"the report for {provider} was not handed on; the SMSC will send it again")
+        for report in reports + self._sent.expire(now):
+            await self._report(report)
+
+    async def _report(self, report: DeliveryReport) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._reporting[report.provider_id] = done
+        handled = False
+        try:
+            await self._on_receipt(report)
+            handled = True
+        except BaseException:  # answered "try again later": the SMSC sends its receipt again
+            self._sent.unreported(report)
+            raise
+        finally:
+            done.set_result(handled)
+            if self._reporting.get(report.provider_id) is done:
+                del self._reporting[report.provider_id]
+
     async def _delivered(self, message: ShortMessage) -> None:
         now = self._clock.now()
         if message.is_receipt:
@@ -164,8 +194,7 @@ class SmppSms:
             except ValueError as exc:
                 log.warning("smpp: unreadable receipt from %s: %s", message.source_addr, exc)
                 return
-            for report in self._sent.receipt(receipt, now) + self._sent.expire(now):
-                await self._on_receipt(report)
+            await self._receipt(receipt, now)
             return
         whole = self._replies.add(message, now)
         for sender, _, parts in self._replies.expire(now):

@@ -10,6 +10,7 @@ split `split_text` makes, so what is shown is what is billed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from coordinator.segments import LIMITS, sms_segments
 
@@ -29,6 +30,8 @@ GSM7_EXTENSION = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 
                   "|": 0x40, "€": 0x65}
 _GSM7_CODE = {ch: code for code, ch in enumerate(GSM7_TABLE) if code != ESCAPE}
 _GSM7_EXTENDED_CHAR = {code: ch for ch, code in GSM7_EXTENSION.items()}
+# Septets read as Latin-1, then the ones whose GSM-7 character differs put right: one C pass.
+_GSM7_FROM_LATIN1 = str.maketrans({chr(code): ch for code, ch in enumerate(GSM7_TABLE) if chr(code) != ch})
 
 IEI_CONCAT_8BIT = 0x00
 IEI_CONCAT_16BIT = 0x08
@@ -72,6 +75,7 @@ def encode_units(text: str) -> tuple[int, list[bytes]]:
     return DC_UCS2, [ch.encode("utf-16-be") for ch in text]
 
 
+@lru_cache(maxsize=64)  # a fan-out sends one text to thousands: it is cut once
 def split_text(text: str) -> Split:
     """`text` in the fewest parts, never cutting a character: not a surrogate pair (an
     emoji), not an escape from its extension character. A part holds 160 septets or 70
@@ -137,6 +141,8 @@ def decode_gsm7(data: bytes) -> str:
     such data is some SMSC's Latin-1 under data_coding 0, and read as that."""
     if any(octet > 0x7F for octet in data):
         return data.decode("latin-1")
+    if ESCAPE not in data:  # every receipt's text: no extension characters
+        return data.decode("latin-1").translate(_GSM7_FROM_LATIN1)
     out: list[str] = []
     escaped = False
     for octet in data:
