@@ -54,3 +54,29 @@ async def test_nobody_serving_fails_the_wait_and_the_item_is_not_handled_later()
     stop.set()
     await serving
     assert seen == ["later"]  # "early" was given up on: the provider sends it again
+
+
+async def test_receipts_are_handled_side_by_side() -> None:
+    pushed: Pushed[str, str] = Pushed(wait_seconds=2.0)
+    stop = asyncio.Event()
+    in_flight = peak = 0
+    release = asyncio.Event()
+
+    async def on_receipt(receipt: str) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await release.wait()  # a slow store write
+        in_flight -= 1
+
+    async def on_message(message: str) -> None: ...
+
+    serving = asyncio.create_task(pushed.serve(on_receipt=on_receipt, on_message=on_message, stop=stop))
+    waits = [asyncio.create_task(pushed.receipt(f"r{i}")) for i in range(10)]
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert peak == 10  # none waited for another's write
+    release.set()
+    await asyncio.gather(*waits)
+    stop.set()
+    await serving

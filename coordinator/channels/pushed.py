@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")  # a receipt
 M = TypeVar("M")  # a message someone sent us
+T = TypeVar("T")
+# Receipts handled at once: each is one store write (batched with its neighbours by the
+# outbox), so a fan-out's receipts do not queue behind each other's writes.
+RECEIPTS_AT_ONCE = 64
 
 
 class Pushed(Generic[R, M]):
@@ -44,8 +48,14 @@ class Pushed(Generic[R, M]):
 
     async def serve(self, *, on_receipt: Callable[[R], Awaitable[object]],
                     on_message: Callable[[M], Awaitable[object]], stop: asyncio.Event) -> None:
-        """The service's: handle what the channel hands over until `stop` is set."""
+        """The service's: handle what the channel hands over until `stop` is set.
+        Receipts are handled side by side (up to `RECEIPTS_AT_ONCE`: each waits for its
+        own store write, and a status only moves forward, so their order does not
+        matter); messages one after another, in the order they came (a STOP, then a
+        START)."""
         stopping = asyncio.ensure_future(stop.wait())
+        room = asyncio.Semaphore(RECEIPTS_AT_ONCE)
+        running: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
                 got = asyncio.ensure_future(self._queue.get())
@@ -56,22 +66,31 @@ class Pushed(Generic[R, M]):
                 receipt, message, done = got.result()
                 if done.done():
                     continue  # its channel stopped waiting; the provider will send it again
-                try:
-                    if receipt is not None:
-                        await on_receipt(receipt)
-                    elif message is not None:
-                        await on_message(message)
-                except Exception as exc:  # the provider is told it failed, and retries
-                    log.exception("handling what the SMS provider pushed failed")
-                    if not done.done():
-                        done.set_exception(exc)
-                    continue
-                if not done.done():
-                    done.set_result(None)
+                if receipt is not None:
+                    await room.acquire()
+                    task = asyncio.create_task(_handle(on_receipt, receipt, done))
+                    running.add(task)
+                    task.add_done_callback(lambda t: (running.discard(t), room.release()))
+                elif message is not None:
+                    await _handle(on_message, message, done)
         finally:
             stopping.cancel()
             self._stopped = True
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
             while not self._queue.empty():
                 *_, done = self._queue.get_nowait()
                 if not done.done():
                     done.set_exception(ConnectionError("the service is stopping"))
+
+
+async def _handle(handler: Callable[[T], Awaitable[object]], item: T, done: asyncio.Future[None]) -> None:
+    try:
+        await handler(item)
+    except Exception as exc:  # the provider is told it failed, and retries
+        log.exception("handling what the SMS provider pushed failed")
+        if not done.done():
+            done.set_exception(exc)
+        return
+    if not done.done():
+        done.set_result(None)
