@@ -5,13 +5,13 @@ email, if the person has one still open."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
 from zoneinfo import ZoneInfo
 
 from .acklinks import AckClaim, carries_link, make_token
-from .config.catalog import Catalog
 from .clock import Clock
+from .config.catalog import Catalog
 from .errors import IncidentNotFound, SendError
 from .models import Delivery, DeliveryStatus, Medium, ScriptVersion, TimelineEvent
 from .outbox import Content, Wake
@@ -76,9 +76,7 @@ class Messages:
             waiting.append(d.key.person_id)
             address = self._email_of(d.key.person_id)
             if address is not None:
-                queued += await self.store.add_delivery(Delivery(
-                    key=d.key.model_copy(update={"medium": Medium.email}), address=address,
-                    content_hash=d.content_hash, fell_back=True, updated_at=now))
+                queued += await self.store.add_delivery(_by_email(d, address, now))
         await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind="next_channel", data={
             "version": version, "not_delivered": sorted(waiting), "emails": queued}))
         self.wake()
@@ -94,11 +92,14 @@ class Messages:
             await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
                 "person": delivery.key.person_id, "channel": "sms", "error": error.code, "fallback": None}))
             return
-        email = Delivery(key=delivery.key.model_copy(update={"medium": Medium.email}),
-                         address=address, content_hash=delivery.content_hash, fell_back=True,
-                         text=delivery.text, subject=delivery.subject, updated_at=now)
-        added = await self.store.add_delivery(email)
+        added = await self.store.add_delivery(_by_email(delivery, address, now))
         await self.store.append_timeline(delivery.key.incident_id, TimelineEvent(at=now, kind="delivery_failed", data={
             "person": delivery.key.person_id, "channel": "sms", "error": error.code,
             "fallback": "email" if added else "email already sent"}))
         self.wake()
+
+
+def _by_email(sms: Delivery, address: str, now: datetime) -> Delivery:
+    """The email that stands in for `sms`: same version or notice, same content."""
+    return Delivery(key=sms.key.model_copy(update={"medium": Medium.email}), address=address,
+                    content_hash=sms.content_hash, fell_back=True, text=sms.text, subject=sms.subject, updated_at=now)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from coordinator.channels.smpp import DeliveryReport, SmppConfig, SmppSms
 from coordinator.channels.smpp.bodies import ShortMessage
 from coordinator.channels.smpp.pdu import Command, Pdu, Tag, decode
 from coordinator.clock import ManualClock
+from coordinator.commands.sandboxed import free_port
 from coordinator.errors import SendError
 from coordinator.models import DeliveryStatus
 from coordinator.sandbox.smsc import SandboxSmsc
@@ -41,12 +41,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail("smpp34 is required in CI (pip install 'smpp34>=1.5,<2')", pytrace=False)
     pytest.skip("smpp34 is not installed", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RttSmsc:

@@ -19,14 +19,14 @@ from ..clock import ManualClock
 from ..config.catalog import Catalog
 from ..config.settings import Settings
 from ..sandbox import Delivery, SmtpInbox, TwilioSandbox
+from ..sandbox.inprocess import SANDBOX_SENDER as SENDER
+from ..sandbox.inprocess import SANDBOX_SOURCE_ADDR as SOURCE_ADDR
 from ..sandbox.phones import SmscPhones
 from ..sandbox.smsc import SandboxSmsc
 from ..web.state import SERVICES, Services
 
 ACCOUNT_SID = "AC" + "de" * 16
 AUTH_TOKEN = "sandbox-auth-token"
-SENDER = "+15005550006"
-SOURCE_ADDR = "1065700000"  # the SMPP route's number
 
 
 @dataclass(frozen=True)

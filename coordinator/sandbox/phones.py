@@ -9,13 +9,13 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..channels.smpp.receipts import STAT_STATUS, message_status
 from ..clock import Clock
+from ..models import DeliveryStatus
 from .messages import is_e164
 from .smsc import SandboxSmsc
 
-# stat in the SMSC's receipt -> the status the page shows, as Twilio names it
-_STATUS = {None: "sent", "DELIVRD": "delivered", "UNDELIV": "undelivered", "EXPIRED": "undelivered",
-           "REJECTD": "failed", "DELETED": "failed", "UNKNOWN": "sent", "ACCEPTD": "sent", "ENROUTE": "sent"}
+FINAL_FAILURES = (DeliveryStatus.failed, DeliveryStatus.undelivered)
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,11 @@ class SmscPhones:
     def _sent(self) -> list[PhoneMessage]:
         out = []
         for m in self.smsc.messages:
-            stats = {self.smsc.stat(i) for i in m.message_ids}
-            worst = "DELIVRD" if stats == {"DELIVRD"} else next((s for s in stats if s not in (None, "DELIVRD")), None)
+            stats = [self.smsc.stat(i) for i in m.message_ids]
+            status = message_status(STAT_STATUS.get(s) if s else None for s in stats)
+            failed = next((s for s in stats if s and STAT_STATUS.get(s) in FINAL_FAILURES), None)
             out.append(PhoneMessage(m.taken_at or self._clock.now(), "outbound", m.source, _phone(m.destination),
-                                    m.text, _STATUS.get(worst, "sent"), worst if _STATUS.get(worst) != "delivered"
-                                    and worst is not None else None))
+                                    m.text, status.value, failed))
         return out
 
     def threads(self) -> dict[str, list[PhoneMessage]]:
