@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.channels.smpp import DeliveryReport, SmppConfig, SmppSms
+from coordinator.channels.smpp import DeliveryReport
 from coordinator.channels.smpp.bodies import ESM_RECEIPT, ShortMessage
 from coordinator.channels.smpp.pacing import BELOW, GROWTH, Pacing
 from coordinator.channels.smpp.receipts import Receipt, _receipt_time
@@ -25,11 +25,8 @@ from coordinator.errors import SendError
 from coordinator.models import DeliveryStatus as S
 from coordinator.sandbox.smsc import SandboxSmsc
 
-FAST: dict[str, Any] = dict(
-    host="127.0.0.1", system_id="sandbox", password="secret", source_addr="1065712345",
-    enquire_link_seconds=0.05, response_timeout_seconds=0.5, connect_timeout_seconds=1.0,
-    reconnect_min_seconds=0.02, reconnect_max_seconds=0.1, throttle_min_seconds=0.02, throttle_max_seconds=0.1,
-)
+from .smpp_channels import Channels
+
 T0 = datetime(2026, 11, 24, 2, 0)
 
 
@@ -55,17 +52,9 @@ class Flaky:
 
 @pytest.fixture
 async def channel_for(clock: ManualClock) -> AsyncIterator[Any]:
-    opened: list[SmppSms] = []
-
-    def open_(smsc: SandboxSmsc, heard: Flaky, **overrides: Any) -> SmppSms:
-        channel = SmppSms(SmppConfig(**{**FAST, "port": smsc.port, **overrides}), on_receipt=heard.receipt,
-                          on_reply=heard.reply, clock=clock)
-        opened.append(channel)
-        return channel
-
-    yield open_
-    for channel in opened:
-        await channel.close()
+    channels = Channels(clock)
+    yield channels.open
+    await channels.close()
 
 
 async def test_the_sandbox_takes_at_most_throttle_rate_submits_a_second(clock: ManualClock, channel_for: Any) -> None:

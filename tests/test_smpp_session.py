@@ -35,14 +35,11 @@ from coordinator.models import DeliveryStatus
 from coordinator.sandbox.smsc import SandboxSmsc
 from coordinator.segments import sms_segments
 
+from .smpp_channels import FAST, Channels, OpenChannel
+
 SCRIPT = ("【演练】网络故障通报：华东区域部分用户4G业务受影响，预计2小时内恢复。请按预案统一口径答复客户，"
           "不得自行承诺赔偿；如遇媒体询问请转宣传部。收到请回复1确认。😀") * 2
 PARTS = 3  # of SCRIPT, in UCS-2
-FAST: dict[str, Any] = dict(
-    host="127.0.0.1", system_id="sandbox", password="secret", source_addr="1065712345",
-    enquire_link_seconds=0.05, response_timeout_seconds=0.5, connect_timeout_seconds=1.0,
-    reconnect_min_seconds=0.02, reconnect_max_seconds=0.1, throttle_min_seconds=0.02, throttle_max_seconds=0.1,
-)
 
 
 class Heard:
@@ -56,8 +53,6 @@ class Heard:
     async def reply(self, message: InboundSms) -> None:
         self.replies.append(message)
 
-
-OpenChannel = Callable[..., SmppSms]
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> None:
@@ -88,17 +83,9 @@ def heard() -> Heard:
 
 @pytest.fixture
 async def open_channel(clock: ManualClock, heard: Heard) -> AsyncIterator[OpenChannel]:
-    opened: list[SmppSms] = []
-
-    def open_(smsc: SandboxSmsc, **overrides: Any) -> SmppSms:
-        channel = SmppSms(SmppConfig(**{**FAST, "port": smsc.port, **overrides}), on_receipt=heard.receipt,
-                          on_reply=heard.reply, clock=clock)
-        opened.append(channel)
-        return channel
-
-    yield open_
-    for channel in opened:
-        await channel.close()
+    channels = Channels(clock)
+    yield lambda smsc, **overrides: channels.open(smsc, heard, **overrides)
+    await channels.close()
 
 
 async def test_binds_and_exchanges_enquire_link(smsc: SandboxSmsc, open_channel: OpenChannel) -> None:
