@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run serve test check clean
+.PHONY: run serve test check clean wheelhouse
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ check: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-test-services
 	$(BIN)/pytest -q
+
+# Every wheel an offline install needs, the project's and its runtime dependencies' (uvloop
+# too), with the project's .venv if there is one (else $(PYTHON), which needs pip): then
+# pip install --no-index --find-links wheelhouse 'coordinator[fast]' (docs/ops/install.md).
+WHEELHOUSE ?= wheelhouse
+wheelhouse:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m pip wheel --quiet '.[fast]' -w $(WHEELHOUSE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache coordinator.db coordinator.db-wal coordinator.db-shm

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable
 
 from . import metrics
@@ -14,7 +15,7 @@ from .config.catalog import Catalog
 from .clock import Clock
 from .errors import IncidentNotFound
 from .incident_updates import IncidentUpdates
-from .models import Ack, DeliveryKey, Incident, IncidentStatus, Medium, TimelineEvent
+from .models import Ack, Delivery, DeliveryKey, Incident, IncidentStatus, Medium, TimelineEvent
 from .notices import place
 from .replies import RECENT_MESSAGES, ackable, answer_text, decide, parse_reply
 from .store import Store
@@ -37,6 +38,8 @@ class Acknowledgements:
         self.catalog = catalog
         self.clock = clock
         self.updates = updates
+        # (incident, version) -> when the version was published (approved): time to acknowledge.
+        self._published: dict[tuple[str, int], datetime] = {}
 
     async def acknowledge(self, incident_id: str, version: int, person_id: str, via: str) -> bool:
         ack = Ack(incident_id=incident_id, person_id=person_id, version=version, via=via, at=self.clock.now())
@@ -44,7 +47,25 @@ class Acknowledgements:
             at=ack.at, kind="script_acked", actor=person_id, data={"version": version, "via": via}))
         if new:
             metrics.ACKS.labels(via).inc()
+            published = await self._published_at(incident_id, version)
+            if published is not None:
+                metrics.ACK_SECONDS.labels(via).observe(max(0.0, (ack.at - published).total_seconds()))
         return new
+
+    async def _published_at(self, incident_id: str, version: int) -> datetime | None:
+        """When a version went out (its approval: it is published at once), read once."""
+        key = (incident_id, version)
+        if key not in self._published:
+            try:
+                script = (await self.store.get_incident(incident_id)).script(version)
+            except IncidentNotFound:
+                return None
+            if script is None or script.approved_at is None:
+                return None
+            if len(self._published) >= 4096:
+                self._published.clear()
+            self._published[key] = script.approved_at
+        return self._published[key]
 
     async def acknowledge_link(self, claim: AckClaim) -> bool:
         """An email link's acknowledgement, once `check_link` accepts its claim."""
@@ -74,7 +95,8 @@ class Acknowledgements:
     async def reply(self, phone: str, body: str) -> Replied:
         """An SMS reply from `phone`. An acknowledgement word acknowledges one role or
         version of one incident, as `replies.decide` picks it from the SMS this phone
-        was sent (found through the store's index by phone, not by reading incidents);
+        was sent (found through the store's index by phone, not by reading incidents;
+        for a person with several phones, the SMS any of them was sent);
         the answer to send back says what it did (the channel sends it: Twilio as the
         TwiML answer to its webhook). STOP and START are mirrored (the provider blocks
         the number itself; we stop trying SMS)."""
@@ -85,7 +107,7 @@ class Acknowledgements:
             return Replied([], None)
         if parsed.kind != "ack":
             return Replied([], None)
-        sent = await self.store.sms_sent_to(phone, RECENT_MESSAGES)
+        sent = await self._sent_to_owner(phone)
         newest = next((d for d in sent if ackable(d) is not None), None)
         if newest is None:
             return Replied([], None)
@@ -114,3 +136,18 @@ class Acknowledgements:
                 done.append((target.incident_id, target.version))
         contacts = self.catalog().contacts
         return Replied(done, answer_text(decision, lambda incident: place(contacts, incident)))
+
+    async def _sent_to_owner(self, phone: str) -> list[Delivery]:
+        """The SMS sent to `phone`, newest first; for a person with several phones, those
+        sent to any of them (a reply from any of their phones answers for the person):
+        incidents by their newest message, within one the newest version first (a
+        delivery receipt on an older version's SMS must not make it look newer)."""
+        owner = self.catalog().contacts.by_phone(phone)
+        numbers = owner.numbers if owner is not None and len(owner.numbers) > 1 else (phone,)
+        lists = [await self.store.sms_sent_to(n, RECENT_MESSAGES) for n in dict.fromkeys((phone, *numbers))]
+        if len(lists) == 1:
+            return lists[0]
+        mine = [d for found in lists for d in found if owner is not None and d.key.person_id == owner.id]
+        mine.sort(key=lambda d: d.updated_at, reverse=True)
+        rank = {incident: n for n, incident in enumerate(dict.fromkeys(d.key.incident_id for d in mine))}
+        return sorted(mine, key=lambda d: (rank[d.key.incident_id], -d.key.version))[:RECENT_MESSAGES]

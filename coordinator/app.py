@@ -18,10 +18,12 @@ import jinja2
 from aiohttp import web
 
 from . import metrics
+from .cluster import CLUSTER, Cluster, Reloaded, config_fingerprint
 from .config.catalog import Catalog, load_catalog
 from .models import DRILL_PREFIX
 from .channels.base import EmailChannel, SmsChannel
 from .channels.configured import email_channel, sms_channel
+from .messengers.service import build_messengers
 from .channels.smpp import SmppSms
 from .clock import Clock, SystemClock
 from .errors import ConfigError, StoreError
@@ -30,13 +32,14 @@ from .heap import settle_heap
 from .intake import Intake, Limits, SubscriberHasher
 from .config.settings import Settings
 from .config.users import UsersFileError, read_users
-from .store import Store, open_store
+from .store import Store, open_store, shown
 from .acknowledgements import Acknowledgements
 from .messages import Messages
 from .notifier import Notifier
 from .publication import Publication
 from .outbox import Outbox, OutboxLimits, Wake
 from .incident_updates import IncidentUpdates
+from .webhooks.sender import lifecycle_out
 from .drills import Drills, RunningDrills, channels_are_sandbox
 from .pipeline import Pipeline
 from .provider_push import SmppPushed, serve_pushed
@@ -46,9 +49,12 @@ from .sandbox.inprocess import start_sandbox
 from .detection.streams import StreamMonitor, detector_config, trigger_minimums
 from .detection.config import DetectorConfig
 from .web import api, auth, console, hooks, incidents, login, openapi, previews
+from .web import messenger_hooks
 from .web import drills as drills_api
 from .web import metrics as metrics_routes
-from .web import reports, sandbox_page, stats
+from .web import alarms as alarm_routes
+from .web import reload as reload_routes
+from .web import browser, reports, sandbox_page, stats
 from .web.accesslog import request_ids
 from .web.errors import json_errors
 from .web.headers import secure_headers
@@ -76,7 +82,8 @@ def create_app(
     # Access: every route declares who may call it (web/auth.py); the middleware enforces it.
     # A body is read whole (within its deadline) before anything else looks at it.
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[request_ids, json_errors, body_deadline, auth.sessions, auth.authorize])
+                          middlewares=[request_ids, browser.html_errors, json_errors, body_deadline, auth.sessions,
+                                       auth.authorize])
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         own_store = store is None
@@ -110,6 +117,12 @@ def create_app(
             built.ticks.start()
             stop = asyncio.Event()
             worker = asyncio.create_task(built.outbox.run(stop)) if settings.outbox_worker else None
+            sender = asyncio.create_task(built.webhooks.run(stop)) if settings.outbox_worker else None  # webhooks
+            chats = asyncio.create_task(built.messengers.run(stop)) if settings.outbox_worker else None  # DingTalk, WeCom
+            # The instance registry and cluster-wide reloads (cluster.py); it beats while ticks run.
+            app[CLUSTER] = Cluster(store=the_store, clock=the_clock, instance_id=built.pipeline.worker,
+                                   reload=lambda: reload_config(built), fingerprint=config_fingerprint(settings.config_dir))
+            beating = asyncio.create_task(app[CLUSTER].run(stop)) if built.ticks.on else None
             pushing = None if pushed is None or the_sms is None else asyncio.create_task(serve_pushed(
                 pushed, outbox=built.outbox, pipeline=built.pipeline, sms=the_sms, clock=the_clock, stop=stop))
             if isinstance(the_sms, SmppSms):
@@ -119,9 +132,10 @@ def create_app(
             finally:
                 stop.set()
                 built.outbox.wake.set()
-                for task in (worker, pushing):
+                for task in (worker, pushing, beating, sender, chats):
                     if task is not None:
                         await task
+                await built.messengers.close()
                 built.ticks.stop()
                 for channel, owned in ((the_sms, own_sms), (the_email, own_email)):
                     if owned and channel is not None:
@@ -145,10 +159,14 @@ def create_app(
     app.add_routes(reports.routes)
     app.add_routes(drills_api.routes)
     app.add_routes(hooks.routes)
+    app.add_routes(messenger_hooks.routes)  # DingTalk and WeCom callbacks
     app.add_routes(login.routes)
     app.add_routes(openapi.routes)
     app.add_routes(stats.routes)
     app.add_routes(metrics_routes.routes)
+    app.add_routes(reload_routes.routes)
+    app.add_routes(alarm_routes.routes)  # network alarms in: Alertmanager, PagerDuty
+    app.add_routes(browser.routes)  # the favicon
     app.add_routes(sandbox_page.routes if settings.sandbox else [])  # its page, for its own sandbox only
     return app
 
@@ -243,7 +261,8 @@ async def build_services(
 
     tz = ZoneInfo(settings.timezone)
     worker = worker or f"worker-{secrets.token_hex(4)}"
-    updates = IncidentUpdates(store=store, clock=clock)
+    lifecycle, webhooks = lifecycle_out(store=store, webhooks=lambda: built.catalog.webhooks, clock=clock, worker=worker)
+    updates = IncidentUpdates(store=store, clock=clock, lifecycle=lifecycle)
     wake = Wake()
     ack_secret = settings.ack_secret or await store.get_or_create_secret("ack-links", secrets.token_hex(32))
     notifier = Notifier(store=store, catalog=current, clock=clock, wake=wake, tz=tz)
@@ -264,15 +283,17 @@ async def build_services(
                             sms_rate=settings.sms_rate, email_rate=settings.email_rate,
                             lease_seconds=settings.outbox_lease_seconds),
     )
-    drills = Drills(store=store, catalog=current, clock=clock, pipeline=pipeline, monitor=monitor,
+    drills = Drills(store=store, catalog=current, clock=clock, pipeline=pipeline, monitor=monitor, lifecycle=lifecycle,
                     sandbox_channels=channels_are_sandbox(settings),
                     misfire_grace=timedelta(seconds=settings.drill_misfire_grace_seconds))
     reconciler = StatusReconciler(store=store, clock=clock, sms=sms, report=outbox.report)
     ticks = Ticks(store=store, clock=clock, catalog=current, pipeline=pipeline, drills=drills, reconciler=reconciler,
                   every_seconds=settings.tick_seconds,
                   reconcile_after=timedelta(seconds=settings.reconcile_after_seconds))
+    messengers = build_messengers(settings, store=store, catalog=current, clock=clock, messages=messages, outbox=outbox,
+                                  acknowledge=pipeline.acknowledge, ack_secret=ack_secret, worker=worker)  # DingTalk, WeCom
     built = Services(settings, clock, store, catalog, intake, pipeline, monitor, messages, outbox, ack_secret, drills,
-                     reconciler, ticks, media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None))
+                     reconciler, ticks, webhooks, media=frozenset(m for m, channel in (("sms", sms), ("email", email)) if channel is not None) | messengers.media, messengers=messengers)
     return built
 
 
@@ -285,7 +306,8 @@ def _detector_configs(settings: Settings, catalog: Catalog) -> Callable[[str], D
     ]
     return lambda stream: detector_config(
         settings.bucket_seconds, *trigger_minimums(triggers, stream),
-        typical_per_hour=catalog.typical_per_hour.get(stream.removeprefix(DRILL_PREFIX).partition("/")[0]))
+        typical_per_hour=catalog.typical_per_hour.get(stream.removeprefix(DRILL_PREFIX).partition("/")[0]),
+        typical_day=catalog.typical_day.get(stream.removeprefix(DRILL_PREFIX).partition("/")[0]))
 
 
 def use_catalog(services: Services, catalog: Catalog) -> None:
@@ -299,9 +321,15 @@ def use_catalog(services: Services, catalog: Catalog) -> None:
 
 
 async def reload_catalog(services: Services) -> bool:
+    """`reload_config`: True if the new config is in use."""
+    return not (await reload_config(services)).problems
+
+
+async def reload_config(services: Services) -> Reloaded:
     """Read the config files again and use them if they are valid; otherwise log every
     problem and keep the config in use. Loading runs off the event loop."""
     config_dir = services.settings.config_dir
+    fingerprint = await asyncio.to_thread(config_fingerprint, config_dir)
     try:
         catalog = await asyncio.to_thread(load_catalog, config_dir)
     except ConfigError as exc:
@@ -310,21 +338,21 @@ async def reload_catalog(services: Services) -> bool:
         log.error("reload refused: %d problem(s) in %s; the config loaded before stays in use",
                   len(exc.problems), config_dir)
         metrics.config_loaded(False)
-        return False
+        return Reloaded([str(p) for p in exc.problems], fingerprint)
     use_catalog(services, catalog)
     metrics.config_loaded(True)
     log.info("config reloaded from %s: %d playbooks, %d people, %d drills",
              config_dir, len(catalog.playbooks), len(catalog.contacts.people), len(catalog.drills))
-    return True
+    return Reloaded([], fingerprint)
 
 
 async def _reload_on_sighup(app: web.Application) -> None:
     """`kill -HUP PID` (systemd's ExecReload) reloads the config files."""
-    services = app[SERVICES]  # set by the services context, which starts first
-    pending: set[asyncio.Task[bool]] = set()
+    cluster = app[CLUSTER]  # set by the services context, which starts first
+    pending: set[asyncio.Task[Reloaded]] = set()
 
     def reload() -> None:
-        task = asyncio.ensure_future(reload_catalog(services))
+        task = asyncio.ensure_future(cluster.reload_here())
         pending.add(task)
         task.add_done_callback(pending.discard)
 
@@ -356,7 +384,7 @@ def run_server(settings: Settings) -> int:
     loop = loop_factory()()  # uvloop when installed: coordinator/eventloop.py
     log.info(
         "serving on http://%s:%d (store %s, %d playbooks, %s)",
-        settings.host, settings.port, settings.store_url.split("?")[0], len(catalog.playbooks), loop_name(loop),
+        settings.host, settings.port, shown(settings.store_url), len(catalog.playbooks), loop_name(loop),
     )
     app = create_app(settings, catalog=catalog)
     app.on_startup.append(_reload_on_sighup)

@@ -11,6 +11,7 @@ from typing import Any
 from .errors import InvalidAction, ScriptError
 from .models import Incident, IncidentStatus, ScriptKind, ScriptVersion, Surge, TimelineEvent
 from .playbooks import SEVERITY_ORDER, severity_for
+from .roster import playbook_level
 from .config.schemas import FollowUp
 
 Changed = tuple[Incident, list[TimelineEvent]]
@@ -40,7 +41,7 @@ def ack_roles(inc: Incident, now: datetime, person: str, role: str | None, via: 
         if mine and r.acked_at is None:
             r = r.model_copy(update={"acked_by": person, "acked_at": now})
             events.append(TimelineEvent(at=now, kind="role_acked", actor=person,
-                                        data={"role": r.role, "via": via, "level": r.level}))
+                                        data={"role": r.role, "via": via, "level": playbook_level(r)}))
         roles.append(r)
     if not events and not any(person in r.chain and (role is None or r.role == role) for r in inc.roles):
         raise InvalidAction(f"{person} holds no role{f' {role}' if role else ''} on incident {inc.id}")
@@ -96,15 +97,20 @@ def set_severity(inc: Incident, now: datetime, severity: str, actor: str, reason
 
 
 def resolve(inc: Incident, now: datetime, actor: str, note: str) -> Changed:
+    """The incident is over: its open alerts are cleared with it (the timeline keeps them,
+    and the resolution says how many it closed)."""
     if not inc.is_open:
         raise InvalidAction(f"incident {inc.id} is already {inc.status.value}")
-    event = TimelineEvent(at=now, kind="status", actor=actor, data={"status": "resolved", "note": note})
-    return inc.model_copy(update={"status": IncidentStatus.resolved, "resolved_at": now}), [event]
+    data: dict[str, Any] = {"status": "resolved", "note": note}
+    if inc.alerts:
+        data["alerts_cleared"] = len(inc.alerts)
+    event = TimelineEvent(at=now, kind="status", actor=actor, data=data)
+    return inc.model_copy(update={"status": IncidentStatus.resolved, "resolved_at": now, "alerts": []}), [event]
 
 
 def escalate(inc: Incident, now: datetime, role: str, level: int) -> Changed:
-    """`role`, not acknowledged, moves up its chain to `level` (never down), with a new
-    deadline from now."""
+    """`role`, not acknowledged, moves up its chain to entry `level` (never down), with a
+    new deadline from now. The event names the playbook's level (roster.playbook_level)."""
     roles, events = [], []
     for r in inc.roles:
         if r.role == role and r.acked_at is None and r.level < level:
@@ -112,7 +118,8 @@ def escalate(inc: Incident, now: datetime, role: str, level: int) -> Changed:
             deadline = now + timedelta(seconds=r.ack_within_seconds)
             r = r.model_copy(update={"level": level, "deadline": deadline})
             events.append(TimelineEvent(at=now, kind="escalated", data={
-                "role": r.role, "from": previous, "to": r.holder, "level": r.level, "deadline": _iso(deadline)}))
+                "role": r.role, "from": previous, "to": r.holder, "level": playbook_level(r),
+                "deadline": _iso(deadline)}))
         roles.append(r)
     return inc.model_copy(update={"roles": roles}), events
 

@@ -30,6 +30,8 @@ from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped
 from .config.catalog import Catalog
 from .clock import Clock
 from .errors import Conflict, DrillNotFound, DrillRefused
+from .webhooks.events import LifecycleEvents
+from .logs import log_ids
 from .models import ALL_REGIONS, DRILL_PREFIX, DrillRun, DrillRunStatus, Incident, stream_key
 from .pipeline import DrillSetup, InvalidAction, Pipeline
 from .sampling import poisson
@@ -80,7 +82,7 @@ def channels_are_sandbox(settings: Settings) -> bool:
     sms_ok = (settings.twilio_account_sid is None or _loopback(settings.twilio_base_url)) and (
         settings.smpp_host is None or _loopback(f"smpp://{settings.smpp_host}"))
     email_ok = settings.smtp_host is None or _loopback(f"smtp://{settings.smtp_host}")
-    return sms_ok and email_ok
+    return sms_ok and email_ok and all(_loopback(url) for url in settings.messenger_urls)  # DingTalk, WeCom
 
 
 def _loopback(url: str | None) -> bool:
@@ -109,7 +111,6 @@ def surge_plan(run: DrillRun, scenario: SurgeScenario, base_rate: float, bucket_
         offsets = sorted(rng.uniform(0, bucket_seconds) for _ in range(poisson(rng, rate)))
         arrivals += [Arrival(start + timedelta(seconds=o), rng.choice(CHANNELS)) for o in offsets]
     return arrivals
-
 
 
 def ended(incident: Incident, acked: set[str], recipients: set[str]) -> bool:
@@ -159,7 +160,7 @@ class Drills:
         catalog: Callable[[], Catalog],
         clock: Clock,
         pipeline: Pipeline,
-        monitor: StreamMonitor,
+        monitor: StreamMonitor, lifecycle: LifecycleEvents,
         sandbox_channels: bool,
         owner: str | None = None,
         misfire_grace: timedelta = timedelta(minutes=10),
@@ -170,6 +171,7 @@ class Drills:
         self.clock = clock
         self.pipeline = pipeline
         self.monitor = monitor
+        self.lifecycle = lifecycle  # a finished run is told to webhook subscribers
         self.sandbox_channels = sandbox_channels
         self.owner = owner or f"drills-{secrets.token_hex(4)}"
         # A firing missed while no instance was up runs at start-up if it is at most this
@@ -191,8 +193,8 @@ class Drills:
         started: list[DrillRun] = []
         if await self.store.acquire_lease(SCHEDULER_LEASE, self.owner, self.clock.now(), self.lease_seconds):
             started = await self.fire_due()
-        for run in await self.store.drill_runs():
-            if run.status == DrillRunStatus.running:
+        for run in [r for r in await self.store.drill_runs() if r.status == DrillRunStatus.running]:
+            with log_ids(drill_run=run.id):
                 await self.progress(run.id)
         return started
 
@@ -260,14 +262,14 @@ class Drills:
         if not await self.store.create_drill_run(run):
             return None
         log.info("drill %s: run %s started (%s)", drill.id, run.id, how)
-        if isinstance(scenario, SurgeScenario):
-            seeded = await self._seed(scenario)
-            if not seeded:
+        with log_ids(drill_run=run.id):  # every line the run logs names it
+            if not isinstance(scenario, SurgeScenario):
+                return await self._trigger(run, drill)
+            if not await self._seed(scenario):
                 return await self._trigger(run, drill, note=(
                     f"stream {stream_key(scenario.category, scenario.region)} has no learned baseline yet: "
                     "the playbook was triggered directly, detection not exercised"))
             return await self.progress(run.id) or run
-        return await self._trigger(run, drill)
 
     async def _seed(self, scenario: SurgeScenario) -> bool:
         ok = True
@@ -374,6 +376,7 @@ class Drills:
         finished = await self._update(run.id, lambda r: r.model_copy(update={
             "status": DrillRunStatus.finished, "ended_at": r.ended_at or now, "end_reason": r.end_reason or reason}))
         log.info("drill run %s finished: %s", run.id, reason)
+        await self.lifecycle.drill_finished(finished)
         return finished
 
     async def _update(self, run_id: str, change: Callable[[DrillRun], DrillRun], attempts: int = 20) -> DrillRun:

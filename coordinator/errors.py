@@ -296,3 +296,35 @@ class ApiError(CoordinatorError):
             "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
             "status": self.status,
         }
+
+
+# Network alarms in (issue 21).
+
+
+class PayloadInvalid(CoordinatorError, ValueError):
+    """An alarm body (Alertmanager's webhook, a PagerDuty event) that does not fit its
+    format: `problems` names each field at fault. Nothing of it is acted on."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+# Redis high availability (issue 21).
+
+
+class StoreNotApplied(StoreError):
+    """A Redis command that certainly did nothing: it never reached a primary (none
+    known during a failover, the connection refused) or the server refused it (a
+    demoted primary, one without enough replicas, one still loading). Sending it again
+    cannot apply it twice."""
+
+
+class ReplicasBehind(StoreError):
+    """A write the primary applied but fewer replicas than asked confirmed in time
+    (WAIT): not yet safe from the primary's death, so not reported as stored."""
+
+    def __init__(self, wanted: int, confirmed: int, timeout_ms: int) -> None:
+        super().__init__(f"{confirmed} of {wanted} replicas confirmed the write within {timeout_ms} ms")
+        self.wanted = wanted
+        self.confirmed = confirmed

@@ -26,16 +26,20 @@ class DueStep:
     kind: StepKind
     due_at: datetime
     role: str | None = None
-    # escalate: the level the role moves to.
+    # escalate: the entry of the role's chain it moves to (its index, kept in the step's
+    # key; the playbook's level of that entry, which pages and events show, is
+    # roster.playbook_level: a level no one could fill has no entry).
     level: int | None = None
     # A periodic step's occurrence number (1 = the first, `every` after opening).
     occurrence: int | None = None
 
 
-def due_steps(incident: Incident, playbook: Playbook, now: datetime, done: set[str]) -> list[DueStep]:
+def due_steps(incident: Incident, playbook: Playbook, now: datetime, done: set[str], phones: int = 1) -> list[DueStep]:
     """Steps due at `now` and not in `done`, oldest first. A periodic step that fell due
     several times while no instance ran (a long restart) is due once, as its latest
-    occurrence: a burst of stale status updates helps no one."""
+    occurrence: a burst of stale status updates helps no one. `phones`: the most phones
+    a person has (contacts.most_phones): with channels in turn, each further phone is a
+    turn of its own before the channel after SMS."""
     due: list[DueStep] = []
     if incident.is_open:
         for role in incident.roles:
@@ -66,10 +70,19 @@ def due_steps(incident: Incident, playbook: Playbook, now: datetime, done: set[s
                     due.append(DueStep(f"{kind}:{wording.version}", kind, wording.approved_at + after,  # type: ignore[arg-type]
                                        level=wording.version))
             wait = playbook.audience.next_channel_after
-            if playbook.audience.channels == "in_turn" and wait is not None and wording.approved_at + wait <= now:
-                # Those whose SMS has no delivery receipt yet: the email now.
-                due.append(DueStep(f"next_channel:{wording.version}", "next_channel", wording.approved_at + wait,
-                                   level=wording.version))
+            if playbook.audience.in_turn and wait is not None:
+                # Those their channel has not reached yet (an SMS without a delivery
+                # receipt, a DingTalk card unread): the next channel now, turn by turn
+                # (SMS then email: one turn).
+                listed = isinstance(playbook.audience.channels, list)
+                turns = len(playbook.audience.channel_order) - 1 if listed else 1
+                if "sms" in playbook.audience.channel_order:
+                    turns += max(phones, 1) - 1  # SMS to the next phone, then the next channel
+                for turn in range(1, turns + 1):
+                    at = wording.approved_at + turn * wait
+                    if at <= now:
+                        key = f"next_channel:{wording.version}" + (f":{turn}" if turn > 1 else "")
+                        due.append(DueStep(key, "next_channel", at, level=wording.version))
     if incident.status == IncidentStatus.resolved and incident.resolved_at is not None:
         at = incident.resolved_at + playbook.follow_up.after
         if at <= now:

@@ -12,6 +12,7 @@ from typing import Callable
 from . import changes
 from .clock import Clock
 from .errors import Conflict
+from .webhooks.events import LifecycleEvents
 from .models import Incident, TimelineEvent
 from .store import IncidentStore
 
@@ -19,14 +20,17 @@ Change = Callable[[Incident], tuple[Incident, list[TimelineEvent]]]
 
 
 class IncidentUpdates:
-    def __init__(self, *, store: IncidentStore, clock: Clock) -> None:
+    def __init__(self, *, store: IncidentStore, clock: Clock, lifecycle: LifecycleEvents) -> None:
+        """`lifecycle`: told of every change's events once they are saved (webhooks)."""
         self.store = store
         self.clock = clock
+        self.lifecycle = lifecycle
 
     async def update(self, incident_id: str, change: Change, attempts: int = 100) -> Incident:
         """Apply `change` to the latest copy and save it; on a concurrent save, read again
         and apply again, after a short random pause so that contenders spread out (a
-        surge storm attaches many times at once). Events are appended after the save."""
+        surge storm attaches many times at once). Events are appended after the save,
+        then announced (the revision saved keys them)."""
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
@@ -41,8 +45,15 @@ class IncidentUpdates:
                 continue
             for event in events:
                 await self.store.append_timeline(incident_id, event)
+            await self.announce(saved, events, f"r{saved.revision}")
             return saved
         raise Conflict(f"incident {incident_id} (after {attempts} attempts)")
+
+    async def announce(self, incident: Incident, events: list[TimelineEvent], key: str) -> None:
+        """Events appended to the incident's timeline outside a change (its opening, a
+        publication), told to subscribers: the one place lifecycle events leave from.
+        `key` names them within the incident, the same whoever announces them."""
+        await self.lifecycle.incident(incident, events, key)
 
     async def ack_role(self, incident_id: str, person: str, role: str | None = None, via: str = "api") -> Incident:
         """`person` acknowledges `role`, or every role whose chain up to now names them.

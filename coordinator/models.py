@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .errors import InvalidAction
 from .config.schemas import Playbook
@@ -22,20 +22,6 @@ class Channel(StrEnum):
     social = "social"
     regulator = "regulator"
 
-
-# Categories every deployment knows; `categories.yaml` in the config dir may add more.
-BUILTIN_CATEGORIES: dict[str, str] = {
-    "outage": "移动网络/业务中断",
-    "broadband": "宽带故障",
-    "billing": "计费争议",
-    "vas": "增值业务/SP扣费",
-    "network_quality": "网络质量",
-    "service": "服务态度/渠道",
-    "install": "装机/移机",
-    "spam": "骚扰/垃圾信息",
-    "porting": "携号转网",
-    "other": "其他",
-}
 
 ALL_REGIONS = "*"
 # Streams and surge keys of drills carry this prefix: a drill never counts into, opens,
@@ -125,6 +111,8 @@ class RoleAssignment(Record):
     acked_at: datetime | None = None
     # Levels with no one (on leave, no member): alerts on the incident.
     gaps: list[str] = Field(default_factory=list)
+    # The playbook's level of each chain entry (0: `assign`, n: escalation n); [] before.
+    levels: list[int] = Field(default_factory=list)
 
     @property
     def holder(self) -> str | None:
@@ -249,6 +237,7 @@ class DeliveryStatus(StrEnum):
     delivered = "delivered"
     undelivered = "undelivered"
     failed = "failed"
+    read = "read"  # a messenger's read receipt (DingTalk): past delivered
 
 
 # A status only moves forward: a late or repeated provider callback never undoes a later one.
@@ -259,81 +248,12 @@ DELIVERY_RANK: dict[DeliveryStatus, int] = {
     DeliveryStatus.delivered: 3,
     DeliveryStatus.undelivered: 3,
     DeliveryStatus.failed: 3,
+    DeliveryStatus.read: 4,
 }
 
 
-NoticeKind = Literal["reminder", "supervisor", "role_assigned", "role_reminder", "role_escalation"]
-
-
-class Medium(StrEnum):
-    sms = "sms"
-    email = "email"
-
-
-class DeliveryKey(Record):
-    """What one message is: to whom, about which incident and version, by which medium,
-    for which purpose. `purpose` is "" for the script version itself; a notice about the
-    version has its own ("reminder", "supervisor", "role-leader-assigned"...), so it
-    never dedupes the script away. Its id, `incident:version:person:medium[-purpose]`,
-    is the stored key and is unchanged."""
-
-    incident_id: str
-    version: int
-    """The script version; 0 for a notice about the incident itself (a role notice)."""
-    person_id: str
-    medium: Medium
-    purpose: str = ""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_channel(cls, data: Any) -> Any:
-        # Documents stored before medium and purpose were fields carry "<medium>[-<purpose>]".
-        if isinstance(data, dict) and "channel" in data and "medium" not in data:
-            data = dict(data)
-            medium, _, purpose = str(data.pop("channel")).partition("-")
-            data.update(medium=medium, purpose=purpose)
-        return data
-
-    @property
-    def channel(self) -> str:
-        """The key's last part: the medium, then the purpose if it is a notice."""
-        return f"{self.medium.value}-{self.purpose}" if self.purpose else self.medium.value
-
-    @property
-    def is_script(self) -> bool:
-        return not self.purpose
-
-    @property
-    def notice(self) -> NoticeKind | None:
-        """What kind of notice the purpose names (see Notifier): "reminder[-<step>]",
-        "supervisor", "role-<role>-assigned", "role-<role>-reminder",
-        "role-<role>-level<N>"; None for the script itself or a purpose of no kind."""
-        purpose = self.purpose
-        if purpose.startswith("role-"):
-            last = purpose.rsplit("-", 1)[-1]
-            if last == "assigned":
-                return "role_assigned"
-            return "role_reminder" if last == "reminder" else "role_escalation" if last.startswith("level") else None
-        head = purpose.split("-", 1)[0]
-        return "reminder" if head == "reminder" else "supervisor" if head == "supervisor" else None
-
-    @property
-    def role(self) -> str | None:
-        """The role a role notice is about."""
-        if not self.purpose.startswith("role-"):
-            return None
-        return self.purpose.removeprefix("role-").rsplit("-", 1)[0]
-
-    def as_id(self) -> str:
-        return f"{self.incident_id}:{self.version}:{self.person_id}:{self.channel}"
-
-    @classmethod
-    def parse(cls, delivery_id: str) -> "DeliveryKey | None":
-        """The key `as_id` made, or None for anything else."""
-        parts = delivery_id.split(":")
-        if len(parts) != 4 or not parts[1].isdigit() or parts[3].partition("-")[0] not in Medium.__members__:
-            return None
-        return cls(incident_id=parts[0], version=int(parts[1]), person_id=parts[2], channel=parts[3])
+# What one message is (its key and medium): delivery_keys.py, re-exported here.
+from .delivery_keys import DeliveryKey as DeliveryKey, Medium as Medium, NoticeKind as NoticeKind  # noqa: E402
 
 
 class Delivery(Record):

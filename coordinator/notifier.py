@@ -14,7 +14,7 @@ from .errors import InvalidAction
 from .models import Delivery, DeliveryKey, Incident, TimelineEvent
 from .notices import Notice, place, reminder, role_notice, supervisor_notice
 from .outbox import Wake
-from .roster import address_of, channels_of
+from .roster import CHANNELS, channels_of, open_phones, reach
 from .store import Store
 
 
@@ -40,19 +40,27 @@ class Notifier:
         self.wake()
         return queued
 
-    async def _notice(self, incident_id: str, version: int, person_id: str, purpose: str, notice: Notice) -> int:
-        """Queue a one-off message (not a script version) to a person on the first
-        channel still open to them, keyed by `purpose` so it is sent once; 1 if queued."""
+    async def _notice(self, incident_id: str, version: int, person_id: str, purpose: str, notice: Notice,
+                      prefer: Delivery | None = None) -> int:
+        """Queue a one-off message (not a script version) to a person on the channel of
+        `prefer` (the script's message that reached them; by SMS, to the same phone) if
+        still open, else the first channel open to them (by SMS: their first open phone),
+        keyed by `purpose` so it is sent once; 1 if queued."""
         contacts = self.catalog().contacts
         person = contacts.people.get(person_id)
         now = self.clock.now()
-        reach = channels_of(person, contacts.do_not_contact, now.astimezone(self.tz).date()) if person else []
-        if person is None or not reach:
+        today = now.astimezone(self.tz).date()
+        open_ = channels_of(person, contacts.do_not_contact, today) if person else []
+        if person is None or not open_:
             return 0
-        medium = reach[0]
+        medium = prefer.key.medium.value if prefer is not None and prefer.key.medium in open_ else open_[0]
+        # SMS: the person's first phone open to us (their main one); a failure moves to the next (messages.py).
+        address, phone = reach(person, medium, contacts.do_not_contact, today) or ("", 0)
+        if prefer is not None and medium == "sms" and prefer.address in open_phones(person, contacts.do_not_contact, today):
+            address, phone = prefer.address, person.numbers.index(prefer.address)  # the phone the script went to
         delivery = Delivery(key=DeliveryKey(incident_id=incident_id, version=version, person_id=person_id,
-                                            medium=medium, purpose=purpose),
-                            address=address_of(person, medium), content_hash="", text=notice.text,
+                                            medium=medium, purpose=purpose, phone=phone),
+                            address=address, content_hash="", text=notice.text,
                             subject=notice.subject, updated_at=now)
         return int(await self.store.add_delivery(delivery))
 
@@ -81,8 +89,11 @@ class Notifier:
         contacts = self.catalog().contacts
         now = self.clock.now()
         acked = {a.person_id for a in await self.store.acks(incident_id) if a.version == version}
-        reached = {d.key.person_id: d for d in await self.store.deliveries(incident_id)
-                   if d.key.version == version and d.key.is_script}
+        reached: dict[str, Delivery] = {}
+        for d in await self.store.deliveries(incident_id):  # per person, a channel the version went on
+            if d.key.version == version and d.key.is_script and (
+                    d.key.person_id not in reached or _rank(d) < _rank(reached[d.key.person_id])):
+                reached[d.key.person_id] = d
         waiting = sorted(p for p in reached if p not in acked)
         notices: list[tuple[str, Notice]] = []  # (person to tell, what)
         if not supervisors:
@@ -97,9 +108,17 @@ class Notifier:
         queued = 0
         purpose = purpose or ("supervisor" if supervisors else "reminder")
         for person_id, notice in notices:
-            queued += await self._notice(incident_id, version, person_id, purpose, notice)
+            used = reached[person_id] if person_id in reached and not supervisors else None
+            queued += await self._notice(incident_id, version, person_id, purpose, notice, prefer=used)
         kind = "audience_supervisor" if supervisors else "audience_reminder"
         await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind=kind, data={
             "version": version, "not_acknowledged": waiting, "messages": queued}))
         self.wake()
         return queued
+
+
+def _rank(delivery: Delivery) -> tuple[bool, int]:
+    """Which of a person's messages of a version a reminder follows: one not failed,
+    then SMS, email, DingTalk, WeCom (the contacts' order of channels)."""
+    failed = delivery.status.value in ("failed", "undelivered")
+    return failed, CHANNELS.index(delivery.key.medium.value) if delivery.key.medium.value in CHANNELS else len(CHANNELS)

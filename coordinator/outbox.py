@@ -26,7 +26,7 @@ from .logs import log_ids
 from .clock import Clock
 from .models import Delivery, DeliveryKey, DeliveryStatus
 from .store import Store
-from .store.records import MEDIA, Moved, StatusUpdate
+from .store.records import MEDIA, ONE_BY_ONE, Moved, StatusUpdate
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class Outbox:
         self.wake = wake
         # What this worker holds claimed and not yet handled, per medium, and when its
         # leases were last renewed.
-        self._held: dict[str, dict[str, DeliveryKey]] = {medium: {} for medium in MEDIA}
+        self._held: dict[str, dict[str, DeliveryKey]] = {medium: {} for medium in ONE_BY_ONE}
         self._renewed: dict[str, datetime] = {}
 
     async def record(self, update: StatusUpdate) -> Moved:
@@ -247,7 +247,7 @@ class Outbox:
     async def run_once(self) -> int:
         """Claim what is due on each medium and send it; returns how many were handled."""
         now = self.clock.now()
-        claimed = [d for medium in MEDIA for d in await self.store.claim_deliveries(
+        claimed = [d for medium in ONE_BY_ONE for d in await self.store.claim_deliveries(
             self.worker, now, self.limits.lease_seconds, self.limits.batch, medium=medium)]
         await asyncio.gather(*(self._deliver(d, now) for d in claimed))
         return len(claimed)
@@ -260,7 +260,7 @@ class Outbox:
             await self.resume()
         except Exception:  # the rest of the outbox still has to go out
             log.exception("outbox: resuming half-written publications failed")
-        await asyncio.gather(*(self._serve(medium, stop, idle_seconds) for medium in MEDIA))
+        await asyncio.gather(*(self._serve(medium, stop, idle_seconds) for medium in ONE_BY_ONE))
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Send until nothing is due (tests, the demo, a drill)."""

@@ -41,13 +41,13 @@ from .acklinks import AckClaim
 from .incident_updates import IncidentUpdates
 from .logs import log_ids
 from .intake import Intake, IntakeResult
-from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, RoleAssignment, ScriptKind, ScriptVersion, Surge, TimelineEvent, stream_key
+from .models import ALL_REGIONS, DRILL_PREFIX, Incident, IncidentStatus, ScriptKind, ScriptVersion, Surge, TimelineEvent, stream_key
 from .messages import Messages
 from .notifier import Notifier
 from .playbooks import SEVERITY_ORDER, match_playbook, script_params, severity_for
 from .publication import Publication
 from .replies import new_code
-from .roster import assign_roles
+from .roster import assign_roles, role_alerts
 from .config.schemas import Playbook
 from .store import Store
 from .detection.streams import Found, StreamMonitor
@@ -176,10 +176,13 @@ class Pipeline:
         severity: str | None = None,
         actor: str = "leader",
         setup: DrillSetup | None = None,
+        related: bool = False,
     ) -> Opened:
         """A leader's manual trigger. It takes the surge key of the playbook's first
         category in `region`, so a surge there attaches to it rather than opening
-        another; if one is already open there, that one is returned."""
+        another; if one is already open there, that one is returned. With `related`
+        (a network alarm), so is one open on the same event seen through the other
+        stream (the category-wide one for a region, or the reverse), as for a surge."""
         catalog = self.catalog()
         playbook = catalog.playbooks.get(playbook_id)
         if playbook is None:
@@ -191,7 +194,7 @@ class Pipeline:
         filled = script_params(playbook, params or {})
         key = (DRILL_PREFIX if drill else "") + stream_key(playbook.trigger.categories[0], region)
         return await self._open(playbook, region, filled, surge=None, surge_key=key, drill=drill,
-                                actor=actor, severity=severity, setup=setup)
+                                actor=actor, severity=severity, setup=setup, related=related)
 
     async def _open(
         self,
@@ -218,8 +221,7 @@ class Pipeline:
                                 f"template {exc.name!r} not found in templates/") from exc
         codes = {i.code for i in await self.store.list_incidents(open_only=True)}
         roles = assign_roles(playbook, catalog.contacts, now, self.tz)
-        alerts = [f"role {r.role} ({r.title}): {gap}" for r in roles for gap in r.gaps]
-        alerts += [f"role {r.role} ({r.title}) has no one to hold it" for r in roles if r.unfilled]
+        alerts = role_alerts(playbook, roles)  # levels no one can fill, roles with no one
         incident = Incident(
             id=f"{'DRL' if drill else 'INC'}-{now.astimezone(self.tz):%Y%m%d}-{secrets.token_hex(3)}",
             playbook=playbook.id,
@@ -240,7 +242,7 @@ class Pipeline:
             roles=roles,
             surge=surge,
             surge_count=1 if surge else 0,
-            alerts=alerts,
+            alerts=[a.message for a in alerts],
             updated_at=now,
         )
         first = TimelineEvent(
@@ -255,8 +257,9 @@ class Pipeline:
                     at=now, kind="role_assigned", data={"role": role.role, "person": role.holder,
                                                         "deadline": _iso(role.deadline), "chain": role.chain}))
             for alert in alerts:
-                await self.store.append_timeline(stored.id, TimelineEvent(at=now, kind="alert", data={"message": alert}))
+                await self.store.append_timeline(stored.id, TimelineEvent(at=now, kind="alert", data=alert.data()))
             log.info("incident %s opened (%s, %s)", stored.id, playbook.id, surge_key)
+            await self.updates.announce(stored, [first], "opened")  # webhooks: lifecycle.py
             await self.publication.open_with_wording(stored)
             stored = await self.store.get_incident(stored.id)
         return Opened(stored, created)
@@ -334,10 +337,10 @@ class Pipeline:
             done = await self.store.finished_steps(incident.id)
             # A publication whose writer died: finished here (unless a live one holds it).
             await self.publication.finish_publishing(incident, done)
-            for step in due_steps(incident, playbook, now, done):
+            for step in due_steps(incident, playbook, now, done, self.catalog().contacts.most_phones):
                 if not await self.store.claim_step(incident.id, step.key, self.worker, now, self.lease):
                     continue
-                with log_ids(incident_id=incident.id):
+                with log_ids(incident_id=incident.id, drill_run=incident.drill_run):
                     await self._run_step(incident.id, playbook, step)
                 await self.store.finish_step(incident.id, step.key)
                 ran.append((incident.id, step))
@@ -390,11 +393,3 @@ class Pipeline:
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when else None
 
-
-def role_view(role: RoleAssignment) -> dict[str, Any]:
-    """A role as the API shows it."""
-    return {
-        "role": role.role, "title": role.title, "holder": role.holder, "level": role.level, "chain": role.chain,
-        "deadline": _iso(role.deadline), "acked": role.acked_at is not None, "acked_by": role.acked_by,
-        "acked_at": _iso(role.acked_at), "unfilled": role.unfilled, "gaps": role.gaps,
-    }

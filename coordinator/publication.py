@@ -35,7 +35,7 @@ from .models import (
 from .notifier import Notifier
 from .outbox import Wake
 from .replies import with_code
-from .roster import address_of, in_scope
+from .roster import in_scope, place_on
 from .store import Store
 from .wording import compose, sent_at_once
 
@@ -62,6 +62,7 @@ class Publication:
         self.catalog = catalog
         self.clock = clock
         self.update = updates.update
+        self.announce = updates.announce
         self.notifier = notifier
         self.tz = tz
         self.worker = worker
@@ -164,14 +165,22 @@ class Publication:
                 left_out.append(recipient.person.id)
                 continue
             recipients += 1
-            channels = [c for c in recipient.channels if not (c == "sms" and recipient.person.phone in stopped)]
-            if playbook.audience.channels == "in_turn":
-                channels = channels[:1]  # the next one only if this one is not delivered in time
-            for channel in channels:  # a STOP to our SMS leaves the email
+            allowed = [c for c in playbook.audience.channel_order if c in recipient.channels]
+            if not allowed:  # none of the playbook's channels is open to them
+                left_out.append(recipient.person.id)
+                recipients -= 1
+                continue
+            # SMS to the first phone open to us that has not replied STOP (the main one as a
+            # rule); the next phones only if it fails or is not delivered (messages.py).
+            places = [(c, place_on(recipient.person, c, catalog.contacts.do_not_contact, today, stopped))
+                      for c in allowed]
+            channels = [(c, where) for c, where in places if where is not None]
+            if playbook.audience.in_turn:
+                channels = channels[:1]  # the next one only if this one is not read or delivered in time
+            for channel, (address, phone) in channels:  # a STOP to all their phones leaves the email
                 batch.append(Delivery(key=DeliveryKey(incident_id=incident.id, version=version,
-                                                      person_id=recipient.person.id, medium=channel),
-                                      address=address_of(recipient.person, channel),
-                                      content_hash=script.content_hash, updated_at=now))
+                                                      person_id=recipient.person.id, medium=channel, phone=phone),
+                                      address=address, content_hash=script.content_hash, updated_at=now))
             if len(batch) >= chunk:
                 created += await self.store.add_deliveries(batch)
                 self.wake()
@@ -185,9 +194,11 @@ class Publication:
             created += await self.store.add_deliveries(batch)
         if version == 1 and incident.surge is not None:
             metrics.FIRST_SCRIPT_SECONDS.observe(max(0.0, (now - incident.surge.detected_at).total_seconds()))
-        await self.store.append_timeline(incident.id, TimelineEvent(at=now, kind="script_sent", data={
+        sent = TimelineEvent(at=now, kind="script_sent", data={
             "version": version, "kind": script.kind.value, "deliveries": created, "recipients": recipients,
-            "do_not_contact": left_out, "hash": script.content_hash}))
+            "do_not_contact": left_out, "hash": script.content_hash})
+        await self.store.append_timeline(incident.id, sent)
+        await self.announce(incident, [sent], f"v{version}")
         await self.store.finish_step(incident.id, step)
         self.wake()
         return created

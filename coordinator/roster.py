@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .config.catalog import Contacts
@@ -39,31 +40,72 @@ def on_call(rotation: Rotation, at: datetime) -> str:
 
 def blocked_channels(person: Person, entries: tuple[DoNotContact, ...], today: date) -> set[str]:
     """The channels the do-not-contact list closes for `person` on `today` (`until`
-    inclusive): an entry for the person closes both, one for a phone number closes
-    SMS, one for an address closes email."""
+    inclusive): an entry for the person closes its `channels` (omitted: every one), one
+    for an address closes email, and SMS is closed when entries close every phone of
+    theirs (`open_phones`: a number's entry closes that number)."""
     closed: set[str] = set()
     for entry in entries:
         if entry.until is not None and today > entry.until:
             continue
         if entry.person == person.id:
-            closed |= {"sms", "email"}
-        if entry.phone is not None and entry.phone == person.phone:
-            closed.add("sms")
+            closed |= set(entry.channels or CHANNELS)
         if entry.email is not None and entry.email == person.email:
             closed.add("email")
+    if person.numbers and not open_phones(person, entries, today):
+        closed.add("sms")
     return closed
+
+
+def open_phones(person: Person, entries: tuple[DoNotContact, ...], today: date) -> list[str]:
+    """The person's phones an SMS may go to today, the main one first: a phone number's
+    entry closes that number only (a person's entry with SMS among its channels, all)."""
+    closed: set[str] = set()
+    for entry in entries:
+        if entry.until is not None and today > entry.until:
+            continue
+        if entry.person == person.id and (entry.channels is None or "sms" in entry.channels):
+            return []
+        if entry.phone is not None:
+            closed.add(entry.phone)
+    return [n for n in person.numbers if n not in closed]
+
+
+def reach(person: Person, medium: str, entries: tuple[DoNotContact, ...], today: date,
+          stopped: frozenset[str] | set[str] = frozenset()) -> tuple[str, int] | None:
+    """Where a message to `person` on `medium` goes today, if that medium is open to them:
+    the address and, for SMS, which of their phones it is (`DeliveryKey.phone`): the
+    first open one that has not replied STOP (`stopped`), the main one as a rule."""
+    return place_on(person, medium, entries, today, stopped) if medium in channels_of(person, entries, today) else None
+
+
+def place_on(person: Person, medium: str, entries: tuple[DoNotContact, ...], today: date,
+             stopped: frozenset[str] | set[str] = frozenset()) -> tuple[str, int] | None:
+    """`reach` for a medium already known open to the person (`channels_of`)."""
+    if medium != "sms":
+        return address_of(person, medium), 0
+    usable = [n for n in open_phones(person, entries, today) if n not in stopped]
+    return (usable[0], person.numbers.index(usable[0])) if usable else None
 
 
 def channels_of(person: Person, entries: tuple[DoNotContact, ...], today: date) -> list[str]:
     """The channels `person` can be reached on today: those they have, less those closed."""
     closed = blocked_channels(person, entries, today)
-    have = [c for c, address in (("sms", person.phone), ("email", person.email)) if address]
-    return [c for c in have if c not in closed]
+    return [c for c in CHANNELS if _address(person, c) and c not in closed]
+
+
+# Every channel a person may have, in the order a playbook's legacy `channels` tries them.
+CHANNELS = ("sms", "email", "dingtalk", "wecom")
+
+
+def _address(person: Person, medium: str) -> str | None:
+    return {"sms": person.numbers[0] if person.numbers else None, "email": person.email, "dingtalk": person.dingtalk_userid,
+            "wecom": person.wecom_userid}.get(medium)
 
 
 def address_of(person: Person, medium: str) -> str:
-    """The person's phone for "sms", address for "email" (a channel they have)."""
-    address = person.phone if medium == "sms" else person.email
+    """The person's phone for "sms", address for "email", userid for "dingtalk" and
+    "wecom" (a channel they have)."""
+    address = _address(person, medium)
     if address is None:
         raise ValueError(f"person {person.id} has no {medium} address")
     return address
@@ -153,6 +195,7 @@ def assign_roles(
     today = at.astimezone(tz).date()
     for role in playbook.roles:
         chain: list[str] = []
+        levels: list[int] = []
         gaps: list[str] = []
         for level, who in enumerate([role.assign, *role.escalation]):
             pick = next(
@@ -169,6 +212,7 @@ def assign_roles(
                 gaps.append(f"level {level}: no one available ({_describe(who)})")
             else:
                 chain.append(pick)
+                levels.append(level)
         ack = role.ack_within
         out.append(
             RoleAssignment(
@@ -179,20 +223,72 @@ def assign_roles(
                 assigned_at=at,
                 deadline=at + ack if chain else None,
                 gaps=gaps,
+                levels=levels,
             )
         )
     return out
 
 
+def playbook_level(role: RoleAssignment, index: int | None = None) -> int:
+    """The playbook's level of the role's chain entry `index` (default: the holder's):
+    0 is `assign`, n the n-th entry of `escalation`. A level no one could fill has no
+    entry, so the chain's second entry may be level 2; the page, the timeline and the
+    alerts all number levels this way. (Incidents from before `levels`: the index.)"""
+    at = role.level if index is None else index
+    return role.levels[at] if at < len(role.levels) else at
+
+
+@dataclass(frozen=True)
+class RoleAlert:
+    """An alert about a role when the incident opens: a level of its escalation no one
+    can fill (`level`), or the role with no one at all (`level` None). `message` is the
+    English line kept on the incident; `data` goes on the timeline for the console."""
+
+    role: str
+    title: str
+    level: int | None
+    assignee: dict[str, str]  # the playbook's entry: {"team", "position"}, {"rotation"} or {"person"}
+
+    @property
+    def message(self) -> str:
+        if self.level is None:
+            return f"role {self.role} ({self.title}) has no one to hold it"
+        return f"role {self.role} ({self.title}): level {self.level}: no one available ({_describe_entry(self.assignee)})"
+
+    def data(self) -> dict[str, Any]:
+        # No "role" key: an alert event with one means the role's chain is exhausted (reports).
+        return {"message": self.message, "code": "unfilled" if self.level is None else "level_gap",
+                "about": self.role, "level": self.level, "assignee": self.assignee}
+
+
+def role_alerts(playbook: Playbook, roles: list[RoleAssignment]) -> list[RoleAlert]:
+    """The alerts an incident opens with: every level no one can fill, then every role
+    with no one at all, numbered as `playbook_level` numbers them."""
+    entries = {r.id: [r.assign, *r.escalation] for r in playbook.roles}
+    out: list[RoleAlert] = []
+    for r in roles:
+        filled = set(r.levels) if r.levels or not r.chain else set(range(len(r.chain)))
+        for level, who in enumerate(entries.get(r.role, [])):
+            if level not in filled:
+                out.append(RoleAlert(r.role, r.title, level, who.model_dump(exclude_none=True, exclude_defaults=True)))
+    out += [RoleAlert(r.role, r.title, None, {}) for r in roles if r.unfilled]
+    return out
+
+
 def _describe(who: Assignee) -> str:
-    if who.team is not None:
-        return f"team {who.team}" + (f", position {who.position}" if who.position else "")
-    return f"rotation {who.rotation}" if who.rotation is not None else f"person {who.person}"
+    return _describe_entry(who.model_dump(exclude_none=True, exclude_defaults=True))
+
+
+def _describe_entry(who: dict[str, str]) -> str:
+    if who.get("team"):
+        return f"team {who['team']}" + (f", position {who['position']}" if who.get("position") else "")
+    return f"rotation {who['rotation']}" if who.get("rotation") else f"person {who.get('person')}"
 
 
 def media_needed(playbook: Playbook, contacts: Contacts) -> set[str]:
-    """The media ("sms", "email") a playbook's messages go out on: those its audience
-    (in any region) and the people its roles may fall to have an address for."""
+    """The media ("sms", "email", "dingtalk", "wecom") a playbook's messages go out on:
+    those its audience (in any region) and the people its roles may fall to have an
+    address for, within the audience's channels."""
     people = [p for team in playbook.audience.teams for p in contacts.members(team)]
     for role in playbook.roles:
         for who in (role.assign, *role.escalation):
@@ -202,7 +298,8 @@ def media_needed(playbook: Playbook, contacts: Contacts) -> set[str]:
                 people += [contacts.people[m] for m in contacts.rotations[who.rotation].members if m in contacts.people]
             elif who.person is not None and who.person in contacts.people:
                 people.append(contacts.people[who.person])
-    return {medium for p in people for medium, address in (("sms", p.phone), ("email", p.email)) if address}
+    wanted = set(playbook.audience.channel_order) | {"sms", "email"}  # notices to roles go by SMS or email
+    return {medium for p in people for medium in CHANNELS if _address(p, medium) and medium in wanted}
 
 
 def missing_media(playbooks: Iterator[Playbook] | list[Playbook], contacts: Contacts, have: set[str]) -> dict[str, list[str]]:
@@ -212,4 +309,16 @@ def missing_media(playbooks: Iterator[Playbook] | list[Playbook], contacts: Cont
         missing = sorted(media_needed(playbook, contacts) - have)
         if missing:
             out[playbook.id] = missing
+    return out
+
+
+def unused_userids(contacts: Contacts, configured: set[str]) -> list[str]:
+    """Warnings for messenger userids in the contacts whose messenger is not configured
+    (`configured`: "dingtalk", "wecom"): those people are not reached there."""
+    out = []
+    for medium, env in (("dingtalk", "COORDINATOR_DINGTALK_APP_KEY"), ("wecom", "COORDINATOR_WECOM_CORP_ID")):
+        holders = sorted(p.id for p in contacts.people.values() if _address(p, medium))
+        if holders and medium not in configured:
+            out.append(f"warning: {len(holders)} people have a {medium}_userid ({', '.join(holders[:3])}"
+                       f"{', ...' if len(holders) > 3 else ''}) but {env} is not set: {medium} does not reach them")
     return out

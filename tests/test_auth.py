@@ -112,7 +112,8 @@ def test_only_webhooks_ack_links_and_a_few_pages_are_open() -> None:
         if access is not None and access.kind == "signed":
             assert path.startswith(SIGNED_PREFIXES), path
         elif access is not None and access.kind == "public":
-            assert path in ("/healthz", "/livez", "/readyz", "/metrics", "/api/openapi.json", "/login", "/logout"), path
+            assert path in ("/healthz", "/livez", "/readyz", "/metrics", "/api/openapi.json", "/login", "/logout",
+                            "/favicon.ico"), path
     # every mutating API route is role-checked
     api_writes = {(m, p) for m, p, _ in APP_ROUTES if p.startswith("/api/") and m not in ("GET", "HEAD")}
     assert api_writes <= set(MUTATING) and MUTATING
@@ -250,7 +251,7 @@ async def test_wrong_password_and_unknown_user(env: Env) -> None:
     for name, password in (("chen-li", "wrong password"), ("nobody", PASSWORD)):
         resp = await login(env.client, name, password)
         assert resp.status == 401
-        assert "Wrong name or password" in await resp.text()
+        assert "用户名或密码错误" in await resp.text()  # the page's language: Chinese unless asked
     assert (await env.client.get("/api/incidents")).status == 401
 
 

@@ -68,7 +68,8 @@ def test_serve_starts_and_answers_healthz(tmp_path: Path) -> None:
         out = proc.communicate(timeout=10)[0]
     assert (tmp_path / "serve.db").exists()
     # it says so at start and on /healthz: messages those playbooks send cannot go out
-    assert health["status"] == "degraded" and health["channels"] == {"sms": "missing", "email": "missing"}
+    assert health["status"] == "degraded" and health["channels"] == {"sms": "missing", "email": "missing",
+                                                                  "dingtalk": "missing", "wecom": "missing"}
     assert health["missing_channels"]["outage"] == ["email", "sms"]
     assert "delivery channels: none" in out and "playbook outage needs email and sms" in out
 

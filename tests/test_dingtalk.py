@@ -316,3 +316,49 @@ async def test_a_card_over_the_documented_size_is_refused_before_sending(world: 
         await w.client.send_card("d1", "t", "长" * 1000, links(w, ("staff001",)))
     assert (failed.value.code, failed.value.retryable, failed.value.permanent) == ("too-long", False, False)
     assert w.sandbox.calls["/topapi/message/corpconversation/asyncsend_v2"] == 0
+
+
+# -- the 免登 code (issue 19: the card's link names no person; DingTalk does) ------------------
+
+
+async def test_the_sandbox_exchanges_a_login_free_code_once_in_the_documented_shape() -> None:
+    request = documented("getuserinfo.request.json")
+    clock = ManualClock(START)
+    sandbox = DingTalkSandbox(KEY, SECRET, AGENT, users=("user456",), clock=clock)
+    await sandbox.start()
+    try:
+        code = sandbox.auth_code("user456")
+        async with aiohttp.ClientSession(sandbox.base_url) as http:
+            async with http.get("/gettoken", params={"appkey": KEY, "appsecret": SECRET}) as r:
+                auth = {"access_token": (await r.json())["access_token"]}
+            async with http.post(request["path"], params=auth, json={"code": code}) as r:
+                answer = await r.json()
+            async with http.post(request["path"], params=auth, json={"code": code}) as r:
+                again = await r.json()
+            late = sandbox.auth_code("user456")
+            clock.advance(timedelta(minutes=6))
+            async with http.post(request["path"], params=auth, json={"code": late}) as r:
+                expired = await r.json()
+    finally:
+        await sandbox.stop()
+    assert_shape(documented("getuserinfo.response.json"), answer)
+    assert answer["result"]["userid"] == "user456"
+    assert again["errcode"] == expired["errcode"] == 40078  # once, and for 5 minutes
+
+
+async def test_client_reads_the_documented_userinfo(aiohttp_server: Callable[..., Awaitable[Any]]) -> None:
+    vendor = Canned({"/gettoken": [documented("gettoken.response.json")],
+                     "/topapi/v2/user/getuserinfo": [documented("getuserinfo.response.json"),
+                                                     {"errcode": 40078, "errmsg": "不存在的临时授权码"}]})
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", vendor.handle)
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    client = DingTalkClient(DingTalkConfig(KEY, SECRET, AGENT, base_url=base), clock=ManualClock(START))
+    try:
+        assert await client.userid_of(documented("getuserinfo.request.json")["json"]["code"]) == "user456"
+        with pytest.raises(SendError) as refused:
+            await client.userid_of("made-up")
+    finally:
+        await client.close()
+    assert refused.value.code == "40078" and not refused.value.retryable
+    assert vendor.requests[1][2] == {"code": "bab02f63c1e030fbbxxxx"}

@@ -165,7 +165,7 @@ async def test_healthz_and_json_404(client: TestClient) -> None:
     health = await resp.json()
     # this service has no channel while its playbooks need SMS and email: degraded
     assert resp.status == 200 and health["status"] == "degraded" and health["store"] == "ok"
-    assert health["channels"] == {"sms": "missing", "email": "missing"}
+    assert health["channels"] == {"sms": "missing", "email": "missing", "dingtalk": "missing", "wecom": "missing"}
     resp = await client.get("/api/nothing-here")
     assert resp.status == 404
     assert (await resp.json())["error"]["code"] == "not_found"

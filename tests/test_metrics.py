@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from coordinator.config.catalog import Catalog
+from coordinator.models import Delivery, DeliveryKey
 from coordinator.store import Store
 
 from .test_fanout import FROM, Env, make_env
@@ -54,6 +56,12 @@ async def test_a_scrape_after_an_incident(env: Env) -> None:
     people = {d.key.person_id for d in await env.services.store.deliveries(body["id"]) if d.key.is_script}
     assert unacked == len(people) - 1
     assert after[("coordinator_outbox_depth", ())] == 0
+    assert after[("coordinator_outbox_oldest_claim_age_seconds", ())] == 0  # every claim finished
+    assert grew("coordinator_time_to_acknowledge_seconds_count", via="sms") == 1
+    streams, learning, alarming = env.services.monitor.census()
+    assert streams >= 2 and learning >= 2  # broadband/ningbo and broadband/*, both in their first day
+    assert (after[("coordinator_streams", ())], after[("coordinator_streams_learning", ())],
+            after[("coordinator_streams_alarming", ())]) == (streams, learning, alarming)
     assert after[("coordinator_config_last_reload_successful", ())] == 1
     assert re.search(r"^coordinator_send_attempt_seconds_bucket\{", text, re.M)
     assert "13800001234" not in text  # no subscriber, phone or email in a label
@@ -87,3 +95,19 @@ def test_the_ops_examples_name_only_metrics_that_exist() -> None:
              for suffix in ("", "_total", "_bucket", "_count", "_sum")}
     used = {name for expr in exprs for name in re.findall(r"\bcoordinator_\w+", expr)}
     assert used and used <= known, used - known
+
+
+async def test_the_outbox_oldest_claim_is_read_at_the_scrape(env: Env) -> None:
+    store = env.services.store
+    stuck = Delivery(key=DeliveryKey(incident_id="INC-x", version=1, person_id="p1", channel="email"),
+                     address="p1@example.com", content_hash="h", updated_at=env.clock.now())
+    await store.add_delivery(stuck)
+    # claimed by a worker that holds it (an hour's lease: the service's own worker leaves it)
+    assert [d.key for d in await store.claim_deliveries("w-stuck", env.clock.now(), 3600, 10, "email")] == [stuck.key]
+    env.clock.advance(timedelta(seconds=42))
+    after = samples(await (await env.client.get("/metrics")).text())
+    assert after[("coordinator_outbox_oldest_claim_age_seconds", ())] == 42
+    assert after[("coordinator_outbox_depth", ())] == 1
+    await store.finish_delivery(stuck.key)
+    after = samples(await (await env.client.get("/metrics")).text())
+    assert after[("coordinator_outbox_oldest_claim_age_seconds", ())] == 0

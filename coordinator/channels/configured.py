@@ -1,11 +1,14 @@
 """The channels the settings ask for: SMS through the operator's SMSC (SMPP) or Twilio,
-email through SMTP."""
+email through SMTP, DingTalk and WeCom."""
 
 from __future__ import annotations
 
 from ..config.settings import Settings
 from ..clock import Clock
 from .base import EmailChannel, SmsChannel
+from .dingtalk import DEFAULT_BASE_URL as DINGTALK_URL, DingTalkClient, DingTalkConfig
+from .wecom import DEFAULT_BASE_URL as WECOM_URL, WeComClient, WeComConfig
+from .wecom_crypto import WeComCrypto
 from .email import SmtpConfig, SmtpEmail
 from .pushed import Pushed
 from .sms import TwilioConfig, TwilioSms
@@ -47,3 +50,30 @@ def email_channel(settings: Settings, clock: Clock) -> EmailChannel:
         username=settings.smtp_user, password=settings.smtp_password, starttls=settings.smtp_starttls,
         pool_size=settings.email_concurrency,  # one connection per concurrent send, kept open
     ), clock=clock)
+
+
+def dingtalk_client(settings: Settings, clock: Clock) -> DingTalkClient | None:
+    """DingTalk work notifications, when an app key is set."""
+    if not settings.dingtalk_app_key:
+        return None
+    assert settings.dingtalk_app_secret is not None and settings.dingtalk_agent_id is not None
+    return DingTalkClient(DingTalkConfig(
+        app_key=settings.dingtalk_app_key, app_secret=settings.dingtalk_app_secret,
+        agent_id=settings.dingtalk_agent_id, base_url=settings.dingtalk_base_url or DINGTALK_URL), clock=clock)
+
+
+def wecom_client(settings: Settings, clock: Clock) -> WeComClient | None:
+    """WeCom app messages, when a corp id is set."""
+    if not settings.wecom_corp_id:
+        return None
+    assert settings.wecom_secret is not None and settings.wecom_agent_id is not None
+    return WeComClient(WeComConfig(
+        corp_id=settings.wecom_corp_id, corp_secret=settings.wecom_secret, agent_id=settings.wecom_agent_id,
+        base_url=settings.wecom_base_url or WECOM_URL), clock=clock)
+
+
+def wecom_crypto(settings: Settings) -> WeComCrypto | None:
+    """The WeCom callback's signature and AES, when WeCom is configured."""
+    if not settings.wecom_corp_id or not settings.wecom_callback_token or not settings.wecom_encoding_aes_key:
+        return None
+    return WeComCrypto(settings.wecom_callback_token, settings.wecom_encoding_aes_key, settings.wecom_corp_id)

@@ -36,6 +36,7 @@ MAX_MSG_BYTES = 2048  # msg: "最长不超过2048个字节"
 MAX_URL_CHARS = 500  # action_card.single_url
 SEND = "/topapi/message/corpconversation/asyncsend_v2"
 RESULT = "/topapi/message/corpconversation/getsendresult"
+USERINFO = "/topapi/v2/user/getuserinfo"
 
 # As text: topapi wraps these as errcode 88 with the code in sub_code.
 TOKEN_REFUSED = frozenset({"40014", "41001", "42001"})
@@ -148,6 +149,16 @@ class DingTalkClient:
         """Where the task's recipients stand now (DingTalk keeps it 24 hours). Raises SendError."""
         body = {"agent_id": self._config.agent_id, "task_id": int(task_id)}
         return read_state(await self._call(delivery_id, RESULT, body, "reading the send result"))
+
+    async def userid_of(self, code: str) -> str:
+        """The userid whose DingTalk made `code`, a 免登 auth code (JSAPI
+        requestAuthCode: valid 5 minutes, once), via topapi/v2/user/getuserinfo.
+        Raises SendError (40078: no such code, or spent)."""
+        answer = await self._call("userinfo", USERINFO, {"code": code}, "exchanging an auth code")
+        userid = (answer.get("result") or {}).get("userid")
+        if not userid:
+            raise SendError("userinfo", "no-userid", "DingTalk named no userid for the code", retryable=False)
+        return str(userid)
 
     async def close(self) -> None:
         await self._api.close()

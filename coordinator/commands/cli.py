@@ -29,7 +29,24 @@ def _check(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s) in {args.dir}", file=sys.stderr)
         return 1
     print(f"{args.dir}: config OK", file=sys.stderr)
+    for warning in _messenger_warnings(Path(args.dir)):
+        print(warning, file=sys.stderr)
     return 0
+
+
+def _messenger_warnings(config_dir: Path) -> list[str]:
+    """Userids given for a messenger the environment does not configure (issue 19)."""
+    from ..config.catalog import load_catalog
+    from ..config.settings import Settings
+    from ..errors import SettingsError
+    from ..roster import unused_userids
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        return [f"warning: settings: {exc}"]
+    configured = {m for m, on in (("dingtalk", settings.dingtalk_app_key), ("wecom", settings.wecom_corp_id)) if on}
+    return unused_userids(load_catalog(config_dir).contacts, configured)
 
 
 def _user_problems(config_dir: Path) -> list[str]:
@@ -86,6 +103,9 @@ def _secrets(args: argparse.Namespace) -> int:
     print(f"COORDINATOR_SUBSCRIBER_KEY={random_secrets.token_hex(32)}")
     print(f"COORDINATOR_ADMIN_TOKEN={random_secrets.token_urlsafe(32)}")
     print(f"COORDINATOR_INTAKE_TOKEN={random_secrets.token_urlsafe(32)}")
+    print("# Network alarms in: Alertmanager's bearer token; PagerDuty's routing key (32 characters, as PagerDuty's)")
+    print(f"COORDINATOR_ALERTMANAGER_TOKEN={random_secrets.token_urlsafe(32)}")
+    print(f"COORDINATOR_PAGERDUTY_ROUTING_KEY={random_secrets.token_hex(16)}")
     return 0
 
 

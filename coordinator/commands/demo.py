@@ -24,7 +24,9 @@ from ..clock import ManualClock
 from ..config.catalog import load_catalog
 from ..sampling import poisson
 from ..sandbox import Delivery, SmtpInbox, TwilioSandbox
+from ..sandbox.messengers import MessengerSandboxes
 from ..sandbox.phones import SmscPhones
+from .demo_messengers import press_cards, with_messenger_staff
 from ..web.state import Services
 from .sandboxed import sandboxed_service
 
@@ -83,13 +85,13 @@ async def run_demo(config_dir: Path, store_path: Path, say: Callable[[str], None
     rng = random.Random(2026)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     clock = ManualClock(now)
-    catalog = load_catalog(config_dir)
+    catalog = with_messenger_staff(load_catalog(config_dir))
     delivery = Delivery(step_delay=0.02, receipt_delay=0.05)
     async with sandboxed_service(catalog, config_dir, store_path, clock, seed=7, delivery=delivery, sms=sms) as up:
         services, sandbox, inbox, public = up.services, up.sandbox, up.inbox, up.public
         async with aiohttp.ClientSession(base_url=public,
                                          headers={"Authorization": f"Bearer {up.settings.admin_token}"}) as http:
-            await _story(services, sandbox, up.number, inbox, http, clock, rng, result, say)
+            await _story(services, sandbox, up.number, inbox, http, clock, rng, result, say, up.messengers)
         say("")
         say(f"service:  {public}  (API: {public}/api/incidents, {public}/api/streams)")
         say(f"sandbox:  SMS {sandbox.base_url}, SMTP inbox {inbox.address[0]}:{inbox.address[1]}")
@@ -103,8 +105,8 @@ async def run_demo(config_dir: Path, store_path: Path, say: Callable[[str], None
 
 
 async def _story(services: Services, sandbox: TwilioSandbox | SmscPhones, number: str, inbox: SmtpInbox,
-                 http: aiohttp.ClientSession,
-                 clock: ManualClock, rng: random.Random, result: DemoResult, say: Callable[[str], None]) -> None:
+                 http: aiohttp.ClientSession, clock: ManualClock, rng: random.Random, result: DemoResult,
+                 say: Callable[[str], None], messengers: MessengerSandboxes) -> None:
     store = services.store
     now = clock.now()
 
@@ -156,15 +158,20 @@ async def _story(services: Services, sandbox: TwilioSandbox | SmscPhones, number
     result.check("script v1 sent to everyone in scope", bool(sms) and received == len(sms) and mailed == len(email),
                  f"{received}/{len(sms)} phones, {mailed}/{len(email)} mailboxes")
     result.check("every recipient got the same text", identical)
+    cards = [d for d in deliveries if d.key.is_script and d.key.medium in ("dingtalk", "wecom")]
+    say(f"   and {len(cards)} messenger cards (DingTalk, WeCom) to those with a userid: " + _statuses(cards))
+    result.check("messenger cards sent", bool(cards) and all(d.provider_id for d in cards), f"{len(cards)} cards")
 
     say("5. part of the frontline acknowledges (SMS reply 1 / 确认, or the email link)")
     repliers = sms[: len(sms) * 3 // 5]
     for d in repliers:
         await sandbox.reply(d.address, number, rng.choice(["1", "确认"]))
     await sandbox.settled()
+    pressed = await press_cards(messengers, cards, {d.key.person_id for d in repliers}, say)
     acks = [a for a in await store.acks(incident.id) if a.version == 1]
     say(f"   {len(acks)} of {len({d.key.person_id for d in deliveries})} people acknowledged v1")
-    result.check("acknowledgements recorded", len(acks) == len(repliers), f"{len(acks)} of {len(repliers)} replies")
+    result.check("acknowledgements recorded", len(acks) == len(repliers) + pressed,
+                 f"{len(acks)} of {len(repliers)} replies and {pressed} card presses")
 
     say("6. time passes: nobody else answers")
     clock.advance(timedelta(minutes=16))
@@ -216,6 +223,8 @@ async def _settle(services: Services, sandbox: TwilioSandbox | SmscPhones) -> No
     """Wait until the outbox is empty and every provider callback has landed."""
     for _ in range(200):
         await services.outbox.drain()
+        if services.messengers is not None:
+            await services.messengers.outbox.drain()
         await sandbox.settled()
         if await services.store.outbox_size() == 0:
             return

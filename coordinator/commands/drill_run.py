@@ -22,6 +22,7 @@ from ..clock import ManualClock
 from ..config.catalog import Catalog, load_catalog
 from ..config.schemas import Drill, SurgeScenario
 from ..drills import channels_are_sandbox, next_firings
+from ..logs import log_ids
 from ..models import DrillRunStatus
 from ..reports.drill import DrillReport, load_drill_reports
 from ..sampling import poisson
@@ -86,19 +87,20 @@ async def _run(services: Services, catalog: Catalog, drill: Drill, sandbox: Twil
     assert run is not None
     say(f"drill {drill.id} started as run {run.id} ({drill.scenario.kind} scenario, {drill.channels} channels)")
     end = run.started_at + drill.max_duration + timedelta(minutes=10)
-    while clock.now() < end:
-        clock.advance(STEP)
-        await services.pipeline.tick()
-        await services.drills.tick()
+    with log_ids(drill_run=run.id):  # every line of the run names it
+        while clock.now() < end:
+            clock.advance(STEP)
+            await services.pipeline.tick()
+            await services.drills.tick()
+            await _settle(services, sandbox)
+            await staff.step()
+            run = await store.get_drill_run(run.id)  # type: ignore[assignment]
+            assert run is not None
+            if run.incident_id is not None:
+                await _leader_approves(services, run.incident_id, clock, players)
+            if run.status != DrillRunStatus.running:
+                break
         await _settle(services, sandbox)
-        await staff.step()
-        run = await store.get_drill_run(run.id)  # type: ignore[assignment]
-        assert run is not None
-        if run.incident_id is not None:
-            await _leader_approves(services, run.incident_id, clock, players)
-        if run.status != DrillRunStatus.running:
-            break
-    await _settle(services, sandbox)
     say(f"run {run.id} {run.status.value}: {run.end_reason or ''}")
     reports = await load_drill_reports(store, catalog, drill, clock)
     return reports[0] if reports else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 import socket
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -20,6 +20,7 @@ from ..config.catalog import Catalog
 from ..config.settings import Settings
 from ..sandbox import Delivery, SmtpInbox, TwilioSandbox
 from ..sandbox.inprocess import SANDBOX_SENDER as SENDER
+from ..sandbox.messengers import MessengerSandboxes, start_messengers
 from ..sandbox.inprocess import SANDBOX_SOURCE_ADDR as SOURCE_ADDR
 from ..sandbox.phones import SmscPhones
 from ..sandbox.smsc import SandboxSmsc
@@ -38,6 +39,8 @@ class Sandboxed:
     public: str
     number: str
     """The number staff reply to: the Twilio sender, or the SMPP source address."""
+    messengers: MessengerSandboxes = field(default_factory=lambda: MessengerSandboxes(None, None))
+    """DingTalk and WeCom, for the contacts with a userid."""
 
 
 def free_port() -> int:
@@ -64,6 +67,7 @@ async def sandboxed_service(catalog: Catalog, config_dir: Path, store_path: Path
                                        inbound_url=f"{public}/hooks/twilio/inbound", clock=clock, seed=seed,
                                        delivery=delivery, inbox=inbox), SENDER
     runner: web.AppRunner | None = None
+    messengers = MessengerSandboxes(None, None)
     try:
         if isinstance(phones, SmscPhones):
             await phones.smsc.start()
@@ -80,12 +84,14 @@ async def sandboxed_service(catalog: Catalog, config_dir: Path, store_path: Path
             admin_token=secrets.token_urlsafe(24),  # this run's only credential
             **route,  # type: ignore[arg-type]
         )
+        messengers, settings = await start_messengers(settings, clock, catalog.contacts)
         runner = web.AppRunner(create_app(settings, clock=clock, catalog=catalog), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        yield Sandboxed(runner.app[SERVICES], settings, phones, inbox, public, number)
+        yield Sandboxed(runner.app[SERVICES], settings, phones, inbox, public, number, messengers)
     finally:
         if runner is not None:
             await runner.cleanup()
+        await messengers.stop()
         await phones.stop()
         await inbox.stop()

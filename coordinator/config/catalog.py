@@ -5,16 +5,20 @@ before it is swapped in."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
+from .alerts import AlarmRules, load_alerts
+from .webhooks import Webhooks, load_webhooks
 from .crosschecks import CrossChecks, Entry as _Entry
 from ..errors import ConfigError, TemplateInvalid
-from ..models import BUILTIN_CATEGORIES
+from .categories import BUILTIN_CATEGORIES
 from .schemas import (
     CategoriesFile,
     DoNotContact,
@@ -67,6 +71,19 @@ class Contacts:
             if team_id in p.teams and (position is None or p.position == position)
         ]
 
+    def by_phone(self, phone: str) -> Person | None:
+        """Whose phone this is, among every person's numbers (`coordinator check` makes it one's)."""
+        return self._phones.get(phone)
+
+    @cached_property
+    def _phones(self) -> dict[str, Person]:
+        return {number: p for p in self.people.values() for number in p.numbers}
+
+    @cached_property
+    def most_phones(self) -> int:
+        """The most phones one person has (at least 1): turns of `channels: in_turn` (escalation.py)."""
+        return max((len(p.numbers) for p in self.people.values()), default=1) or 1
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -79,6 +96,12 @@ class Catalog:
     # categories.yaml: a category's usual complaints an hour, the detection prior of its
     # streams before they have history.
     typical_per_hour: dict[str, float] = field(default_factory=dict)
+    # categories.yaml: a category's usual day (24 relative hourly figures), the prior's time of day.
+    typical_day: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # alerts.yaml: network alarms to playbook, region and parameters (config/alerts.py).
+    alerts: AlarmRules = field(default_factory=AlarmRules)
+    # webhooks.yaml: who is told of lifecycle events, secrets from the environment (config/webhooks.py).
+    webhooks: Webhooks = field(default_factory=Webhooks)
 
 
 def load_catalog(root: Path | str) -> Catalog:
@@ -187,6 +210,7 @@ class _Builder:
     def build(self) -> Catalog | None:
         categories = dict(BUILTIN_CATEGORIES)
         typical: dict[str, float] = {}
+        days: dict[str, tuple[float, ...]] = {}
         category_file = self.root / "categories.yaml"
         if category_file.is_file():
             doc = self.read(category_file)
@@ -201,6 +225,8 @@ class _Builder:
                                                      f"(category '{c.id}' is not built in)"))
                 if c.typical_per_hour is not None:
                     typical[c.id] = c.typical_per_hour
+                if c.typical_day is not None:
+                    days[c.id] = tuple(c.typical_day)
 
         contacts = self.load_contacts()
         env = make_environment(self.root / "templates")
@@ -214,6 +240,8 @@ class _Builder:
             checks.playbook(entry, contacts, categories, templates)
         for entry in drills.values():
             checks.drill(entry, playbooks, contacts)
+        alerts = load_alerts(self, playbooks, contacts["regions"])
+        webhooks = load_webhooks(self.root, self, os.environ)
 
         if self.problems:
             return None
@@ -231,6 +259,9 @@ class _Builder:
             categories=categories,
             templates=env,
             typical_per_hour=typical,
+            typical_day=days,
+            alerts=alerts,
+            webhooks=webhooks,
         )
 
     def load_entries(self, folder: str, model: type[M], noun: str) -> dict[str, _Entry]:

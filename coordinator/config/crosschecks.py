@@ -49,6 +49,7 @@ class CrossChecks:
     def contacts(self, c: Sections) -> None:
         regions, teams, people = c["regions"], c["teams"], c["people"]
         phones: dict[str, Entry] = {}
+        userids: dict[tuple[str, str], Entry] = {}
         for entry in people.values():
             person: Person = entry.model
             if self.unknown(person.region, regions):
@@ -60,13 +61,22 @@ class CrossChecks:
                 self.problems.append(
                     entry.problem(("supervisor",), f"person {person.id}: unknown supervisor '{person.supervisor}'")
                 )
-            if person.phone is not None:
-                if person.phone in phones:
-                    other = phones[person.phone].model.id
-                    self.problems.append(
-                        entry.problem(("phone",), f"person {person.id}: phone {person.phone} is also {other}'s")
-                    )
-                phones[person.phone] = entry
+            for i, phone in enumerate(person.numbers):  # a reply must name one person
+                where: tuple[str | int, ...] = ("phones", i) if person.phones else ("phone",)
+                if phone in phones and phones[phone] is entry:
+                    self.problems.append(entry.problem(where, f"person {person.id}: phone {phone} is listed twice"))
+                elif phone in phones:
+                    other = phones[phone].model.id
+                    self.problems.append(entry.problem(where, f"person {person.id}: phone {phone} is also {other}'s"))
+                phones[phone] = entry
+            for field in ("dingtalk_userid", "wecom_userid"):  # a press must name one person
+                userid = getattr(person, field)
+                if userid is not None and (field, userid.lower()) in userids:
+                    other = userids[(field, userid.lower())].model.id
+                    self.problems.append(entry.problem((field,), f"person {person.id}: {field} {userid} is also "
+                                                                 f"{other}'s"))
+                elif userid is not None:
+                    userids[(field, userid.lower())] = entry
         for entry in c["rotations"].values():
             rotation: Rotation = entry.model
             for i, member in enumerate(rotation.members):

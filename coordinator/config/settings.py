@@ -90,6 +90,20 @@ class Settings:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = False
     smtp_from: str = "coordinator@example.com"
+    # DingTalk work notifications from an internal app (docs/channels.md); unset app key:
+    # no DingTalk. The corp id is what the card's page asks DingTalk's 免登 code for.
+    dingtalk_app_key: str | None = None
+    dingtalk_app_secret: str | None = field(default=None, repr=False)
+    dingtalk_agent_id: int | None = None
+    dingtalk_corp_id: str = ""
+    dingtalk_base_url: str | None = None
+    # WeCom app messages with button cards; unset corp id: no WeCom.
+    wecom_corp_id: str | None = None
+    wecom_secret: str | None = field(default=None, repr=False)
+    wecom_agent_id: int | None = None
+    wecom_callback_token: str | None = field(default=None, repr=False)
+    wecom_encoding_aes_key: str | None = field(default=None, repr=False)
+    wecom_base_url: str | None = None
     # Fan-out limits: SMS in segments per second, email in messages per second; 0: none.
     sms_rate: float = 0.0
     email_rate: float = 0.0
@@ -108,6 +122,10 @@ class Settings:
     intake_token: str | None = field(default=None, repr=False)
     # GET /metrics asks for this bearer token; unset: open (keep it off the public network).
     metrics_token: str | None = field(default=None, repr=False)
+    # Network alarms in (web/alarms.py): Alertmanager's bearer token, and the routing_key
+    # PagerDuty-style events must carry. Unset: that receiver answers 404 (not configured).
+    alertmanager_token: str | None = field(default=None, repr=False)
+    pagerduty_routing_key: str | None = field(default=None, repr=False)
     # Users file; default CONFIG/users.yaml.
     users_file: Path | None = None
     # Fernet key of the session cookies; unset: generated once and kept in the store.
@@ -168,6 +186,8 @@ class Settings:
             "COORDINATOR_TWILIO_TIMEOUT_SECONDS": ("twilio_timeout_seconds", float),
             "COORDINATOR_SANDBOX_SMS": ("sandbox_sms", str),
             "COORDINATOR_METRICS_TOKEN": ("metrics_token", str),
+            "COORDINATOR_ALERTMANAGER_TOKEN": ("alertmanager_token", str),
+            "COORDINATOR_PAGERDUTY_ROUTING_KEY": ("pagerduty_routing_key", str),
             "COORDINATOR_SMPP_HOST": ("smpp_host", str),
             "COORDINATOR_SMPP_PORT": ("smpp_port", int),
             "COORDINATOR_SMPP_SYSTEM_ID": ("smpp_system_id", str),
@@ -183,6 +203,17 @@ class Settings:
             "SMTP_STARTTLS": ("smtp_starttls", _flag),
             "COORDINATOR_SANDBOX": ("sandbox", _flag),
             "SMTP_FROM": ("smtp_from", str),
+            "COORDINATOR_DINGTALK_APP_KEY": ("dingtalk_app_key", str),
+            "COORDINATOR_DINGTALK_APP_SECRET": ("dingtalk_app_secret", str),
+            "COORDINATOR_DINGTALK_AGENT_ID": ("dingtalk_agent_id", int),
+            "COORDINATOR_DINGTALK_CORP_ID": ("dingtalk_corp_id", str),
+            "COORDINATOR_DINGTALK_BASE_URL": ("dingtalk_base_url", str),
+            "COORDINATOR_WECOM_CORP_ID": ("wecom_corp_id", str),
+            "COORDINATOR_WECOM_SECRET": ("wecom_secret", str),
+            "COORDINATOR_WECOM_AGENT_ID": ("wecom_agent_id", int),
+            "COORDINATOR_WECOM_CALLBACK_TOKEN": ("wecom_callback_token", str),
+            "COORDINATOR_WECOM_ENCODING_AES_KEY": ("wecom_encoding_aes_key", str),
+            "COORDINATOR_WECOM_BASE_URL": ("wecom_base_url", str),
             "COORDINATOR_SMS_RATE": ("sms_rate", float),
             "COORDINATOR_EMAIL_RATE": ("email_rate", float),
             "COORDINATOR_SMS_CONCURRENCY": ("sms_concurrency", int),
@@ -229,12 +260,21 @@ class Settings:
             raise SettingsError(
                 f"COORDINATOR_DETECTION_GRACE_SECONDS must be between 0 and {MAX_DETECTION_GRACE:g}"
             )
-        if not self.store_url.startswith(("sqlite://", "redis://", "rediss://", "unix://")):
+        if not self.store_url.startswith(("sqlite://", "redis://", "rediss://", "unix://", "redis+sentinel://")):
             raise SettingsError(
                 f"store URL {self.store_url!r} is neither sqlite:///PATH nor redis://HOST:PORT/DB"
             )
+        if self.store_url.startswith("redis+sentinel://"):
+            from ..store.redis.sentinel import SentinelTarget  # the URL's own reader (docs/ops/redis-ha.md)
+
+            try:
+                SentinelTarget.parse(self.store_url)
+            except ValueError as exc:
+                raise SettingsError(f"COORDINATOR_STORE: {exc}") from None
         for name, token in (("COORDINATOR_ADMIN_TOKEN", self.admin_token),
-                            ("COORDINATOR_INTAKE_TOKEN", self.intake_token)):
+                            ("COORDINATOR_INTAKE_TOKEN", self.intake_token),
+                            ("COORDINATOR_ALERTMANAGER_TOKEN", self.alertmanager_token),
+                            ("COORDINATOR_PAGERDUTY_ROUTING_KEY", self.pagerduty_routing_key)):
             if token is not None and (len(token) < MIN_TOKEN or not token.isprintable() or " " in token):
                 raise SettingsError(f"{name} must be at least {MIN_TOKEN} printable characters without spaces")
         for name, rate in (("COORDINATOR_SMS_RATE", self.sms_rate), ("COORDINATOR_EMAIL_RATE", self.email_rate)):
@@ -272,6 +312,18 @@ class Settings:
                 raise SettingsError(f"COORDINATOR_SMPP_HOST is set but {', '.join(missing)} is not")
             if self.smpp_long_text not in ("udh", "payload"):
                 raise SettingsError("COORDINATOR_SMPP_LONG_TEXT must be udh or payload")
+        for vendor, given in (("DINGTALK_APP_KEY", {"DINGTALK_APP_SECRET": self.dingtalk_app_secret,
+                                                     "DINGTALK_AGENT_ID": self.dingtalk_agent_id})
+                              if self.dingtalk_app_key else ("", {}),
+                              ("WECOM_CORP_ID", {"WECOM_SECRET": self.wecom_secret, "WECOM_AGENT_ID": self.wecom_agent_id,
+                                                 "WECOM_CALLBACK_TOKEN": self.wecom_callback_token,
+                                                 "WECOM_ENCODING_AES_KEY": self.wecom_encoding_aes_key})
+                              if self.wecom_corp_id else ("", {})):
+            missing = [f"COORDINATOR_{name}" for name, value in given.items() if not value]
+            if missing:
+                raise SettingsError(f"COORDINATOR_{vendor} is set but {', '.join(missing)} is not")
+        if self.wecom_encoding_aes_key and len(self.wecom_encoding_aes_key) != 43:
+            raise SettingsError("COORDINATOR_WECOM_ENCODING_AES_KEY must be the 43 characters WeCom shows")
         if self.session_key is not None and not _is_fernet_key(self.session_key):
             raise SettingsError("COORDINATOR_SESSION_KEY must be a Fernet key: 32 bytes in URL-safe base64 (44 characters)")
 
@@ -282,6 +334,12 @@ class Settings:
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def messenger_urls(self) -> list[str | None]:
+        """The API base URL of each messenger configured (None: the vendor's own)."""
+        return [url for on, url in ((self.dingtalk_app_key, self.dingtalk_base_url),
+                                    (self.wecom_corp_id, self.wecom_base_url)) if on]
 
     @property
     def bucket_seconds(self) -> int:

@@ -26,6 +26,8 @@ from coordinator.clock import Clock
 
 SEND = "/topapi/message/corpconversation/asyncsend_v2"
 RESULT = "/topapi/message/corpconversation/getsendresult"
+USERINFO = "/topapi/v2/user/getuserinfo"
+AUTH_CODE_LIFETIME = timedelta(minutes=5)  # "有效期5分钟，且只能使用一次"
 MAX_USERIDS = 100
 MAX_MSG_BYTES = 2048
 PER_USER_DAILY = 500  # 143105 past it
@@ -74,13 +76,15 @@ class DingTalkSandbox:
         self.calls: Counter[str] = Counter()
         self.token_fetches = 0
         self.clicks: list[tuple[str, int, str, int]] = []  # userid, task_id, url, HTTP status
+        self._auth_codes: dict[str, tuple[str, datetime]] = {}  # code -> userid, issued
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._base_url: str | None = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = web.Application()
-        app.add_routes([web.get("/gettoken", self._gettoken), web.post(SEND, self._send), web.post(RESULT, self._result)])
+        app.add_routes([web.get("/gettoken", self._gettoken), web.post(SEND, self._send), web.post(RESULT, self._result),
+                        web.post(USERINFO, self._userinfo)])
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -134,8 +138,21 @@ class DingTalkSandbox:
             raise ValueError(f"task {task}'s card has no button link, or the sandbox is not started")
         async with self._session.get(url, allow_redirects=False) as response:
             body = await response.text()
-        self.clicks.append((userid, task, url, response.status))
-        return response.status, body
+        status = response.status
+        if status == 200 and "requestAuthCode" in body:
+            # The page asks DingTalk's JSAPI for a 免登 code and posts it back, as its
+            # script does inside DingTalk's browser.
+            async with self._session.post(url, data={"code": self.auth_code(userid)}, allow_redirects=False) as posted:
+                status, body = posted.status, await posted.text()
+        self.clicks.append((userid, task, url, status))
+        return status, body
+
+    def auth_code(self, userid: str) -> str:
+        """A 免登 auth code as DingTalk's JSAPI (requestAuthCode) gives the page open in
+        `userid`'s DingTalk: valid 5 minutes, once."""
+        code = f"{self._rng.getrandbits(128):032x}"
+        self._auth_codes[code] = (userid, self._clock.now())
+        return code
 
     # -- the API ------------------------------------------------------------------------
 
@@ -222,7 +239,20 @@ class DingTalkSandbox:
                                for u, code in task.forbidden.items()],
         }})
 
-    async def _admit(self, request: web.Request, path: str) -> tuple[dict[str, Any], web.Response | None]:
+    async def _userinfo(self, request: web.Request) -> web.Response:
+        body, refused = await self._admit(request, USERINFO, agent=False)
+        if refused:
+            return refused
+        found = self._auth_codes.pop(str(body.get("code") or ""), None)
+        if found is None or self._clock.now() - found[1] > AUTH_CODE_LIFETIME:
+            return _json({"errcode": 40078, "errmsg": "不存在的临时授权码", "request_id": self._request_id()})
+        userid = found[0]
+        return _json({"errcode": 0, "errmsg": "ok", "request_id": self._request_id(), "result": {
+            "userid": userid, "device_id": "sandbox", "sys": False, "sys_level": 0,
+            "associated_unionid": "", "unionid": f"union-{userid}", "name": userid}})
+
+    async def _admit(self, request: web.Request, path: str,
+                     agent: bool = True) -> tuple[dict[str, Any], web.Response | None]:
         """The request's body if its token, rate and agent_id pass; else the refusal."""
         self.calls[path] += 1
         now = self._clock.now()
@@ -237,7 +267,7 @@ class DingTalkSandbox:
             body = await request.json()
         else:
             body = dict(await request.post())
-        if not isinstance(body, dict) or str(body.get("agent_id")) != str(self.agent_id):
+        if not isinstance(body, dict) or (agent and str(body.get("agent_id")) != str(self.agent_id)):
             return {}, _json({"errcode": 400002, "errmsg": "agentId不合法或taskId不合法"})
         return body, None
 

@@ -1,17 +1,20 @@
 """The sandbox inside the service (`coordinator serve --sandbox`, COORDINATOR_SANDBOX=1):
 a training or staging instance whose every SMS and email goes to the Twilio-compatible
 API (or, with COORDINATOR_SANDBOX_SMS=smpp, an SMSC) and an SMTP inbox on loopback,
-never to a phone or mailbox. Drills in `sandbox`
+and every DingTalk and WeCom card to their sandboxes, never to a phone or mailbox. Drills in `sandbox`
 channels run there; the console links trainers to its sandbox page (/sandbox/, behind
 the login), where they read what each phone received and reply as a staff member."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..clock import Clock
+from ..config.catalog import Contacts, load_catalog
 from ..config.settings import Settings
+from ..errors import ConfigError
+from .messengers import MessengerSandboxes, start_messengers
 from .phones import SmscPhones
 from .smsc import SandboxSmsc
 from .smtp import SmtpInbox
@@ -29,8 +32,11 @@ class RunningSandbox:
     inbox: SmtpInbox
     # The service's settings with both channels pointed at the sandbox.
     settings: Settings
+    # DingTalk and WeCom, for the contacts with a userid (sandbox/messengers.py).
+    messengers: MessengerSandboxes = field(default_factory=lambda: MessengerSandboxes(None, None))
 
     async def stop(self) -> None:
+        await self.messengers.stop()
         await self.sms.stop()
         await self.inbox.stop()
 
@@ -46,7 +52,17 @@ async def start_sandbox(settings: Settings, clock: Clock) -> RunningSandbox:
         raise
     host, port = inbox.address
     pointed = replace(pointed, smtp_host=host, smtp_port=port, smtp_user=None, smtp_password=None, smtp_starttls=False)
-    return RunningSandbox(sms, inbox, pointed)
+    messengers, pointed = await start_messengers(pointed, clock, _contacts(settings))
+    return RunningSandbox(sms, inbox, pointed, messengers)
+
+
+def _contacts(settings: Settings) -> Contacts | None:
+    """The contacts whose userids the messenger sandboxes know (none if the config is bad:
+    the service refuses it anyway)."""
+    try:
+        return load_catalog(settings.config_dir).contacts
+    except (ConfigError, OSError):
+        return None
 
 
 async def _twilio(settings: Settings, clock: Clock, inbox: SmtpInbox) -> tuple[TwilioSandbox, Settings]:

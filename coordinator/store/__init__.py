@@ -8,14 +8,28 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from .protocols import AccessStore, ComplaintStore, DeliveryStore, DrillStore, IncidentStore, SmsStore, Store
 
 __all__ = ["AccessStore", "ComplaintStore", "DeliveryStore", "DrillStore", "IncidentStore", "SmsStore", "Store",
-           "open_store"]
+           "open_store", "shown"]
+
+
+def shown(url: str) -> str:
+    """A store URL fit for a log line: no password, no query (which may hold one)."""
+    parts = urlsplit(url)
+    _, at, hosts = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=("***@" if at else "") + hosts, query=""))
 
 
 async def open_store(url: str, bucket_seconds: int, *, redis_connections: int | None = None) -> Store:
     """`sqlite:///relative.db`, `sqlite:////abs/path.db`, or `redis://host:port/db` (an
-    optional `?prefix=name:` query parameter namespaces the keys; default `coord:`).
+    optional `?prefix=name:` query parameter namespaces the keys; default `coord:`), or
+    `redis+sentinel://host:port,host:port,host:port/service[/db]` (redis/sentinel.py).
     `redis_connections`: the size of the Redis connection pool (default 64)."""
     parts = urlsplit(url)
+    if parts.scheme == "redis+sentinel":
+        from .redis.sentinel import open_sentinel_store
+
+        if redis_connections is None:
+            return await open_sentinel_store(url, bucket_seconds)
+        return await open_sentinel_store(url, bucket_seconds, max_connections=redis_connections)
     if parts.scheme == "sqlite":
         from .sqlite import SqliteStore
 

@@ -12,7 +12,11 @@ from ..models import Delivery, DeliveryKey, DeliveryStatus
 CountKind = Literal["all", "repeat", "regulator"]
 
 # The delivery media (`DeliveryKey.medium`); each has its own outbox queue.
-MEDIA = ("sms", "email")
+MEDIA = ("sms", "email", "dingtalk", "wecom")
+# Those the outbox sends one delivery at a time; the messengers' deliveries go out in
+# groups, one vendor call for many people (messengers/sending.py).
+ONE_BY_ONE = ("sms", "email")
+MESSENGERS = ("dingtalk", "wecom")
 # What a send's result records when the provider took the message.
 ACCEPTED = frozenset({DeliveryStatus.sent, DeliveryStatus.delivered})
 

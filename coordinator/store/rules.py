@@ -34,8 +34,9 @@ def related_to(surge_key: str) -> tuple[str, list[str], bool]:
 
 
 def medium_of(delivery_id: str) -> str:
-    """The medium of a delivery id (`DeliveryKey.as_id`): its channel up to any "-"."""
-    return delivery_id.rsplit(":", 1)[-1].split("-", 1)[0]
+    """The medium of a delivery id (`DeliveryKey.as_id`): its channel up to any "-" (and
+    any "@N" naming a person's N-th phone)."""
+    return delivery_id.rsplit(":", 1)[-1].split("-", 1)[0].split("@", 1)[0]
 
 
 def apply_update(current: Delivery, update: StatusUpdate) -> tuple[Delivery, bool]:

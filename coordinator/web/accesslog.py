@@ -18,7 +18,7 @@ from aiohttp.web import BaseRequest, StreamResponse
 
 from ..logs import start_ids
 
-_ACK_TOKEN = re.compile(r"^/ack/[^/?]+")
+_ACK_TOKEN = re.compile(r"^(/hooks/dingtalk)?/ack/[^/?]+")  # the email's link, the DingTalk card's
 # A request id a proxy sent is kept if it looks like one (it goes into every log line).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -41,7 +41,7 @@ async def request_ids(request: web.Request,
 
 
 def logged_path(path: str) -> str:
-    return _ACK_TOKEN.sub("/ack/<token>", path)
+    return _ACK_TOKEN.sub(r"\1/ack/<token>", path)
 
 
 class AccessLog(AbstractAccessLogger):

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 from urllib.parse import urlencode
 
-import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import Session, get_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
@@ -285,14 +284,14 @@ async def _csrf_ok(request: web.Request) -> bool:
 
 
 def refuse(request: web.Request, status: int, code: str, message: str) -> web.StreamResponse:
-    """JSON for the API; for pages, the login page (401 on a GET) or a short page."""
+    """JSON for the API; for pages, the login page (401 on a GET), else the JSON that
+    browser.html_errors shows a browser as a page (saying who is signed in)."""
     if request.path.startswith("/api/") or request.path in ("/healthz", "/metrics") or not _wants_html(request):
         response = error_response(status, code, message)
     elif status == 401 and request.method in SAFE_METHODS:
         return web.Response(status=303, headers={"Location": f"/login?{urlencode({'next': request.path_qs})}"})
     else:
-        response = aiohttp_jinja2.render_template("refused.html", request, {"status": status, "message": message},
-                                                  status=status)
+        response = error_response(status, code, message)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="coordinator"'
     return response

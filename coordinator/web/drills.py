@@ -4,7 +4,6 @@ and the reports of a drill's runs with their trend, as JSON or a printable page.
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -18,7 +17,8 @@ from .api import api_error
 from .auth import requires
 from .errors import error_response
 from .incidents import actor, json_body
-from .reports import duration, local_time, page_context, percent, wants_html
+from .page import page_lang
+from .reports import drill_page_context, wants_html
 from .state import SERVICES, Services
 
 routes = web.RouteTableDef()
@@ -84,9 +84,6 @@ async def drill_reports(request: web.Request) -> web.StreamResponse:
             "runs": [r.model_dump(mode="json") for r in runs],
             "reports": [r.model_dump(mode="json") for r in reports],
         })
-    context = page_context(reports[0].incident, services.catalog.contacts, services.catalog.categories,
-                           services.settings.timezone) if reports and reports[0].incident else {}
-    tz = ZoneInfo(services.settings.timezone)
-    context |= {"drill": drill, "reports": reports, "runs": runs, "took": duration, "pct": percent,
-                "when": lambda at: local_time(at, tz), "tz_name": services.settings.timezone}
+    context = drill_page_context(drill, reports, runs, services.catalog, services.settings.timezone,
+                                 page_lang(request))
     return aiohttp_jinja2.render_template("drill_report.html", request, context)

@@ -3,14 +3,15 @@ severity, notes, resolve."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from ..errors import BodyError
 from ..intake import holds_lone_surrogate, read_json
-from ..models import Incident, ScriptKind
-from ..pipeline import role_view
+from ..models import Incident, RoleAssignment, ScriptKind
+from ..roster import playbook_level
 from ..config.users import Role
 from .api import bad_request
 from .auth import acting_person, requires
@@ -18,6 +19,19 @@ from .errors import error_response
 from .state import SERVICES
 
 routes = web.RouteTableDef()
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
+def role_view(role: RoleAssignment) -> dict[str, Any]:
+    """A role as the API shows it."""
+    return {
+        "role": role.role, "title": role.title, "holder": role.holder, "level": playbook_level(role), "chain": role.chain,
+        "deadline": _iso(role.deadline), "acked": role.acked_at is not None, "acked_by": role.acked_by,
+        "acked_at": _iso(role.acked_at), "unfilled": role.unfilled, "gaps": role.gaps,
+    }
 
 
 def incident_view(incident: Incident, timeline: list[Any] | None = None) -> dict[str, Any]:

@@ -21,20 +21,30 @@ _EXPOSE = make_aiohttp_handler(metrics.REGISTRY)
 
 
 async def refresh(services: Services) -> None:
+    """The gauges of global state, from the store: who has not acknowledged is counted
+    there (`unacknowledged`), not by reading every open incident's deliveries and acks."""
     store = services.store
     incidents = await store.list_incidents()
     metrics.INCIDENTS.clear()
     metrics.UNACKED.clear()
+    in_force: dict[str, int] = {}
     for incident in incidents:
         metrics.INCIDENTS.labels(incident.playbook, incident.status.value).inc()
         current = incident.current_script
-        if incident.status == IncidentStatus.closed or current is None:
-            continue
-        reached = {d.key.person_id for d in await store.deliveries(incident.id)
-                   if d.key.is_script and d.key.version == current.version}
-        acked = {a.person_id for a in await store.acks(incident.id) if a.version == current.version}
-        metrics.UNACKED.labels(incident.id).set(len(reached - acked))
+        if incident.status != IncidentStatus.closed and current is not None:
+            in_force[incident.id] = current.version
+    for incident_id, count in (await store.unacknowledged(in_force)).items():
+        metrics.UNACKED.labels(incident_id).set(count)
     metrics.OUTBOX.set(await store.outbox_size())
+    oldest = await store.oldest_claim()
+    metrics.OLDEST_CLAIM.set(0 if oldest is None else max(0.0, (services.clock.now() - oldest).total_seconds()))
+    streams, learning, alarming = services.monitor.census()
+    metrics.STREAMS.set(streams)
+    metrics.STREAMS_LEARNING.set(learning)
+    metrics.STREAMS_ALARMING.set(alarming)
+    metrics.WEBHOOK_QUEUE.clear()
+    for subscriber, depth in (await store.webhook_queue_depths()).items():
+        metrics.WEBHOOK_QUEUE.labels(subscriber).set(depth)
 
 
 @routes.get("/metrics")

@@ -16,6 +16,9 @@ from aiohttp import web
 
 from .. import __version__
 from ..config.users import Role
+from ..store.records import MEDIA
+from .alarms_openapi import alarm_paths, alarm_schemas
+from .openapi_messengers import messenger_paths
 from .auth import COOKIE_NAME, CSRF_HEADER, public
 from .openapi_parts import (
     BOARD,
@@ -30,6 +33,7 @@ from .openapi_parts import (
     INTAKE_COUNTS,
     PLAYBOOK_ID,
     REJECTION,
+    RELOAD_REPORT,
     ROLE_VIEW,
     STATS_PARAMS,
     STR,
@@ -55,7 +59,7 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/healthz": {"get": op("Liveness, store reachability and delivery channels", None, {
             200: json_answer(obj({
                 "status": {"enum": ["ok", "degraded"]}, "store": STR, "playbooks": INT,
-                "channels": obj({m: {"enum": ["ok", "missing"]} for m in ("sms", "email")}, ("sms", "email")),
+                "channels": obj({m: {"enum": ["ok", "missing"]} for m in MEDIA}, MEDIA),
                 "missing_channels": {"type": "object", "additionalProperties": {
                     "type": "array", "items": {"enum": ["sms", "email"]}}},
             }, ("status", "store", "channels", "missing_channels")),
@@ -75,6 +79,20 @@ def _paths() -> dict[str, dict[str, Schema]]:
             503: json_answer(obj({"status": {"const": "not_ready"}, "problems": {"type": "array", "items": STR}},
                                  ("status", "problems")), "what is wrong, one line each")}, store=False)},
         "/api/openapi.json": {"get": op("This document", None, {200: json_answer({"type": "object"})}, store=False)},
+        "/api/admin/reload": {"post": op(
+            "Reload the config files on every instance sharing the store", Role.leader, {
+                200: json_answer(RELOAD_REPORT, "every live instance took the new config"),
+                202: json_answer(RELOAD_REPORT, "none refused; some did not answer within the wait (they will)"),
+                409: json_answer(obj({"error": ERROR["properties"]["error"], "reload": RELOAD_REPORT},
+                                     ("error", "reload")),
+                                 "`reload_refused`: an instance refused; `details` lists the problems, each "
+                                 "refusing instance keeps the config it had")},
+            parameters=[{"name": "wait", "in": "query", "required": False,
+                         "schema": {"type": "number", "minimum": 0, "maximum": 60, "default": 10},
+                         "description": "seconds to wait for the live instances' answers"}],
+            description="Announced through the store: each live instance (seen within 10 s) builds and checks "
+                        "the files, swaps them in or refuses, and answers. The admin token or a leader may ask. "
+                        "`wait` outside 0-60 is 400 `invalid_wait`.")},
         "/api/complaints": {"post": op(
             "Complaint intake", Role.intake,
             {200: json_answer(obj(INTAKE_COUNTS, ("accepted", "duplicate", "rejected", "errors")),
@@ -99,7 +117,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
             {200: json_answer(ref("Statistics"))}, parameters=STATS_PARAMS,
             description="Local days in COORDINATOR_TIMEZONE. The same figures as the page /stats and its CSV "
                         "export /stats.csv?table=complaints|incidents. A period that is not one is 400 "
-                        "`invalid_period`, its `details` naming the parameter: a day that is not YYYY-MM-DD or "
+                        "`invalid_period`, its `details` naming the parameter and the problem (`not_a_date`, "
+                        "`out_of_range`, `day_or_month`, `before_from`, `too_long`): a day that is not YYYY-MM-DD or "
                         "not between 1970-01-01 and 9998-12-31, `to` before `from`, more than 366 days.")},
         "/api/incidents": {
             "post": op("Open an incident by hand (manual trigger)", Role.leader, {
@@ -208,6 +227,8 @@ def _paths() -> dict[str, dict[str, Schema]]:
                 "required": False, "description": "the page's button posts an empty form",
                 "content": {"application/x-www-form-urlencoded": {"schema": obj({}, extra=True)}}}),
         },
+        **alarm_paths(),  # network alarms in: Alertmanager, PagerDuty (web/alarms_openapi.py)
+        **messenger_paths(),  # DingTalk and WeCom callbacks (web/openapi_messengers.py)
     }
 
 
@@ -238,6 +259,7 @@ def document() -> dict[str, Any]:
         "Stream": STREAM, "DeliveryBoard": BOARD,
         **model_schemas(),
         **stats_schemas(),
+        **alarm_schemas(),
     }
     responses = {
         name: {"description": description, "content": {"application/json": {"schema": ref("Error")}}}

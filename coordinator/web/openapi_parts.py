@@ -102,6 +102,20 @@ BOARD = obj({
     "not_acknowledged": {"type": "array", "items": STR},
 }, ("counts", "acks", "current_version", "not_acknowledged"))
 
+# A cluster-wide reload's report (web/reload.py).
+_IDS = {"type": "array", "items": STR}
+RELOAD_REPORT = obj({
+    "id": STR, "by": STR, "requested_at": {"type": "string", "format": "date-time"},
+    "result": {"enum": ["took", "refused", "incomplete"]},
+    "took": _IDS, "refused": _IDS, "no_answer": _IDS,
+    "instances": {"type": "array", "items": obj({
+        "instance": STR, "outcome": {"enum": ["took", "refused", "no_answer"]}, "problems": _IDS,
+        "config": {"type": "string", "description": "fingerprint of the config files in use"},
+        "at": {"type": "string", "format": "date-time",
+               "description": "when it answered (no_answer: when it was last seen)"},
+    }, ("instance", "outcome", "problems", "config", "at"))},
+}, ("id", "by", "requested_at", "result", "took", "refused", "no_answer", "instances"))
+
 
 @cache
 def model_schemas() -> dict[str, Schema]:

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ..errors import IncidentNotFound, StoreError
-from ..models import ALL_REGIONS, DRILL_PREFIX, bucket_start, utc
+from ..models import ALL_REGIONS, DRILL_PREFIX, DrillRunStatus, bucket_start, utc
 from .auth import still_allowed
 from .guard import limits_of, write_or_drop
 from .state import Services
@@ -55,14 +55,16 @@ async def overview_summary(services: Services) -> Summary:
     for stream in wide:
         filling += sum((await store.bucket_counts(stream, utc(current), utc(current + width))).values())
     surges = sum(1 for i in incidents if i.surge is not None)
-    parts = [[(i.id, i.revision) for i in incidents], current, filling]
+    # Running drills move on as they feed complaints (the drills page follows this stream).
+    drills = [(r.id, r.revision) for r in await store.drill_runs() if r.status == DrillRunStatus.running]
+    parts = [[(i.id, i.revision) for i in incidents], current, filling, drills]
     return {"fingerprint": _fingerprint(parts), "open_incidents": len(incidents), "with_surge": surges,
             "complaints_in_bucket": filling}
 
 
 async def incident_summary(services: Services, incident_id: str) -> Summary:
     """The incident's revision, its timeline's length (every ack, reminder and step
-    adds to it), the acks, and the deliveries by status."""
+    adds to it), the acks, the deliveries by status, and its drill run's progress."""
     store = services.store
     incident = await store.get_incident(incident_id)
     timeline = await store.timeline(incident_id)
@@ -71,7 +73,8 @@ async def incident_summary(services: Services, incident_id: str) -> Summary:
     for d in await store.deliveries(incident_id):
         statuses[d.status.value] = statuses.get(d.status.value, 0) + 1
     roles_acked = sum(1 for r in incident.roles if r.acked_at is not None)
-    parts = [incident.revision, len(timeline), len(acks), sorted(statuses.items())]
+    run = await store.get_drill_run(incident.drill_run) if incident.drill_run else None
+    parts = [incident.revision, len(timeline), len(acks), sorted(statuses.items()), run.revision if run else None]
     return {"fingerprint": _fingerprint(parts), "status": incident.status.value, "acks": len(acks),
             "roles_acked": roles_acked, "roles": len(incident.roles), "events": len(timeline),
             "deliveries": statuses}

@@ -10,11 +10,13 @@ from ..config.catalog import Catalog
 from ..clock import Clock
 from ..drills import Drills
 from ..messages import Messages
+from ..messengers.service import Messengers
 from ..intake import Intake
 from ..outbox import Outbox
 from ..pipeline import Pipeline
 from ..reconcile import StatusReconciler
 from ..scheduler import Ticks
+from ..webhooks.sender import WebhookSender
 from ..roster import missing_media
 from ..sandbox.inprocess import RunningSandbox
 from ..config.settings import Settings
@@ -38,8 +40,12 @@ class Services:
     reconciler: StatusReconciler
     # Runs the tick and the drills' cron jobs (started by `serve`; off where ticks are 0).
     ticks: Ticks
-    # The delivery media a channel is configured for ("sms", "email").
+    # Sends lifecycle events to webhooks.yaml's subscribers (started with the outbox worker).
+    webhooks: WebhookSender
+    # The delivery media a channel is configured for ("sms", "email", "dingtalk", "wecom").
     media: frozenset[str] = frozenset()
+    # DingTalk and WeCom: their sender, read-state poller and button presses.
+    messengers: Messengers | None = None
     _missing: tuple[Catalog, dict[str, list[str]]] | None = field(default=None, repr=False)
 
     def missing_channels(self) -> dict[str, list[str]]:

@@ -10,17 +10,21 @@ from __future__ import annotations
 from typing import Protocol
 
 from .access import AccessStore
+from .alarms import AlarmStore
 from .complaints import ComplaintStore
 from .deliveries import DeliveryStore
 from .drills import DrillStore
 from .incidents import IncidentStore
+from .instances import InstanceStore
 from .sms import SmsStore
+from .webhooks import WebhookStore
 
 __all__ = ["AccessStore", "ComplaintStore", "DeliveryStore", "DrillStore", "IncidentStore", "SmsStore", "Store",
-           "PROTOCOLS"]
+           "WebhookStore", "InstanceStore", "AlarmStore", "PROTOCOLS"]
 
 
-class Store(ComplaintStore, IncidentStore, DeliveryStore, SmsStore, DrillStore, AccessStore, Protocol):
+class Store(ComplaintStore, IncidentStore, DeliveryStore, SmsStore, DrillStore, AccessStore, WebhookStore,
+            InstanceStore, AlarmStore, Protocol):
     """Everything the service keeps, for the code that wires it (app, CLI)."""
 
     bucket_seconds: int
@@ -33,4 +37,5 @@ class Store(ComplaintStore, IncidentStore, DeliveryStore, SmsStore, DrillStore, 
         """Raise StoreError unless the backend answers."""
 
 
-PROTOCOLS = (ComplaintStore, IncidentStore, DeliveryStore, SmsStore, DrillStore, AccessStore)
+PROTOCOLS = (ComplaintStore, IncidentStore, DeliveryStore, SmsStore, DrillStore, AccessStore, WebhookStore, InstanceStore,
+             AlarmStore)

@@ -4,7 +4,7 @@ the outbox it waits in until a worker claims and sends it."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from ...models import Delivery, DeliveryKey
 from ..records import Moved, StatusUpdate
@@ -60,3 +60,13 @@ class DeliveryStore(Protocol):
         Keeps the SMS indexes of `SmsStore` (`rules.apply_update` is the rule)."""
 
     async def deliveries(self, incident_id: str) -> list[Delivery]: ...
+
+    async def unacknowledged(self, versions: Mapping[str, int]) -> dict[str, int]:
+        """Per incident id, how many people were sent script version `versions[id]` (a
+        script delivery of it, any medium, any status) and have not acknowledged it:
+        counted in the store, without reading the deliveries out (GET /metrics)."""
+
+    async def oldest_claim(self) -> datetime | None:
+        """The first-claim time of the longest-claimed delivery still in the outbox
+        (claimed at least once, not finished: sending, or waiting for a retry); None
+        when there is none."""

@@ -121,10 +121,8 @@ class RedisComplaints(RedisConnection):
                 "1" if c.channel == Channel.regulator else "0",
                 *stat_args(self.keys.complaint_stats, c),
             ]
-        async with reachable():
-            result = await self._add_complaints(
-                keys=[self.keys.streams(), self.keys.complaint_count()], args=args
-            )
+        # Confirmed by the replicas the store URL asks for before it counts as stored.
+        result = await self._confirmed(self._add_complaints, [self.keys.streams(), self.keys.complaint_count()], args)
         return [Added(x > 0, x == 2) for x in result]
 
     async def get_complaint(self, complaint_id: str) -> Complaint | None:

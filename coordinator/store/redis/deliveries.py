@@ -4,8 +4,8 @@ also keeps the SMS indexes of sms.py."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Sequence
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
 
 from ...errors import StoreError
 from ...models import DELIVERY_RANK, Delivery, DeliveryKey
@@ -24,13 +24,14 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'rank', ARGV[1], 'doc', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+if ARGV[5] ~= '' then redis.call('SADD', ARGV[5], ARGV[6]) end
 return 1
 """
 
 # KEYS: the outboxes to claim from. ARGV: now, lease end, limit, the delivery hashes'
-# key prefix. The oldest due ids across them, their score moved to the
-# lease's end so that no one else takes them before it lapses; each delivery's first
-# claim time is kept in its hash.
+# key prefix, the claims set (keys.claims). The oldest due ids across them, their score
+# moved to the lease's end so that no one else takes them before it lapses; each
+# delivery's first claim time is kept in its hash and in the claims set.
 _CLAIM = """
 local limit = tonumber(ARGV[3])
 local due = {}
@@ -43,6 +44,7 @@ local ids = {}
 for i = 1, math.min(limit, #due) do
   redis.call('ZADD', KEYS[due[i][3]], ARGV[2], due[i][2])
   redis.call('HSETNX', ARGV[4] .. due[i][2], 'claimed_at', ARGV[1])
+  redis.call('ZADD', ARGV[5], 'NX', ARGV[1], due[i][2])
   ids[#ids+1] = due[i][2]
 end
 return ids
@@ -50,7 +52,8 @@ return ids
 
 # ARGV[1]: the key prefix of the phones' SMS index (keys.sms_to), ARGV[2]: the
 # unsettled-SMS set, ARGV[3]: how many SMS each phone's index keeps, ARGV[4]: its TTL,
-# ARGV[5]: the counter that orders the index (keys.sms_order); then 12 per update: delivery hash key, its outbox, provider key ('' for none),
+# ARGV[5]: the counter that orders the index (keys.sms_order), ARGV[6]: the claims set
+# (keys.claims, left by a finished delivery); then 12 per update: delivery hash key, its outbox, provider key ('' for none),
 # delivery id, rank, status, at, provider id, error, finish ('1'/'0'), at as epoch
 # seconds, '1' for an SMS. The rule of rules.apply_update: the status only moves forward;
 # a provider id is taken when moving or when none is known. An SMS moving to 'sent'
@@ -60,7 +63,7 @@ return ids
 # acceptances were recorded, across instances), not by clocks that may agree to the second.
 _UPDATE_DELIVERIES = """
 local out = {}
-for i = 6, #ARGV, 12 do
+for i = 7, #ARGV, 12 do
   local doc = redis.call('HGET', ARGV[i], 'doc')
   local moved = 0
   if doc then
@@ -82,7 +85,10 @@ for i = 6, #ARGV, 12 do
       redis.call('HSET', ARGV[i], 'doc', doc)
       if ARGV[i+7] ~= '' and d['provider_id'] == ARGV[i+7] then redis.call('SET', ARGV[i+2], ARGV[i+3]) end
     end
-    if ARGV[i+9] == '1' then redis.call('ZREM', ARGV[i+1], ARGV[i+3]) end
+    if ARGV[i+9] == '1' then
+      redis.call('ZREM', ARGV[i+1], ARGV[i+3])
+      redis.call('ZREM', ARGV[6], ARGV[i+3])
+    end
     if ARGV[i+11] == '1' then
       if moved == 1 then
         if d['status'] == 'sent' then redis.call('ZADD', ARGV[2], ARGV[i+10], ARGV[i+3])
@@ -125,8 +131,26 @@ return #all / 2
 """
 
 
+# KEYS: the version's reach set (keys.script_reach), the incident's acks. ARGV:
+# ":version:-". How many people were sent the version and have no acknowledgement of it
+# (rules.ack_key): the set's size less its people among the acks (read: the acks only).
+_UNACKED = """
+local n = redis.call('SCARD', KEYS[1])
+if n == 0 then return 0 end
+local suffix = ARGV[1]
+for _, field in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if #field > #suffix and string.sub(field, -#suffix) == suffix
+     and redis.call('SISMEMBER', KEYS[1], string.sub(field, 1, #field - #suffix)) == 1 then
+    n = n - 1
+  end
+end
+return n
+"""
+
+
 class RedisDeliveries(RedisConnection):
     def _delivery_scripts(self) -> None:
+        self._unacked = self._r.register_script(_UNACKED)
         self._add_delivery = self._r.register_script(_ADD_DELIVERY)
         self._claim = self._r.register_script(_CLAIM)
         self._update_deliveries = self._r.register_script(_UPDATE_DELIVERIES)
@@ -139,7 +163,7 @@ class RedisDeliveries(RedisConnection):
                 keys=[self.keys.delivery(did), self.keys.deliveries(delivery.key.incident_id),
                       self.keys.outbox(delivery.key.medium)],
                 args=[DELIVERY_RANK[delivery.status], delivery.model_dump_json(), did,
-                      (due or delivery.updated_at).timestamp()],
+                      (due or delivery.updated_at).timestamp(), *self._reach(delivery.key)],
             )
         return bool(added)
 
@@ -151,7 +175,8 @@ class RedisDeliveries(RedisConnection):
                     await self._add_delivery(
                         keys=[self.keys.delivery(did), self.keys.deliveries(d.key.incident_id),
                               self.keys.outbox(d.key.medium)],
-                        args=[DELIVERY_RANK[d.status], d.model_dump_json(), did, d.updated_at.timestamp()],
+                        args=[DELIVERY_RANK[d.status], d.model_dump_json(), did, d.updated_at.timestamp(),
+                              *self._reach(d.key)],
                         client=pipe,
                     )
                 results = await pipe.execute()
@@ -163,7 +188,7 @@ class RedisDeliveries(RedisConnection):
         outboxes = [self.keys.outbox(m) for m in (MEDIA if medium is None else (medium,))]
         async with reachable():
             ids = await self._claim(keys=outboxes, args=[now.timestamp(), now.timestamp() + lease_seconds, limit,
-                                                         self.keys.delivery("")])
+                                                         self.keys.delivery(""), self.keys.claims()])
             if not ids:
                 return []
             async with self._r.pipeline(transaction=False) as pipe:
@@ -186,7 +211,10 @@ class RedisDeliveries(RedisConnection):
 
     async def finish_delivery(self, key: DeliveryKey) -> None:
         async with reachable():
-            await self._r.zrem(self.keys.outbox(key.medium), key.as_id())
+            async with self._r.pipeline(transaction=True) as pipe:
+                pipe.zrem(self.keys.outbox(key.medium), key.as_id())
+                pipe.zrem(self.keys.claims(), key.as_id())
+                await pipe.execute()
 
     async def retry_delivery(self, key: DeliveryKey, due: datetime, *, attempts: int, error: str) -> None:
         current = await self.get_delivery(key)
@@ -228,7 +256,7 @@ class RedisDeliveries(RedisConnection):
                 found = await self._r.mget([self.keys.provider(s) for s in by_sid])
                 owners |= {sid: did for sid, did in zip(by_sid, found) if did}
             args: list[Any] = [self.keys.sms_to(""), self.keys.unsettled(), SMS_INDEX_KEEP, SMS_INDEX_TTL,
-                               self.keys.sms_order()]
+                               self.keys.sms_order(), self.keys.claims()]
             known: list[bool] = []
             for u in updates:
                 did = u.key.as_id() if u.key is not None else owners.get(u.provider_id or "")
@@ -251,3 +279,38 @@ class RedisDeliveries(RedisConnection):
         async with reachable():
             ids = sorted(await self._r.smembers(self.keys.deliveries(incident_id)))
         return await self._docs(ids)
+
+    def _reach(self, key: DeliveryKey) -> tuple[str, str]:
+        """_ADD_DELIVERY's last two arguments: a script delivery's reach set and person."""
+        return (self.keys.script_reach(key.incident_id, key.version), key.person_id) if key.is_script else ("", "")
+
+    async def _index_reach(self) -> None:
+        """Stores written before the reach sets: fill them in from the delivery ids, once
+        (repeating it is harmless, so two instances starting at once may both)."""
+        if await self._r.exists(self.keys.reach_index()):
+            return
+        for incident_id in await self._r.zrange(self.keys.incidents(), 0, -1):
+            keys = [DeliveryKey.parse(i) for i in await self._r.smembers(self.keys.deliveries(incident_id))]
+            async with self._r.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    if key is not None and key.is_script:
+                        pipe.sadd(self.keys.script_reach(key.incident_id, key.version), key.person_id)
+                await pipe.execute()
+        await self._r.set(self.keys.reach_index(), "1")
+
+    async def unacknowledged(self, versions: Mapping[str, int]) -> dict[str, int]:
+        if not versions:
+            return {}
+        async with reachable():
+            async with self._r.pipeline(transaction=False) as pipe:
+                for incident_id, version in versions.items():
+                    await self._unacked(keys=[self.keys.script_reach(incident_id, version),
+                                              self.keys.acks(incident_id)],
+                                        args=[f":{version}:-"], client=pipe)
+                counts = await pipe.execute()
+        return {incident_id: int(n) for incident_id, n in zip(versions, counts)}
+
+    async def oldest_claim(self) -> datetime | None:
+        async with reachable():
+            oldest = await self._r.zrange(self.keys.claims(), 0, 0, withscores=True)
+        return datetime.fromtimestamp(oldest[0][1], timezone.utc) if oldest else None

@@ -94,7 +94,26 @@ return 1
 """
 
 
+_PARSED_KEPT = 2048  # parsed incident documents kept; past that the cache starts over
+
+
 class RedisIncidents(RedisConnection):
+    # (hash, length) of an incident document -> the incident parsed from it, set up by
+    # RedisStore: GET /metrics and every tick list all incidents, and parsing each
+    # document (its playbook snapshot validated) was most of that.
+    _parsed_docs: dict[tuple[int, int], Incident]
+
+    def _parsed(self, doc: str) -> Incident:
+        """The incident `doc` holds, parsed once per text (incidents are frozen records)."""
+        key = (hash(doc), len(doc))
+        parsed = self._parsed_docs.get(key)
+        if parsed is None:
+            parsed = Incident.model_validate_json(doc)
+            if len(self._parsed_docs) >= _PARSED_KEPT:
+                self._parsed_docs.clear()
+            self._parsed_docs[key] = parsed
+        return parsed
+
     def _incident_scripts(self) -> None:
         self._open_incident = self._r.register_script(_OPEN_INCIDENT)
         self._save_incident = self._r.register_script(_SAVE_INCIDENT)
@@ -151,7 +170,7 @@ class RedisIncidents(RedisConnection):
             doc = await self._r.get(self.keys.incident(incident_id))
         if doc is None:
             raise IncidentNotFound(incident_id)
-        return Incident.model_validate_json(doc)
+        return self._parsed(doc)
 
     async def save_incident(self, incident: Incident) -> None:
         async with reachable():
@@ -177,7 +196,7 @@ class RedisIncidents(RedisConnection):
         async with reachable():
             ids = await self._r.zrevrange(self.keys.incidents(), 0, -1)
             docs = await self._r.mget([self.keys.incident(i) for i in ids]) if ids else []
-        found = [Incident.model_validate_json(d) for d in docs if d]
+        found = [self._parsed(d) for d in docs if d]
         found.sort(key=lambda i: (i.opened_at, i.id), reverse=True)
         return [
             i

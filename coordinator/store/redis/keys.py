@@ -84,6 +84,19 @@ class RedisKeys:
         sent, by when they are due (a claim moves its score to the lease's end)."""
         return f"{self.prefix}outbox:{medium}"
 
+    def script_reach(self, incident_id: str, version: int) -> str:
+        """Set of the people sent one script version (a script delivery of it, any medium)."""
+        return f"{self.prefix}script-reach:{incident_id}:{version}"
+
+    def reach_index(self) -> str:
+        """Set once the reach sets were filled in from the deliveries already stored."""
+        return f"{self.prefix}script-reach-index"
+
+    def claims(self) -> str:
+        """Sorted set of the delivery ids claimed and not finished, by their first claim
+        time (the outbox's oldest claim, GET /metrics)."""
+        return f"{self.prefix}claims"
+
     def shared_outbox(self) -> str:
         """The one outbox of every medium before there was one per medium; emptied into
         those when a store opens."""
@@ -115,6 +128,53 @@ class RedisKeys:
 
     def acks(self, incident_id: str) -> str:
         return f"{self.prefix}acks:{incident_id}"
+
+    def webhook(self, subscriber: str, event_id: str = "") -> str:
+        """Hash: doc, owner, done (one event for one webhook subscriber); with no event
+        id, the prefix of those keys."""
+        return f"{self.prefix}webhook:{subscriber}:{event_id}"
+
+    def webhook_queue(self, subscriber: str) -> str:
+        """Sorted set of the event ids waiting for a subscriber, by when they are due (a
+        claim moves the score to the lease's end)."""
+        return f"{self.prefix}webhook-queue:{subscriber}"
+
+    def webhook_subscribers(self) -> str:
+        """Set of the subscribers that ever had a queue."""
+        return f"{self.prefix}webhook-subscribers"
+
+    def instances(self) -> str:
+        """Hash: instance id -> its last heartbeat (protocols/instances.Instance)."""
+        return f"{self.prefix}instances"
+
+    def instances_seen(self) -> str:
+        """Sorted set of instance ids by when each was last seen."""
+        return f"{self.prefix}instances-seen"
+
+    def reload_seq(self) -> str:
+        """Counter numbering the reload requests."""
+        return f"{self.prefix}reload-seq"
+
+    def reload_requests(self) -> str:
+        """Sorted set of reload request documents by their number."""
+        return f"{self.prefix}reload-requests"
+
+    def reload_outcomes(self, request_id: str) -> str:
+        """Hash: instance id -> its answer to one reload request."""
+        return f"{self.prefix}reload-outcomes:{request_id}"
+
+    def alarm(self, source: str, key: str) -> str:
+        """Hash: revision, incident, doc (one network alarm's state; store/redis/alarms.py)."""
+        return f"{self.prefix}alarm:{source}:{key}"
+
+    def incident_alarms(self, incident_id: str) -> str:
+        """Set of the alarms ("source NUL key") attached to an incident; with no id, the prefix."""
+        return f"{self.prefix}incident-alarms:{incident_id}"
+
+    def replication_fence(self) -> str:
+        """Written right before WAIT (connection.py `_confirmed`): whatever was written
+        before it, on any connection, is on the replicas once the fence is."""
+        return f"{self.prefix}replication-fence"
 
     def pattern(self) -> str:
         return f"{self.prefix}*"

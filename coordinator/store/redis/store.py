@@ -10,25 +10,34 @@ from redis.exceptions import ResponseError
 from ...errors import StoreError
 from ..records import MEDIA
 from .access import RedisAccess
+from .alarms import RedisAlarms
 from .complaints import RedisComplaints
-from .connection import reachable
+from .connection import Confirmation, reachable
 from .deliveries import RedisDeliveries
 from .drills import RedisDrills
 from .incidents import RedisIncidents
+from .instances import RedisInstances
 from .sms import RedisSms
+from .webhooks import RedisWebhooks
 
 # Connections to Redis per instance (COORDINATOR_REDIS_MAX_CONNECTIONS): enough for every
 # send slot and intake request in flight at once, each call holding one only briefly.
 DEFAULT_CONNECTIONS = 64
 
 
-class RedisStore(RedisComplaints, RedisIncidents, RedisDeliveries, RedisSms, RedisDrills, RedisAccess):
-    def __init__(self, client: aioredis.Redis, bucket_seconds: int, prefix: str = "coord:") -> None:
-        super().__init__(client, bucket_seconds, prefix)
+class RedisStore(RedisComplaints, RedisIncidents, RedisDeliveries, RedisSms, RedisDrills, RedisAccess, RedisWebhooks,
+                 RedisInstances, RedisAlarms):
+    def __init__(self, client: aioredis.Redis, bucket_seconds: int, prefix: str = "coord:", *,
+                 confirmation: Confirmation = Confirmation()) -> None:
+        super().__init__(client, bucket_seconds, prefix, confirmation=confirmation)
         self._complaint_scripts()
         self._incident_scripts()
         self._delivery_scripts()
         self._drill_scripts()
+        self._webhook_scripts()
+        self._instance_scripts()
+        self._parsed_docs = {}  # RedisIncidents' parse cache
+        self._alarm_scripts()
 
     @classmethod
     async def open(cls, url: str, bucket_seconds: int, prefix: str = "coord:", *,
@@ -38,14 +47,21 @@ class RedisStore(RedisComplaints, RedisIncidents, RedisDeliveries, RedisSms, Red
         pool raises "Too many connections", which a burst of clients turned into 503s)."""
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=pool_timeout, decode_responses=True)
-        client = aioredis.Redis.from_pool(pool)
-        store = cls(client, bucket_seconds, prefix)
+        return await cls.over(aioredis.Redis.from_pool(pool), bucket_seconds, prefix)
+
+    @classmethod
+    async def over(cls, client: aioredis.Redis, bucket_seconds: int, prefix: str = "coord:", *,
+                   confirmation: Confirmation = Confirmation()) -> "RedisStore":
+        """A store over `client` (a plain pool, or a Sentinel's: sentinel.py), checked
+        reachable and brought up to date; `client` is closed if it is not."""
+        store = cls(client, bucket_seconds, prefix, confirmation=confirmation)
         try:
-            await store.ping()
+            await store.reach()
             async with reachable():
                 await store._split_outbox(keys=[store.keys.shared_outbox()],
                                           args=[f"{m}={store.keys.outbox(m)}" for m in MEDIA])
                 await store._index_open_groups()
+                await store._index_reach()
         except BaseException:
             await store.close()
             raise

@@ -3,8 +3,8 @@ the same row, so a claim is one UPDATE ... RETURNING."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Sequence
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
 
 import aiosqlite
 
@@ -50,6 +50,46 @@ async def migrate_deliveries(db: aiosqlite.Connection) -> None:
         await db.execute("ALTER TABLE deliveries ADD COLUMN settle_at REAL")
     await db.execute("CREATE INDEX IF NOT EXISTS deliveries_outbox_medium ON deliveries (medium, due) WHERE pending = 1")
     await db.execute("CREATE INDEX IF NOT EXISTS deliveries_unsettled ON deliveries (settle_at) WHERE settle_at IS NOT NULL")
+    await db.execute("CREATE INDEX IF NOT EXISTS deliveries_claimed ON deliveries (claimed_at)"
+                     " WHERE pending = 1 AND claimed_at IS NOT NULL")
+    async with db.execute("SELECT 1 FROM sqlite_master WHERE name = 'script_reach'") as cur:
+        reach = await cur.fetchone()
+    if reach is None:  # a file from before it: filled in from the deliveries' ids once
+        await db.execute(_REACH_SCHEMA)
+        async with db.execute("SELECT id FROM deliveries") as cur:
+            keys = [k for k in (DeliveryKey.parse(row[0]) for row in await cur.fetchall()) if k is not None]
+        await db.executemany(_ADD_REACH, [(k.incident_id, k.version, k.person_id) for k in keys if k.is_script])
+
+
+# The people sent one script version (ids from `prefix` = "incident:version:" up to the
+# next version's, script deliveries only: no "-purpose" after the medium) who have no
+# acknowledgement of it (acks.ack_id = rules.ack_key(person, version)).
+# For many (incident, version, ":version:-") at once (VALUES {}): those sent the version
+# less those of them who acknowledged it.
+_UNACKED = """
+WITH v (incident_id, version, suffix) AS (VALUES {})
+SELECT v.incident_id, (SELECT COUNT(*) FROM script_reach AS r WHERE r.incident_id = v.incident_id
+                       AND r.version = v.version) - (
+    SELECT COUNT(*) FROM acks AS a WHERE a.incident_id = v.incident_id
+    AND substr(a.ack_id, -length(v.suffix)) = v.suffix
+    AND EXISTS (SELECT 1 FROM script_reach AS r WHERE r.incident_id = v.incident_id AND r.version = v.version
+                AND r.person_id = substr(a.ack_id, 1, length(a.ack_id) - length(v.suffix))))
+FROM v
+"""
+# Who was sent each script version: kept beside the deliveries (one row per person and
+# version), so that counting them (GET /metrics, every scrape) reads an index range
+# instead of parsing every delivery id of the version.
+_REACH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS script_reach (
+    incident_id TEXT NOT NULL, version INTEGER NOT NULL, person_id TEXT NOT NULL,
+    PRIMARY KEY (incident_id, version, person_id)
+) WITHOUT ROWID
+"""
+_ADD_REACH = "INSERT OR IGNORE INTO script_reach VALUES (?, ?, ?)"
+
+
+def _reach(deliveries: Sequence[Delivery]) -> list[tuple[str, int, str]]:
+    return [(d.key.incident_id, d.key.version, d.key.person_id) for d in deliveries if d.key.is_script]
 
 
 def _row(d: Delivery, due: datetime) -> tuple[Any, ...]:
@@ -61,6 +101,7 @@ class SqliteDeliveries(SqliteConnection):
     async def add_delivery(self, delivery: Delivery, due: datetime | None = None) -> bool:
         async with self._write:
             cur = await self._db.execute(_ADD_DELIVERY, _row(delivery, due or delivery.updated_at))
+            await self._db.executemany(_ADD_REACH, _reach([delivery]))
             await self._db.commit()
         return cur.rowcount == 1
 
@@ -69,8 +110,10 @@ class SqliteDeliveries(SqliteConnection):
         async with self._write:
             before = self._db.total_changes
             await self._db.executemany(_ADD_DELIVERY, rows)
+            added = self._db.total_changes - before
+            await self._db.executemany(_ADD_REACH, _reach(deliveries))
             await self._db.commit()
-            return self._db.total_changes - before
+            return added
 
     async def claim_deliveries(
         self, owner: str, now: datetime, lease_seconds: float, limit: int, medium: str | None = None
@@ -170,3 +213,17 @@ class SqliteDeliveries(SqliteConnection):
     async def deliveries(self, incident_id: str) -> list[Delivery]:
         rows = await self._all("SELECT doc FROM deliveries WHERE incident_id = ? ORDER BY id", (incident_id,))
         return [Delivery.model_validate_json(r[0]) for r in rows]
+
+    async def unacknowledged(self, versions: Mapping[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        pairs = list(versions.items())
+        for i in range(0, len(pairs), 300):  # 3 parameters each, under SQLite's 999
+            chunk = pairs[i : i + 300]
+            params = [x for incident_id, version in chunk for x in (incident_id, version, f":{version}:-")]
+            rows = await self._all(_UNACKED.format(",".join(["(?, ?, ?)"] * len(chunk))), params)
+            out.update({r[0]: int(r[1]) for r in rows})
+        return out
+
+    async def oldest_claim(self) -> datetime | None:
+        row = await self._one("SELECT MIN(claimed_at) FROM deliveries WHERE pending = 1 AND claimed_at IS NOT NULL")
+        return datetime.fromtimestamp(row[0], timezone.utc) if row and row[0] is not None else None

@@ -15,13 +15,17 @@ import aiosqlite
 from ...errors import StoreError
 from ...models import Incident
 from .access import ACCESS_SCHEMA, SqliteAccess
+from .alarms import ALARM_SCHEMA, SqliteAlarms
 from .complaints import COMPLAINT_SCHEMA, SqliteComplaints
 from .deliveries import DELIVERY_SCHEMA, SqliteDeliveries, migrate_deliveries
 from .drills import DRILL_SCHEMA, SqliteDrills
 from .incidents import INCIDENT_SCHEMA, SqliteIncidents
+from .instances import INSTANCE_SCHEMA, SqliteInstances
 from .sms import SMS_SCHEMA, SqliteSms
+from .webhooks import WEBHOOK_SCHEMA, SqliteWebhooks
 
-SCHEMA = COMPLAINT_SCHEMA + INCIDENT_SCHEMA + DELIVERY_SCHEMA + SMS_SCHEMA + DRILL_SCHEMA + ACCESS_SCHEMA
+SCHEMA = (COMPLAINT_SCHEMA + INCIDENT_SCHEMA + DELIVERY_SCHEMA + SMS_SCHEMA + DRILL_SCHEMA + ACCESS_SCHEMA
+          + WEBHOOK_SCHEMA + INSTANCE_SCHEMA + ALARM_SCHEMA)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,8 @@ def _private_file(path: str | Path) -> None:
         log.warning("the store's folder %s can be written by any user: they could replace the store", folder)
 
 
-class SqliteStore(SqliteComplaints, SqliteIncidents, SqliteDeliveries, SqliteSms, SqliteDrills, SqliteAccess):
+class SqliteStore(SqliteComplaints, SqliteIncidents, SqliteDeliveries, SqliteSms, SqliteDrills, SqliteAccess,
+                  SqliteWebhooks, SqliteInstances, SqliteAlarms):
     def __init__(self, db: aiosqlite.Connection, reader: aiosqlite.Connection, bucket_seconds: int) -> None:
         super().__init__(db, reader, bucket_seconds)
         self._incidents: dict[str, Incident] = {}
