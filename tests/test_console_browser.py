@@ -149,6 +149,10 @@ async def test_a_leader_runs_an_incident_and_a_viewer_only_watches(
     await expect(page.locator("input[name='param:billing_item']")).to_be_visible()
     await page.select_option("select[name=region]", "ningbo")
     await page.fill("input[name='param:billing_item']", "11月套餐外流量费")
+    # the live preview names what is still missing by its label, as the server's does
+    await expect(page.locator("#preview-sms")).to_contain_text("11月套餐外流量费", timeout=WAIT_MS)
+    await expect(page.locator("#preview-meta")).to_contain_text("待补充参数：差错时段")
+    await expect(page.locator("#preview-meta")).not_to_contain_text("error_period")
     await page.fill("input[name='param:error_period']", "11月20日至22日")
     await expect(page.locator("#preview-sms")).to_contain_text("11月20日至22日，部分客户的11月套餐外流量费存在多收",
                                                               timeout=WAIT_MS)
@@ -156,6 +160,12 @@ async def test_a_leader_runs_an_incident_and_a_viewer_only_watches(
     await expect(page.locator("#head h1")).to_contain_text("计费差错", timeout=WAIT_MS)
     incident_id = page.url.rsplit("/", 1)[1]
     await expect(page.locator("#v1")).to_have_attribute("data-approved", "no")  # approval: leader
+
+    # the editor's render names an emptied parameter by its label too
+    await page.fill("#draft-form input[name='param:error_period']", "")
+    await page.click("#draft-form button[data-render]")
+    await expect(page.locator("#draft-form .result")).to_have_text("待补充参数：差错时段", timeout=WAIT_MS)
+    await page.fill("#draft-form input[name='param:error_period']", "11月20日至22日")
 
     # edit: the SMS count follows the text as it is typed, with the incident's code the
     # server adds to every SMS (a reply "1 CODE" names the incident)

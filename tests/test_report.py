@@ -158,9 +158,11 @@ def test_delivery_per_channel_counts_the_wording_only() -> None:
     ]
     sms, email = report(inc, deliveries=deliveries).delivery
     assert sms.model_dump() == dict(channel="sms", messages=7, recipients=6, queued=2, sent=1, delivered=2,
-                                    failed=2, fell_back=1, delivery_rate=3 / 7)
+                                    failed=2, fell_back=1, delivery_rate=3 / 7, read=0, read_rate=None,
+                                    median_seconds_to_read=None)
     assert email.model_dump() == dict(channel="email", messages=2, recipients=2, queued=0, sent=2, delivered=0,
-                                      failed=0, fell_back=1, delivery_rate=1.0)
+                                      failed=0, fell_back=1, delivery_rate=1.0, read=0, read_rate=None,
+                                      median_seconds_to_read=None)
 
 
 def test_no_messages_no_rate() -> None:
@@ -478,13 +480,23 @@ def test_the_page_shows_every_part_of_a_full_report() -> None:
                surges=[surge(detected=T0 - timedelta(days=2))])
     env = jinja2.Environment(loader=jinja2.PackageLoader("coordinator.web", "templates"), autoescape=True)
     html = env.get_template("report.html").render(page_context(r, contacts(), {"broadband": "宽带故障"},
-                                                               "Asia/Shanghai"))
+                                                               "Asia/Shanghai", "zh"))
     for shown in ("【演练】", "不计入真实事件统计", "宽带故障 / 宁波", "较大", "异常自动发现",
                   "2026-11-24 09:45:00", "12分00秒", "15分00秒",  # onset (local), to detect, to open
                   "50.0%", "3分00秒",  # ack rate, the one ack time
                   "甲六", "未送达", "副组长（dep）", "21分00秒", "督办（告知上级）", "上级督办",
                   "共发现 <strong>1</strong> 次"):
         assert shown in html, shown
+    # the same report in English: the words translated, the data (names, regions, titles) as stored
+    english = env.get_template("report.html").render(page_context(r, contacts(), {"broadband": "宽带故障"},
+                                                                  "Asia/Shanghai", "en"))
+    for shown in ("[Drill]", "does not count in the statistics", "宽带故障 / 宁波", "Major", "on a detected surge",
+                  "2026-11-24 09:45:00", "12 min 00 s", "15 min 00 s", "50.0%", "3 min 00 s",
+                  "甲六", "not delivered", "副组长 (dep)", "21 min 00 s", "supervisors told", "supervisors&#39; notice",
+                  "had <strong>1</strong> surge(s)"):
+        assert shown in english, shown
+    for chinese in ("不计入", "异常自动发现", "未送达", "督办", "分00秒", "共发现"):
+        assert chinese not in english, chinese
 
 
 @pytest.mark.parametrize("seconds, shown", [

@@ -133,14 +133,14 @@ async def test_a_trainer_reads_and_replies_as_staff_through_the_inbound_hook(ser
     async with service.session() as http:
         await sign_in(http, "zhao-min")
         assert 'href="/sandbox/"' in await (await http.get("/", headers=HTML)).text()  # the nav leads here
-        resp = await http.get("/sandbox/", headers=HTML)
+        resp = await http.get(f"/sandbox/?who={person}", headers=HTML)  # one person's messages
         assert resp.status == 200 and resp.content_type == "text/html"
         page = await resp.text()
-        assert phone in page and "delivered" in page
+        assert phone in page and "已送达" in page
         form = reply_form(page, phone)
-        assert form["from"] == phone and form["to"] == SANDBOX_SENDER and form["csrf_token"]
+        assert form["from"] == phone and form["to"] == SANDBOX_SENDER and form["csrf_token"] and form["who"] == person
         resp = await http.post("/sandbox/reply", data={**form, "body": "1"}, allow_redirects=False)
-        assert resp.status == 303 and resp.headers["Location"] == f"/sandbox/#phone-{phone}"
+        assert resp.status == 303 and resp.headers["Location"] == f"/sandbox/?who={person}#phone-{phone}"
         # the sandbox posted it, signed, to the service's own hook, which acknowledged
         [inbound] = [c for c in service.sandbox.sms.callbacks if c.kind == "inbound"]
         assert inbound.url == f"{service.services.settings.base_url}/hooks/twilio/inbound" and inbound.answer == 200
@@ -148,7 +148,7 @@ async def test_a_trainer_reads_and_replies_as_staff_through_the_inbound_hook(ser
                 for a in await service.services.store.acks(i)]
         assert [(a.person_id, a.via) for a in acks] == [(person, "sms")]
         await service.sandbox.sms.settled()
-        page = await (await http.get("/sandbox/", headers=HTML)).text()
+        page = await (await http.get(f"/sandbox/?who={person}", headers=HTML)).text()
         assert "已确认" in page  # the service's answer, sent back to the phone
         # a number that is not the account's is refused, and text is escaped on the page
         resp = await http.post("/sandbox/reply", data={**form, "to": "+15550009999", "body": "1"})
@@ -159,16 +159,16 @@ async def test_a_trainer_reads_and_replies_as_staff_through_the_inbound_hook(ser
             assert resp.status == 400, (field, await resp.text())
             assert (await resp.json())["error"]["code"] == "bad_request"
         await service.sandbox.sms.reply(phone, SANDBOX_SENDER, "<script>alert(1)</script> 收到")
-        page = await (await http.get("/sandbox/", headers=HTML)).text()
+        page = await (await http.get(f"/sandbox/?who={person}", headers=HTML)).text()
         assert "&lt;script&gt;alert(1)&lt;/script&gt; 收到" in page and "<script>alert" not in page
 
 
 async def test_a_trainers_reply_without_the_csrf_token_is_refused(service: Service) -> None:
     sent = await sent_an_incident(service)
-    _, phone = sent[0]
+    person, phone = sent[0]
     async with service.session() as http:
         await sign_in(http, "zhao-min")
-        form = reply_form(await (await http.get("/sandbox/", headers=HTML)).text(), phone)
+        form = reply_form(await (await http.get(f"/sandbox/?who={person}", headers=HTML)).text(), phone)
         before = len(service.sandbox.sms.messages)
         for token in (None, "forged"):
             data = {k: v for k, v in form.items() if k != "csrf_token"} | {"body": "1"}

@@ -8,9 +8,10 @@ getting faster?
 
 from __future__ import annotations
 
+import re
 import statistics
 from datetime import datetime
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..clock import Clock
 from ..config.catalog import Catalog
@@ -58,6 +59,9 @@ class Trend(Part):
 
 class DrillReport(Part):
     run: DrillRun
+    # The run's notes and end, as the (Chinese) report reads them: run_text.
+    notes_text: list[str] = []
+    end_text: str | None = None
     drill_id: str
     title: str
     scenario: str  # "surge" | "trigger"
@@ -113,15 +117,59 @@ def _change(now: float | None, before: list[float | None]) -> float | None:
     return now - statistics.fmean(earlier)
 
 
+# What drills.py writes on a run (its notes and end reason, in English, for the log and
+# the API), as the report reads it, in Chinese and in English with names for ids.
+# Patterns, so that runs already stored read too; a text no pattern knows is shown as it is.
+RUN_TEXTS: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p), zh, en) for p, zh, en in (
+    (r"^stream (?P<stream>\S+) has no learned baseline yet: the playbook was triggered directly, "
+     r"detection not exercised$", "投诉流 {stream} 尚无已学习的基线：直接启动了预案，未检验检测环节",
+     "stream {stream} has no learned baseline yet: the playbook was triggered directly, detection not exercised"),
+    (r"^no surge was detected while the synthetic complaints came in: the playbook was triggered directly$",
+     "模拟投诉期间未检测到突增：直接启动了预案",
+     "no surge was detected while the synthetic complaints came in: the playbook was triggered directly"),
+    (r"^a drill incident was already open on this key: (?P<incident>\S+)$", "该投诉流上已有演练事件在处置中：{incident}",
+     "a drill incident was already open on this stream: {incident}"),
+    (r"^all acknowledged$", "全员已确认", "everyone acknowledged"),
+    (r"^time is up$", "演练时间到", "time was up"),
+    (r"^the incident was resolved by hand$", "事件被手动解除", "the incident was resolved by hand"),
+    (r"^the drill was removed from drills/$", "演练已从配置中删除", "the drill was removed from the config"),
+    (r"^no instance was running at (?P<at>\S+)$", "计划时间没有运行中的服务实例",
+     "no instance of the service was running at the planned time"),
+    (r"^drill \S+ asks for sandbox channels, but this service sends through real providers",
+     "本演练要求沙箱渠道，但此服务经真实渠道发送，未启动",
+     "the drill asks for sandbox channels, but this service sends through real providers: not started"),
+)]
+
+
+def run_text(text: str, stream: Callable[[str], str] = lambda key: key, lang: str = "zh") -> str:
+    """A run's note or end reason in Chinese, or in English with `lang="en"` (notes
+    joined with "; " each read alone); `stream` names a stream key (宽带故障 · 宁波 for
+    broadband/ningbo)."""
+    def one(part: str) -> str:
+        for pattern, zh, en in RUN_TEXTS:
+            found = pattern.search(part)
+            if found:
+                values = found.groupdict()
+                if "stream" in values:
+                    values["stream"] = stream(values["stream"])
+                return (zh if lang == "zh" else en).format(**values)
+        return part
+    return ("；" if lang == "zh" else "; ").join(one(part) for part in text.split("; "))
+
+
 def build_drill_report(
-    run: DrillRun, drill: Drill, incident: IncidentReport | None, acks: Sequence[Ack], earlier: Sequence[TrendPoint]
+    run: DrillRun, drill: Drill, incident: IncidentReport | None, acks: Sequence[Ack], earlier: Sequence[TrendPoint],
+    stream: Callable[[str], str] = lambda key: key,
 ) -> DrillReport:
-    """`earlier`: the trend points of the drill's previous runs, oldest first."""
+    """`earlier`: the trend points of the drill's previous runs, oldest first; `stream`
+    names a stream key in the notes."""
     ok = success(drill, incident, acks) if incident is not None else None
     this = point(run, incident, ok.passed if ok else None)
     before = list(earlier)
     return DrillReport(
-        run=run, drill_id=drill.id, title=drill.title, scenario=drill.scenario.kind, channels=drill.channels,
+        run=run, notes_text=[run_text(n, stream) for n in run.notes],
+        end_text=run_text(run.end_reason, stream) if run.end_reason else None,
+        drill_id=drill.id, title=drill.title, scenario=drill.scenario.kind, channels=drill.channels,
         to_detect_seconds=this.to_detect_seconds, to_open_seconds=this.to_open_seconds,
         to_first_script_seconds=this.to_first_script_seconds,
         incident=incident, success=ok,
@@ -141,6 +189,14 @@ async def _incident_report(store: Store, catalog: Catalog, run: DrillRun, clock:
     return report, await store.acks(run.incident_id)
 
 
+def stream_name(catalog: Catalog, key: str, everywhere: str = "全部地区") -> str:
+    """宽带故障 · 宁波 for broadband/ningbo (`everywhere` for *)."""
+    category, _, region = key.partition("/")
+    found = catalog.contacts.regions.get(region)
+    where = everywhere if region == "*" else found.name if found is not None else region
+    return f"{catalog.categories.get(category, category)} · {where}"
+
+
 async def load_drill_reports(store: Store, catalog: Catalog, drill: Drill, clock: Clock,
                              limit: int = TREND_RUNS) -> list[DrillReport]:
     """The reports of the drill's last `limit` runs that started (missed and refused
@@ -151,7 +207,7 @@ async def load_drill_reports(store: Store, catalog: Catalog, drill: Drill, clock
     earlier: list[TrendPoint] = []
     for run in reversed(runs):  # oldest first, so each sees the ones before it
         incident, acks = await _incident_report(store, catalog, run, clock)
-        report = build_drill_report(run, drill, incident, acks, earlier)
+        report = build_drill_report(run, drill, incident, acks, earlier, stream=lambda key: stream_name(catalog, key))
         reports.append(report)
         earlier.append(report.trend.points[-1])
     return list(reversed(reports))

@@ -34,7 +34,9 @@ from ..models import (
     Surge,
     TimelineEvent,
 )
+from ..roster import playbook_level
 from ..store import Store
+from .people import MESSENGERS, people_channels, read_figures
 from .parts import (
     Acknowledgements,
     AckStats,
@@ -57,11 +59,14 @@ from .parts import (
 
 SCRIPT_CHANNELS = ("sms", "email")
 RECURRENCE_WINDOW = timedelta(days=30)
-REACHED = frozenset({DeliveryStatus.sent, DeliveryStatus.delivered})
+REACHED = frozenset({DeliveryStatus.sent, DeliveryStatus.delivered, DeliveryStatus.read})
 UNKNOWN = "-"  # team / region of someone no longer in the contacts
 
 
-
+def script_channels(script_msgs: Sequence[Delivery]) -> tuple[str, ...]:
+    """The channels a script's figures are shown for: SMS and email always, a messenger
+    when some of the script went out on it."""
+    return SCRIPT_CHANNELS + tuple(m for m in MESSENGERS if any(d.key.medium == m for d in script_msgs))
 
 
 def build_report(
@@ -79,19 +84,21 @@ def build_report(
     superset of those on its key in the window: they are filtered here)."""
     wording = {v.version for v in incident.scripts if v.kind == ScriptKind.script}
     script_msgs = [d for d in deliveries if d.key.is_script and d.key.version in wording]
+    approved = {v.version: v.approved_at for v in incident.scripts if v.approved_at is not None}
     opening = opening_surge(incident, timeline)
     return IncidentReport(
         incident_id=incident.id, title=incident.title, playbook=incident.playbook, category=incident.category,
         region=incident.region, severity=incident.severity, status=incident.status.value, drill=incident.drill,
         opened_by=incident.opened_by, generated_at=now,
         timeliness=timeliness(incident, opening, script_msgs),
-        delivery=[channel_delivery(channel, script_msgs) for channel in SCRIPT_CHANNELS],
+        delivery=[channel_delivery(channel, script_msgs, approved) for channel in script_channels(script_msgs)],
         acks=acknowledgements(incident, script_msgs, acks, contacts),
         roles=[role_report(r, timeline, contacts) for r in incident.roles],
         escalations=escalations(timeline),
         chases=chases(timeline),
         notices=notices(deliveries),
         recurrence=recurrence(incident, opening, surges),
+        people=people_channels(incident, script_msgs, acks, contacts),
     )
 
 
@@ -132,21 +139,24 @@ def timeliness(incident: Incident, opening: Surge | None, script_msgs: Sequence[
 # --- delivery ----------------------------------------------------------------------
 
 
-def channel_delivery(channel: str, script_msgs: Sequence[Delivery]) -> ChannelDelivery:
+def channel_delivery(channel: str, script_msgs: Sequence[Delivery],
+                     approved: dict[int, datetime] | None = None) -> ChannelDelivery:
     mine = [d for d in script_msgs if d.key.medium == channel]
+    read, read_rate, to_read = read_figures(channel, mine, approved or {})
     by_status = {s: sum(1 for d in mine if d.status == s) for s in DeliveryStatus}
     if channel == "email":
         fell_back = sum(1 for d in mine if d.fell_back)
     else:
         emailed = {(d.key.version, d.key.person_id) for d in script_msgs if d.key.medium == "email" and d.fell_back}
         fell_back = sum(1 for d in mine if (d.key.version, d.key.person_id) in emailed)
-    reached = by_status[DeliveryStatus.sent] + by_status[DeliveryStatus.delivered]
+    reached = by_status[DeliveryStatus.sent] + by_status[DeliveryStatus.delivered] + read
     return ChannelDelivery(
         channel=channel, messages=len(mine), recipients=len({d.key.person_id for d in mine}),
         queued=by_status[DeliveryStatus.queued] + by_status[DeliveryStatus.sending],
         sent=by_status[DeliveryStatus.sent], delivered=by_status[DeliveryStatus.delivered],
         failed=by_status[DeliveryStatus.failed] + by_status[DeliveryStatus.undelivered],
         fell_back=fell_back, delivery_rate=_ratio(reached, len(mine)),
+        read=read, read_rate=read_rate, median_seconds_to_read=to_read,
     )
 
 
@@ -214,7 +224,7 @@ def role_report(role: RoleAssignment, timeline: Sequence[TimelineEvent], contact
     acker = contacts.people.get(role.acked_by) if role.acked_by else None
     return RoleReport(
         role=role.role, title=role.title, first_holder=role.chain[0] if role.chain else None, holder=role.holder,
-        level=role.level, acked_by=role.acked_by, acked_by_name=acker.name if acker else role.acked_by,
+        level=playbook_level(role), acked_by=role.acked_by, acked_by_name=acker.name if acker else role.acked_by,
         acked_at=role.acked_at, time_to_ack_seconds=_seconds(role.assigned_at, role.acked_at),
         escalations=len(fired), exhausted=exhausted, unfilled=role.unfilled,
     )

@@ -62,7 +62,31 @@ class ChannelDelivery(Part):
     failed: int  # failed or undelivered, for good
     # sms: failed SMS that went out again by email; email: emails that were such a fallback.
     fell_back: int
-    delivery_rate: float | None  # (sent + delivered) / messages; None without messages
+    delivery_rate: float | None  # (sent + delivered + read) / messages; None without messages
+    # Messengers (DingTalk): read receipts. Time to read: from the version's approval
+    # (when it went out) to the moment its read receipt was seen.
+    read: int = 0
+    read_rate: float | None = None  # read / messages; None without messages or read state
+    median_seconds_to_read: float | None = None
+
+
+class PersonChannel(Part):
+    """One person's message of the version on one channel, as it stands now."""
+
+    medium: str
+    status: str
+    at: datetime  # when it last moved
+
+
+class PersonChannels(Part):
+    """The incident board's row for one person: each channel's message of the wording
+    in force (sent / delivered / read) and the acknowledgement, with its channel."""
+
+    person_id: str
+    name: str
+    channels: list[PersonChannel]
+    acked_via: str | None
+    acked_at: datetime | None
 
 
 class AckStats(Part):
@@ -191,6 +215,8 @@ class IncidentReport(Part):
     chases: list[Chase]
     notices: list[NoticeCount]
     recurrence: Recurrence
+    # Per person, the wording in force: each channel's status and the acknowledgement.
+    people: list[PersonChannels] = []
 
 
 def median(values: Iterable[float | None]) -> float | None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .i18n_incident import INCIDENT_MESSAGES
+from .i18n_pages import PAGES
+
 LANGS = ("zh", "en")
 DEFAULT_LANG = "zh"
 HTML_LANG = {"zh": "zh-CN", "en": "en"}
@@ -92,14 +95,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "incident.surge_line": ("异常：%d 件，预期 %.1f，%.1f 倍；共 %d 次异常并入",
                             "Surge: %d complaints, %.1f expected, ratio %.1f; %d surge(s) attached"),
     "incident.roles": ("应急角色", "Roles"),
-    "severity.minor": ("一般", "minor"),
-    "severity.major": ("较大", "major"),
-    "severity.critical": ("重大", "critical"),
-    "status.open": ("处置中", "open"),
-    "status.acknowledged": ("组长已确认", "acknowledged"),
-    "status.scripted": ("口径已发布", "scripted"),
-    "status.resolved": ("已解决", "resolved"),
-    "status.closed": ("已关闭", "closed"),
+    "severity.minor": ("一般", "Minor"),
+    "severity.major": ("较大", "Major"),
+    "severity.critical": ("重大", "Critical"),
+    "status.open": ("处置中", "Open"),
+    "status.acknowledged": ("组长已确认", "Leader acknowledged"),
+    "status.scripted": ("口径已发布", "Script out"),
+    "status.resolved": ("已解决", "Resolved"),
+    "status.closed": ("已关闭", "Closed"),
     "role.title": ("角色", "Role"),
     "role.holder": ("当前人员", "Holder"),
     "role.level": ("升级层级", "Level"),
@@ -140,7 +143,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "script.email_text": ("邮件正文", "Email text"),
     "script.email": ("邮件", "Email"),
     "script.approved_by": ("已批准：%s，%s", "approved by %s at %s"),
-    "script.auto": ("自动", "auto"),
+    "script.auto": ("自动", "auto-approval"),
     "script.system": ("系统", "system"),
     "script.pending": ("待审批", "awaiting approval"),
     "script.superseded": ("未批准，已被新版本取代", "never approved; superseded"),
@@ -316,6 +319,46 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ack.unfounded": ("链接与事件记录不符（事件、口径版本或收件人不存在），未作任何确认。",
                       "The link does not match the incident's records (incident, version or recipient): "
                       "nothing was acknowledged."),
+    # incident page (issue 22): the bar of what needs the leader now, the controls, the
+    # board per version, levels, alerts and timeline lines, drill progress (i18n_incident.py)
+    **INCIDENT_MESSAGES,
+    # pages (issue 22): error pages, the sandbox inbox, login, trigger, stats (i18n_pages.py)
+    **PAGES,
+    # alarms (issue 21): network alarms on the incident's timeline
+    "event.alarm": ("网络告警", "network alarm"),
+    "event.alarm_cleared": ("告警恢复", "alarm cleared"),
+    "event.alarm_acknowledged": ("告警已认领", "alarm acknowledged"),
+    # messengers (issue 19)
+    "msgr.dingtalk_needs_app": ("请在钉钉中打开此页面，以便确认是您本人。",
+                                "Open this page inside DingTalk, so that it knows it is you."),
+    "msgr.identifying": ("正在通过钉钉确认您的身份……", "Asking DingTalk who you are…"),
+    "msgr.code_failed": ("钉钉未能确认您的身份，请稍后在钉钉中重新打开此卡片。",
+                         "DingTalk could not say who you are; open the card again in DingTalk later."),
+    "msgr.medium.sms": ("短信", "SMS"),
+    "msgr.medium.email": ("邮件", "email"),
+    "msgr.medium.dingtalk": ("钉钉", "DingTalk"),
+    "msgr.medium.wecom": ("企业微信", "WeCom"),
+    "msgr.medium.console": ("控制台", "console"),
+    "msgr.medium.api": ("接口", "API"),
+    "channel.dingtalk": ("钉钉", "DingTalk"),
+    "channel.wecom": ("企业微信", "WeCom"),
+    "msgr.board": ("人员送达情况", "Per person"),
+    "msgr.person": ("人员", "Person"),
+    "msgr.channels": ("渠道", "Channels"),
+    "msgr.acked_by": ("确认方式", "Acknowledged by"),
+    "msgr.none": ("—", "—"),
+    "msgr.status.queued": ("排队中", "queued"),
+    "msgr.status.sending": ("发送中", "sending"),
+    "msgr.status.sent": ("已发出", "sent"),
+    "msgr.status.delivered": ("已送达", "delivered"),
+    "msgr.status.undelivered": ("未送达", "undelivered"),
+    "msgr.status.failed": ("失败", "failed"),
+    "msgr.status.read": ("已读", "read"),
+    "msgr.read_rates": ("各渠道阅读率", "Read rate per channel"),
+    "msgr.read_rate": ("阅读率", "read rate"),
+    "msgr.time_to_read": ("阅读用时中位数", "median time to read"),
+    "msgr.sent_count": ("已发", "sent"),
+    "msgr.read_count": ("已读", "read"),
 }
 
 # Strings console.js needs, handed to it in the page.

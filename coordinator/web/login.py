@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from .auth import CSRF_FIELD, GATE, caller, csrf_token, public
+from .page import console_page
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -31,8 +32,9 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-async def _form_page(request: web.Request, *, error: str = "", name: str = "", status: int = 200,
-                     target: str | None = None) -> web.Response:
+async def _form_page(request: web.Request, *, error: tuple[str, tuple[int, ...]] | None = None, name: str = "",
+                     status: int = 200, target: str | None = None) -> web.Response:
+    """`error`: the message's key in the catalogue (web/i18n.py) and its numbers."""
     gate = request.app[GATE]
     if gate.directory.empty:
         return aiohttp_jinja2.render_template("no_users.html", request, {
@@ -47,12 +49,14 @@ async def _form_page(request: web.Request, *, error: str = "", name: str = "", s
 
 @routes.get("/login")
 @public
+@console_page
 async def login_page(request: web.Request) -> web.Response:
     return await _form_page(request)
 
 
 @routes.post("/login")
 @public
+@console_page
 async def login(request: web.Request) -> web.Response:
     """The CSRF token was checked by the middleware (a forged login is an attack too)."""
     form = await request.post()
@@ -61,24 +65,20 @@ async def login(request: web.Request) -> web.Response:
     target = str(form.get("next", ""))
     gate = request.app[GATE]
     if not name or not password:
-        return await _form_page(request, error="请输入用户名和密码 · Enter your name and password", name=name,
-                                status=400, target=target)
+        return await _form_page(request, error=("login.empty", ()), name=name, status=400, target=target)
     attempt = await gate.logins.attempt(name[:64], password, request.remote or "unknown")
     if attempt.retry_after > 0:
         minutes = max(1, math.ceil(attempt.retry_after / 60))
-        page = await _form_page(request, error=f"尝试次数过多，请 {minutes} 分钟后再试 · Too many attempts: "
-                                f"try again in {minutes} min", name=name, status=429, target=target)
+        page = await _form_page(request, error=("login.too_many", (minutes,)), name=name, status=429, target=target)
         page.headers["Retry-After"] = str(math.ceil(attempt.retry_after))
         return page
     if attempt.busy:
-        page = await _form_page(request, error="登录请求过多，请稍后再试 · Too many sign-ins at once: try again shortly",
-                                name=name, status=503, target=target)
+        page = await _form_page(request, error=("login.busy", ()), name=name, status=503, target=target)
         page.headers["Retry-After"] = "5"
         return page
     user = attempt.user
     if user is None:
-        return await _form_page(request, error="用户名或密码错误 · Wrong name or password", name=name,
-                                status=401, target=target)
+        return await _form_page(request, error=("login.wrong", ()), name=name, status=401, target=target)
     session = await new_session(request)  # a fresh session: nothing from before the login survives
     await gate.server_sessions.begin(session, user)
     await csrf_token(request)

@@ -17,7 +17,7 @@ from aiohttp_session import get_session
 from ..config.catalog import Catalog
 from ..models import DRILL_PREFIX
 from ..config.users import Role
-from .auth import CSRF_FIELD, Principal, csrf_token, principal
+from .auth import CSRF_FIELD, Principal, caller, csrf_token, principal
 from .i18n import DEFAULT_LANG, HTML_LANG, JS_KEYS, LANGS, translator
 from .state import SANDBOX, SERVICES, Services
 
@@ -95,8 +95,8 @@ async def nav_context(request: web.Request) -> dict[str, Any]:
     lang = lang if lang in LANGS else DEFAULT_LANG
     try:
         who: Principal | None = principal(request)
-    except RuntimeError:
-        who = None  # an open page (the login page shows who is signed in itself)
+    except RuntimeError:  # an open route or no route at all (a 404): whoever is signed in
+        who = await caller(request)
     services = request.app.get(SERVICES)
     nav = Nav(who=who, lang=lang, path=request.path, csrf=await csrf_token(request),
               sandbox_url="/sandbox/" if SANDBOX in request.app else None,

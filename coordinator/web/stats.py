@@ -15,12 +15,14 @@ from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from ..models import Channel
 from ..reports.incident import incident_report
 from ..reports.stats import By, IncidentPeriod, IncidentTimes, Statistics, build_statistics, utc_span
 from ..config.users import Role
 from .api import bad_request
+from .charts import PHONE_FONT, PHONE_WIDTH, PeriodBar, for_screens, period_chart
 from .auth import requires
 from .i18n import DEFAULT_LANG, translator
 from .page import console_page, page_lang, tr
@@ -46,8 +48,10 @@ class Period:
 
 def parse_period(query: Mapping[str, str], today: date) -> Period:
     """The period asked for; 400 `invalid_period` naming the parameter when it is not one."""
-    def refuse(name: str, message: str) -> web.HTTPBadRequest:
-        return bad_request("invalid_period", message, [{"parameter": name, "value": query.get(name)}])
+    def refuse(name: str, problem: str, message: str) -> web.HTTPBadRequest:
+        # `problem` names the failure for the browser's page (browser.explain), in its language
+        return bad_request("invalid_period", message, [{"parameter": name, "value": query.get(name),
+                                                        "problem": problem}])
 
     def day(name: str, default: date) -> date:
         value = query.get(name)
@@ -56,9 +60,9 @@ def parse_period(query: Mapping[str, str], today: date) -> Period:
         try:
             asked = date.fromisoformat(value)
         except ValueError:
-            raise refuse(name, f"'{name}' must be a date YYYY-MM-DD, got {value[:40]!r}") from None
+            raise refuse(name, "not_a_date", f"'{name}' must be a date YYYY-MM-DD, got {value[:40]!r}") from None
         if not FIRST_DAY <= asked <= LAST_DAY:
-            raise refuse(name, f"'{name}' is out of the supported range: {value!r} is not between "
+            raise refuse(name, "out_of_range", f"'{name}' is out of the supported range: {value!r} is not between "
                                f"{FIRST_DAY} and {LAST_DAY}")
         return asked
 
@@ -66,11 +70,11 @@ def parse_period(query: Mapping[str, str], today: date) -> Period:
     end = day("to", today)
     by = query.get("by", "day")
     if by not in ("day", "month"):
-        raise refuse("by", f"'by' must be day or month, got {by[:40]!r}")
+        raise refuse("by", "day_or_month", f"'by' must be day or month, got {by[:40]!r}")
     if end < start:
-        raise refuse("to", "'to' is before 'from'")
+        raise refuse("to", "before_from", "'to' is before 'from'")
     if (end - start).days + 1 > MAX_DAYS:
-        raise refuse("to", f"at most {MAX_DAYS} days at once")
+        raise refuse("to", "too_long", f"at most {MAX_DAYS} days at once")
     return Period(start, end, "day" if by == "day" else "month")
 
 
@@ -180,7 +184,8 @@ def flag(query: Mapping[str, str], name: str) -> bool:
 async def stats_csv(request: web.Request) -> web.Response:
     table = request.query.get("table", "complaints")
     if table not in ("complaints", "incidents"):
-        raise web.HTTPBadRequest(reason=f"'table' must be complaints or incidents, got {table!r}")
+        raise bad_request("bad_request", f"'table' must be complaints or incidents, got {table[:40]!r}",
+                          [{"parameter": "table", "value": table[:40], "problem": "unknown_table"}])
     services, period, stats = await _asked(request)
     filename = f"{table}_{period.start}_{period.end}_{period.by}.csv"
     if table == "complaints":
@@ -191,27 +196,17 @@ async def stats_csv(request: web.Request) -> web.Response:
 # --- the page ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Bar:
-    label: str
-    count: int
-    repeat: int
-    x: float
-    width: float
-    height: float  # of the whole bar
-    repeat_height: float
+def chart(stats: Statistics, t: Callable[[str], str]) -> Markup:
+    """The complaints of each period, repeats drawn over them, with a y axis of values.
+    Days read 11-05 when the whole period is in one year, months 2026-11."""
+    one_year = stats.by == "day" and len({p.key[:4] for p in stats.periods}) <= 1
+    def hover(p: Any) -> str:
+        return t("stats.bar_one" if p.count == 1 else "stats.bar") % (p.key, p.count, p.repeat)
 
-
-CHART_WIDTH, CHART_HEIGHT = 960.0, 160.0
-
-
-def bars(stats: Statistics) -> list[Bar]:
-    """One bar per period, its repeat part drawn over it, scaled to the busiest period."""
-    top = max((p.count for p in stats.periods), default=0) or 1
-    step = CHART_WIDTH / max(len(stats.periods), 1)
-    return [Bar(label=p.key, count=p.count, repeat=p.repeat, x=i * step, width=max(step * 0.8, 1.0),
-                height=CHART_HEIGHT * p.count / top, repeat_height=CHART_HEIGHT * p.repeat / top)
-            for i, p in enumerate(stats.periods)]
+    bars = [PeriodBar(label=p.key[5:] if one_year else p.key, count=p.count, repeat=p.repeat, hover=hover(p))
+            for p in stats.periods]
+    return for_screens(period_chart(bars, title=t("stats.chart")),
+                       period_chart(bars, title=t("stats.chart"), width=PHONE_WIDTH, height=180, font=PHONE_FONT))
 
 
 def presets(today: date, t: Callable[[str], str]) -> list[tuple[str, str]]:
@@ -248,7 +243,7 @@ async def stats_page(request: web.Request) -> web.Response:
     today = services.clock.now().astimezone(ZoneInfo(services.settings.timezone)).date()
     query = urlencode({"from": period.start.isoformat(), "to": period.end.isoformat(), "by": period.by})
     return aiohttp_jinja2.render_template("stats.html", request, {
-        "s": stats, "bars": bars(stats), "chart_width": CHART_WIDTH, "chart_height": CHART_HEIGHT,
+        "s": stats, "chart": chart(stats, t),
         "grid": pivot(stats), "name": Names(services, t).of, "took": lambda v: duration(v, lang), "pct": percent,
         "presets": presets(today, t), "query": query, "t": t,
     })

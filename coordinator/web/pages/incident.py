@@ -1,12 +1,15 @@
 """The incident page: surge chart, roles, the wording's versions with their differences
 and an editor for the next one, the delivery and acknowledgement board per team and
-region, the timeline; live through /events?incident=ID. Every action on it calls the
+region, the timeline; live through /events?incident=ID. At the top, what needs the
+leader now (attention.py) and the leader's controls; events and alerts in words
+(incident_text.py). Every action on it calls the
 JSON API (static/console.js), which checks the role again."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,16 +18,22 @@ from aiohttp import web
 from markupsafe import Markup
 
 from ...errors import IncidentNotFound
-from ...models import Incident, ScriptKind, ScriptVersion, TimelineEvent, bucket_start, stream_key, utc
+from ...models import Incident, ScriptKind, ScriptVersion, bucket_start, stream_key, utc
+from ...playbooks import SEVERITY_ORDER
+from ...roster import playbook_level
 from ...reports.incident import build_report
 from ...config.users import Role
 from .. import sse
 from ..auth import requires
-from ..charts import Mark, bar_chart
+from ..charts import PHONE_FONT, PHONE_WIDTH, Mark, bar_chart, for_screens
 from ..page import Readable, console_page, readable, tr
 from ..previews import next_version
 from ..state import SERVICES, Services
 from ..textdiff import Piece, changed, inline_diff, text_diff
+from .attention import attention, not_acknowledged, version_boards
+from .drills import run_progress
+from .incident_text import (actor_text, event_actor, event_label, level_text, open_alerts, param_labels,
+                            timeline_line)
 
 routes = web.RouteTableDef()
 
@@ -84,10 +93,10 @@ async def surge_chart(services: Services, incident: Incident, rd: Readable, t: A
 
     marks = [Mark(index(incident.surge.onset if incident.surge else None), t("chart.onset")),
              Mark(index(incident.opened_at), t("chart.opened")), Mark(index(incident.resolved_at), t("chart.resolved"))]
-    return bar_chart([counts.get(s, 0) for s in starts], labels=[rd.when(utc(s), "%H:%M") for s in starts],
-                     baseline=status.expected, marks=marks, title=rd.stream(stream),
-                     baseline_label=t("chart.baseline"), filling_last=incident.resolved_at is None,
-                     width=720, height=160)
+    draw = partial(bar_chart, [counts.get(s, 0) for s in starts], labels=[rd.when(utc(s), "%H:%M") for s in starts],
+                   baseline=status.expected, marks=marks, title=rd.stream(stream),
+                   baseline_label=t("chart.baseline"), filling_last=incident.resolved_at is None)
+    return for_screens(draw(width=720, height=160), draw(width=PHONE_WIDTH, height=150, font=PHONE_FONT))
 
 
 def editor_start(scripts: list[ScriptVersion], incident: Incident) -> dict[str, str]:
@@ -100,29 +109,15 @@ def editor_start(scripts: list[ScriptVersion], incident: Incident) -> dict[str, 
     return {k: ("" if k in latest.missing else v) for k, v in latest.params.items()}
 
 
-def timeline_line(event: TimelineEvent, rd: Readable) -> str:
-    """A short, readable summary of an event's data (names for person ids)."""
-    data = event.data
-    if event.kind == "role_assigned":
-        return f"{data.get('role')}: {rd.person(data.get('person'))}"
-    if event.kind == "escalated":
-        return f"{data.get('role')}: {rd.person(data.get('from'))} → {rd.person(data.get('to'))}"
-    if event.kind in ("audience_reminder", "audience_supervisor"):
-        return f"v{data.get('version')}: {len(data.get('not_acknowledged', []))} · {data.get('messages')}"
-    if event.kind == "script_sent":
-        return f"v{data.get('version')}: {data.get('deliveries')} / {data.get('recipients')}"
-    if event.kind in ("script_drafted", "script_approved", "script_acked", "remind_requested"):
-        extra = f" ({data['via']})" if "via" in data else ""
-        return f"v{data.get('version')}{extra}"
-    if event.kind == "status":
-        return str(data.get("status", "")) + (f" — {data['note']}" if data.get("note") else "")
-    if event.kind == "note":
-        return str(data.get("text", ""))
-    if event.kind == "alert":
-        return str(data.get("message", ""))
-    if event.kind == "delivery_failed":
-        return f"{rd.person(data.get('person'))}: {data.get('error')} → {data.get('fallback') or '—'}"
-    return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))
+def ack_choices(incident: Incident, rd: Readable, t: Any) -> list[tuple[str, str]]:
+    """The people a leader may acknowledge for (their roles, not yet acknowledged, as
+    the ack API takes them): (person id, "陈丽（组长、副组长）", in the page's language)."""
+    roles: dict[str, list[str]] = {}
+    for r in incident.roles:
+        if r.acked_at is None and r.holder is not None:
+            roles.setdefault(r.holder, []).append(r.title)
+    return [(p, f"{rd.person(p)}{t('rpt.paren_open')}{t('stream.list_sep').join(titles)}{t('rpt.paren_close')}")
+            for p, titles in roles.items()]
 
 
 @routes.get("/incidents/{id}")
@@ -147,12 +142,22 @@ async def incident_page(request: web.Request) -> web.Response:
     start = editor_start(incident.scripts, incident)
     draft = next_version(services.catalog, incident, start, {}, now=now, tz=ZoneInfo(services.settings.timezone))
     summary = await sse.incident_summary(services, incident.id)
+    alerts = open_alerts(incident, timeline, rd, t)
+    boards = version_boards(incident, deliveries, acks)
     return aiohttp_jinja2.render_template("incident.html", request, {
+        "needs": attention(incident, not_acknowledged(incident, deliveries, acks), now, alerts),
+        "drill_run": await run_progress(services, incident.drill_run), "severities": SEVERITY_ORDER,
+        "ack_choices": ack_choices(incident, rd, t), "level": lambda r: level_text(playbook_level(r), t),
+        "board_now": next((b for b in boards if b.version == report.acks.version), None),
+        "boards_before": [b for b in boards if b.version != report.acks.version],
+        "who": lambda actor: actor_text(actor, rd, t), "labels": lambda names: param_labels(incident, names, t),
         "i": incident, "rd": rd, "now": now, "report": report, "acks": report.acks,
         "chart": await surge_chart(services, incident, rd, t),
         "versions": list(reversed(incident.scripts)), "comparison": pick_comparison(incident.scripts, dict(request.query)),
-        "params": playbook.script.params, "start": start, "draft": draft, "approval": playbook.script.approval,
-        "timeline": list(reversed(timeline)), "line": lambda e: timeline_line(e, rd),
+        "params": playbook.script.params, "param_labels": {n: p.label for n, p in playbook.script.params.items()},
+        "start": start, "draft": draft, "approval": playbook.script.approval,
+        "timeline": list(reversed(timeline)), "line": lambda e: timeline_line(e, incident, rd, t),
+        "actor": lambda e: event_actor(e, rd, t), "event_label": lambda e: event_label(e.kind, t),
         "fingerprint": summary["fingerprint"],
         "waiting_in": lambda key, value: [p for p in report.acks.never_acked
                                           if (value in p.teams if key == "team" else p.region == value)],

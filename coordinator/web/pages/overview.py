@@ -1,5 +1,6 @@
-"""The overview page: every stream's recent counts against its baseline, the open
-surges and incidents; live through /events."""
+"""The overview page: what needs the leader now on every open incident (attention.py),
+every stream's recent counts against its baseline, the open surges and incidents; live
+through /events."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from ..auth import requires
 from ..charts import bar_chart
 from ..page import console_page, readable, tr
 from ..state import SERVICES
+from .attention import attention
+from .incident_text import open_alerts, param_labels
 
 routes = web.RouteTableDef()
 
@@ -78,11 +81,21 @@ async def overview(request: web.Request) -> web.Response:
     # Surging streams first, then the closest to their alarm level.
     rows.sort(key=lambda r: (r.drill, r.status.surge is None, -r.status.score, r.stream))
     incidents = await services.store.list_incidents()
+    needs = []
+    live = [i for i in incidents if i.is_open]
+    # Counted in the store: a fan-out's deliveries are not read out for the overview.
+    waiting = await services.store.unacknowledged({i.id: i.current_script.version for i in live if i.current_script})
+    for incident in live:
+        alerts = open_alerts(incident, await services.store.timeline(incident.id), rd, t) if incident.alerts else []
+        found = attention(incident, waiting.get(incident.id, 0), now, alerts)
+        if not found.empty:
+            needs.append(found)
     summary = await sse.overview_summary(services)
     return aiohttp_jinja2.render_template("overview.html", request, {
         "rd": rd, "streams": [r for r in rows if not r.drill], "drill_streams": [r for r in rows if r.drill],
         "surges": [r for r in rows if r.status.surge is not None],
         "open": [i for i in incidents if i.is_open], "recent": [i for i in incidents if not i.is_open][:RECENT_CLOSED],
-        "bucket_minutes": services.settings.bucket_minutes, "fingerprint": summary["fingerprint"],
+        "bucket_minutes": services.settings.bucket_minutes, "fingerprint": summary["fingerprint"], "needs": needs,
+        "labels": lambda incident, names: param_labels(incident, names, t),
     })
 

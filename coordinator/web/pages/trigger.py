@@ -41,5 +41,6 @@ async def trigger_page(request: web.Request) -> web.Response:
     return aiohttp_jinja2.render_template("trigger.html", request, {
         "rd": readable(request, t), "playbooks": playbooks, "chosen": chosen, "regions": regions,
         "severities": SEVERITY_ORDER, "preview": preview, "region": region,
-        "everywhere": ALL_REGIONS,
+        "everywhere": ALL_REGIONS,  # the live preview names missing parameters by these labels (console.js)
+        "param_labels": {n: p.label for n, p in chosen.script.params.items()} if chosen else {},
     })

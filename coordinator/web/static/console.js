@@ -44,6 +44,15 @@ function formParams(form) {
   return params;
 }
 
+// "待补充参数：差错时段、差错原因": the parameters a preview lacks by their labels, in the
+// server-rendered preview's words (the form's data-params: labels, the words, separator, colon).
+function missingText(form, names) {
+  const words = JSON.parse(form.dataset.params || "{}");
+  const labels = words.labels || {};
+  const list = names.map((n) => labels[n] || n).join(words.sep || ", ");
+  return `${words.missing || TEXT["js.missing"]}${words.colon || ": "}${list}`;
+}
+
 function formBody(form) {
   const body = {};
   for (const el of form.elements) {
@@ -117,6 +126,7 @@ document.addEventListener("click", async (event) => {
   try {
     await api("POST", button.dataset.post, form ? formBody(form) : {});
     say(button, TEXT["js.done"]);
+    if (form && button.hasAttribute("data-clear")) form.reset(); // a note added: the box is empty again
     if (button.dataset.then === "reload") location.reload();
     else if (button.dataset.then === "refresh") await refresh();
   } catch (err) {
@@ -201,7 +211,7 @@ if (editor) {
       for (const name of TEXT_FIELDS) editor.elements[name].value = version[name];
       edited.clear();
       showSegments(editor.elements.sms);
-      say(event.target, version.missing.length ? `${TEXT["js.missing"]}: ${version.missing.join(", ")}` : TEXT["js.done"],
+      say(event.target, version.missing.length ? missingText(editor, version.missing) : TEXT["js.done"],
           version.missing.length > 0);
     } catch (err) {
       say(event.target, `${TEXT["js.failed"]}: ${err.message}`, true);
@@ -246,7 +256,7 @@ if (trigger) {
       document.getElementById("preview-sms").textContent = v.sms;
       document.getElementById("preview-subject").textContent = v.email_subject;
       document.getElementById("preview-text").textContent = v.email_text;
-      const missing = v.missing.length ? ` · ${TEXT["js.missing"]}: ${v.missing.join(", ")}` : "";
+      const missing = v.missing.length ? ` · ${missingText(trigger, v.missing)}` : "";
       document.getElementById("preview-meta").textContent = `${v.sms_segments} ${TEXT["js.segments"]} (${v.sms_encoding})${missing}`;
     } catch (err) {
       document.getElementById("preview-meta").textContent = `${TEXT["js.failed"]}: ${err.message}`;
