@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -21,7 +22,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 
 from coordinator.app import create_app
-from coordinator.config.catalog import load_catalog
+from coordinator.config.catalog import Catalog, load_catalog
 from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
 from coordinator.commands.sandboxed import free_port
 from coordinator.segments import sms_segments
@@ -75,11 +76,9 @@ class Service:
     store: Store
 
 
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[Service]:
-    users = tmp_path / "users.yaml"
-    add_user(users, "chen-li", Role.leader, FAST.hash(PASSWORD))
-    add_user(users, "sun-yue", Role.viewer, FAST.hash(PASSWORD))
+@asynccontextmanager
+async def console_service(tmp_path: Path, users: Path, catalog: Catalog, db: str) -> AsyncIterator[Service]:
+    """A console on `catalog` with the Twilio sandbox, the SMTP inbox and the real clock."""
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     inbox = SmtpInbox()
@@ -89,12 +88,12 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
     await sandbox.start()
     host, smtp_port = inbox.address
     settings = Settings(
-        port=port, public_url=public, store_url=f"sqlite:///{tmp_path}/console.db", subscriber_key="k",
+        port=port, public_url=public, store_url=f"sqlite:///{tmp_path}/{db}", subscriber_key="k",
         ack_secret="ack-secret", tick_seconds=0, users_file=users, admin_token=ADMIN_TOKEN,
         twilio_account_sid=SID, twilio_auth_token=TOKEN, twilio_from=FROM, twilio_base_url=sandbox.base_url,
         smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com",
     )
-    runner = web.AppRunner(create_app(settings, catalog=load_catalog(REPO)), access_log=None)
+    runner = web.AppRunner(create_app(settings, catalog=catalog), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
@@ -103,6 +102,15 @@ async def service(tmp_path: Path) -> AsyncIterator[Service]:
         await runner.cleanup()
         await sandbox.stop()
         await inbox.stop()
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    users = tmp_path / "users.yaml"
+    add_user(users, "chen-li", Role.leader, FAST.hash(PASSWORD))
+    add_user(users, "sun-yue", Role.viewer, FAST.hash(PASSWORD))
+    async with console_service(tmp_path, users, load_catalog(REPO), "console.db") as running:
+        yield running
 
 
 async def sign_in(browser: Browser, service: Service, name: str) -> Page:

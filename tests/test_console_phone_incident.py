@@ -15,21 +15,15 @@ from typing import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from coordinator.app import create_app
-from coordinator.commands.sandboxed import free_port
 from coordinator.config.catalog import load_catalog
 from coordinator.config.schemas import DoNotContact
-from coordinator.config.settings import Settings
 from coordinator.config.users import Role, add_user
 from coordinator.models import DrillRun
-from coordinator.sandbox import Delivery, SmtpInbox, TwilioSandbox
-from coordinator.web.state import SERVICES
 
-from .conftest import ADMIN_HEADERS, ADMIN_TOKEN, REPO
-from .test_console_browser import (FAST, FROM, PASSWORD, SID, TOKEN, WAIT_MS, Service, artifacts,  # noqa: F401
-                                   browser, service)
+from .conftest import ADMIN_HEADERS, REPO
+from .test_console_browser import (FAST, PASSWORD, WAIT_MS, Service, artifacts,  # noqa: F401
+                                   browser, console_service, service)
 
 try:
     from playwright.async_api import Browser, Page, expect
@@ -49,33 +43,11 @@ async def bad_day(tmp_path: Path) -> AsyncIterator[Service]:
     clock) on the shipped samples with ON_LEAVE on the do-not-contact list."""
     users = tmp_path / "users.yaml"
     add_user(users, "chen-li", Role.leader, FAST.hash(PASSWORD))
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    inbox = SmtpInbox()
-    await inbox.start()
-    sandbox = TwilioSandbox(SID, TOKEN, numbers=(FROM,), inbound_url=f"{public}/hooks/twilio/inbound", seed=5,
-                            delivery=Delivery(step_delay=0.005, receipt_delay=0.01), inbox=inbox)
-    await sandbox.start()
-    host, smtp_port = inbox.address
-    settings = Settings(
-        port=port, public_url=public, store_url=f"sqlite:///{tmp_path}/phone.db", subscriber_key="k",
-        ack_secret="ack-secret", tick_seconds=0, users_file=users, admin_token=ADMIN_TOKEN,
-        twilio_account_sid=SID, twilio_auth_token=TOKEN, twilio_from=FROM, twilio_base_url=sandbox.base_url,
-        smtp_host=host, smtp_port=smtp_port, smtp_from="yingji@example.com",
-    )
     catalog = load_catalog(REPO)
     leave = tuple(DoNotContact(person=p, reason="休假") for p in ON_LEAVE)
     contacts = dataclasses.replace(catalog.contacts, do_not_contact=(*catalog.contacts.do_not_contact, *leave))
-    runner = web.AppRunner(create_app(settings, catalog=dataclasses.replace(catalog, contacts=contacts)),
-                           access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield Service(public, sandbox, runner.app[SERVICES].store)
-    finally:
-        await runner.cleanup()
-        await sandbox.stop()
-        await inbox.stop()
+    async with console_service(tmp_path, users, dataclasses.replace(catalog, contacts=contacts), "phone.db") as running:
+        yield running
 
 
 async def on_first_screen(page: Page, selector: str) -> None:

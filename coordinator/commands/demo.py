@@ -171,7 +171,7 @@ async def _story(services: Services, sandbox: TwilioSandbox | SmscPhones, number
     acks = [a for a in await store.acks(incident.id) if a.version == 1]
     say(f"   {len(acks)} of {len({d.key.person_id for d in deliveries})} people acknowledged v1")
     result.check("acknowledgements recorded", len(acks) == len(repliers) + pressed,
-                 f"{len(acks)} of {len(repliers)} replies and {pressed} card presses")
+                 f"{len(acks)} recorded for {len(repliers)} SMS replies and {pressed} card presses")
 
     say("6. time passes: nobody else answers")
     clock.advance(timedelta(minutes=16))
