@@ -5,9 +5,8 @@ checked by `catalog.py`. Formats are documented in docs/config.md."""
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -17,34 +16,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    model_serializer,
     model_validator,
 )
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(value: object) -> timedelta:
-    """'90s', '10m', '2h', '1d', '1h30m' -> timedelta. Bare numbers are refused: the unit
-    of a deadline should never be a guess."""
-    if isinstance(value, timedelta):
-        return value
-    text = str(value).strip()
-    match = _DURATION.match(text)
-    if not text or not match or not any(match.groups()):
-        raise ValueError(f"invalid duration {value!r} (use e.g. 90s, 10m, 2h, 1d, 1h30m)")
-    d, h, m, s = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=d, hours=h, minutes=m, seconds=s)
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out += f"{seconds // size}{unit}"
-            seconds %= size
-    return out or "0s"
+from .durations import format_duration as format_duration, parse_duration as parse_duration
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -84,6 +62,10 @@ TimeZone = Annotated[str, AfterValidator(_timezone)]
 Cron = Annotated[str, AfterValidator(_cron)]
 Text = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
 Severity = Literal["minor", "major", "critical"]
+# The channels a person is reached on, in the order a playbook may try them.
+ChannelName = Literal["sms", "email", "dingtalk", "wecom"]
+# DingTalk and WeCom userids: letters, digits and "_-@." (WeCom: 1-64 bytes).
+MessengerUserid = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_@.\-]{1,64}$")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -110,18 +92,37 @@ class Person(Strict):
     id: Id
     name: Text
     phone: Phone | None = None
+    # Several phones, the main one first (then `phone` reads as it): docs/config.md, several phones.
+    phones: list[Phone] | None = Field(default=None, min_length=1, max_length=5)
     email: Email | None = None
     region: Id
     teams: list[Id] = Field(min_length=1)
     position: str = ""
     # Told when this person does not acknowledge a script in time.
     supervisor: Id | None = None
+    # Their userid in the organisation's DingTalk / WeCom (docs/messengers.md).
+    dingtalk_userid: MessengerUserid | None = None
+    wecom_userid: MessengerUserid | None = None
+
+    @model_serializer(mode="wrap")
+    def _phone_once(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)  # written back as given: `phones` (not the `phone` read from them), or `phone`
+        return {k: v for k, v in out.items() if k != "phone"} if isinstance(out, dict) and self.phones else out
 
     @model_validator(mode="after")
     def _reachable(self) -> "Person":
-        if self.phone is None and self.email is None:
-            raise ValueError(f"person {self.id} has neither phone nor email")
+        if self.phone is not None and self.phones is not None:
+            raise ValueError(f"person {self.id} has both phone and phones: list every number under phones")
+        if self.phones:
+            object.__setattr__(self, "phone", self.phones[0])  # frozen, but made here: the main phone
+        if not (self.numbers or self.email or self.dingtalk_userid or self.wecom_userid):
+            raise ValueError(f"person {self.id} has no phone, email, dingtalk_userid or wecom_userid")
         return self
+
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        """Every phone of the person, the main one first (`phones`, or the one `phone`)."""
+        return tuple(self.phones) if self.phones else (self.phone,) if self.phone else ()
 
 
 class RotationOverride(Strict):
@@ -158,6 +159,8 @@ class DoNotContact(Strict):
     email: Email | None = None
     reason: Text
     until: date | None = None
+    # A person's entry closes these channels only (omitted: every channel).
+    channels: list[ChannelName] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _names_someone(self) -> "DoNotContact":
@@ -257,12 +260,33 @@ class Audience(Strict):
     supervisor_after: Duration | None = None
     # A person's channels (SMS, then email): all at once ("together"), or in turn: the
     # email only if the SMS has no delivery receipt within `next_channel_after` (or
-    # failed, or the person has no SMS open).
-    channels: Literal["together", "in_turn"] = "together"
+    # failed, or the person has no SMS open). Or the channels themselves, in order
+    # (`[dingtalk, sms, email]`): only these, all at once unless `order: in_turn`, where
+    # the next is used if the one before is not read (a messenger) or delivered within
+    # `next_channel_after` (docs/messengers.md).
+    channels: Literal["together", "in_turn"] | list[ChannelName] = "together"
+    order: Literal["together", "in_turn"] | None = None
     next_channel_after: Duration | None = None
+
+    @property
+    def channel_order(self) -> tuple[str, ...]:
+        """The channels this audience is reached on, in order."""
+        return tuple(self.channels) if isinstance(self.channels, list) else ("sms", "email", "dingtalk", "wecom")
+
+    @property
+    def in_turn(self) -> bool:
+        return self.channels == "in_turn" or self.order == "in_turn"
 
     @model_validator(mode="after")
     def _in_turn_needs_a_wait(self) -> "Audience":
+        if isinstance(self.channels, list):
+            if not self.channels or len(set(self.channels)) != len(self.channels):
+                raise ValueError("channels: name each channel once, e.g. [dingtalk, sms, email]")
+            if (self.order == "in_turn") != (self.next_channel_after is not None):
+                raise ValueError("order: in_turn goes with next_channel_after (how long a channel has to be read)")
+            return self
+        if self.order is not None:
+            raise ValueError("order goes with a list of channels, e.g. channels: [dingtalk, sms]")
         if self.channels == "in_turn" and self.next_channel_after is None:
             raise ValueError("channels: in_turn needs next_channel_after (how long an SMS has to be delivered)")
         if self.channels == "together" and self.next_channel_after is not None:
@@ -363,6 +387,9 @@ class Category(Strict):
     # Complaints an hour across all regions, as the deployment usually sees them: where
     # a stream of the category with no history of its own starts (detection/prior.py).
     typical_per_hour: float | None = Field(default=None, gt=0)
+    # Its usual day: 24 figures, one an hour from 00:00 local time, relative to each other
+    # (any scale): the prior's time of day (else detection/prior.py's DEFAULT_DAY).
+    typical_day: list[Annotated[float, Field(gt=0)]] | None = Field(default=None, min_length=24, max_length=24)
 
 
 class CategoriesFile(Strict):

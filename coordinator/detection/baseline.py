@@ -4,14 +4,16 @@ Expected count = level x daily profile x weekday factor x hour-of-week correctio
 There is one daily profile for weekdays and one for weekends (later mornings and
 evenings are the rule there, and a profile shared with weekdays is wrong on both); the
 hour-of-week correction does the rest where a stream has the counts for it. Each part
-is a discounted ratio of observed to expected counts, shrunk towards 1 while data is
-scarce, and learned from winsorised counts. Counts are negative binomial around it,
+is a discounted ratio of observed to expected counts, shrunk while data is scarce
+towards 1 (the daily profile: towards prior.DEFAULT_DAY, so that a sparse stream's
+nights start as nights), and learned from winsorised counts. Counts are negative binomial around it,
 with a dispersion learned online and inflated by the baseline's own uncertainty, so
 that a young or sparse stream does not alarm on noise.
 
 A young stream may start from a prior (prior.py): its level enters the level's sums
 as pseudo-counts that fade with the level's memory, and a borrowed daily and weekday
-shape enters the shapes' sums as pseudo-counts too.
+shape enters the shapes' sums as pseudo-counts too (a guessed day, the configured
+or default prior's, as a weaker starting point the stream's counts soon outweigh).
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from __future__ import annotations
 import math
 
 from .config import DAY, WEEK
-from .prior import Prior
+from .prior import DEFAULT_DAY, Prior, day_shape
 from .seasons import DAILY_NODES
 
 # Memories of the baseline's parts: the level follows trend and day-to-day
-# swings, the shapes change slowly.
+# swings, the shapes change slowly. A young stream's level and daily profile learn with
+# the shorter memories (a prior that was off is put right within hours); after its
+# first day the longer ones absorb less of a slow surge (bench/detect/README.md).
 LEVEL_MEMORY = DAY
 DAILY_MEMORY = 14 * DAY
+MATURE_LEVEL_MEMORY = 2 * DAY
+MATURE_DAILY_MEMORY = 28 * DAY
 WEEKLY_MEMORY = 6 * WEEK
 DISPERSION_MEMORY = 7 * DAY
 
@@ -56,6 +62,9 @@ DISPERSION_CLIP_SD = 3.0
 # like its category's, give or take ~20% an hour.
 BORROWED_DAILY = 20.0
 BORROWED_WEEKDAY = 40.0
+# A guessed day (prior.DEFAULT_DAY or categories.yaml's typical_day) counts for less: a
+# starting point the stream's own counts soon outweigh.
+GUESSED_DAILY = 5.0
 
 Parts = tuple[float, float, float, float, float]  # expected, profile, daily, weekday, hourly factors
 
@@ -65,13 +74,16 @@ class Baseline:
     learning from a bucket's count (`learn`)."""
 
     def __init__(self, bucket_seconds: float) -> None:
-        w = bucket_seconds
+        w = self._bucket_seconds = bucket_seconds
         # Forgetting per unit of weight: each node of a shape gets 1/n of the buckets.
         self._level_rate = w / LEVEL_MEMORY
         self._daily_rate = 24 * w / DAILY_MEMORY
         self._weekday_rate = 7 * w / WEEKLY_MEMORY
         self._hourly_rate = 168 * w / WEEKLY_MEMORY
         self._dispersion_rate = w / DISPERSION_MEMORY
+        # The daily profile's pseudo-counts: DAILY_PRIOR counts at the default day's factor,
+        # not a flat day's, so that a sparse stream's night nodes start from a night.
+        self._daily_seen = [DAILY_PRIOR * g for g in day_shape(DEFAULT_DAY)[0]]
         self.level = [0.0, 0.0]  # discounted counts, discounted profile
         self.daily = [[0.0] * 48, [0.0] * 48]  # discounted observed, expected; see DAILY_NODES
         self.weekday = [[0.0] * 7, [0.0] * 7]
@@ -81,22 +93,34 @@ class Baseline:
         # The shapes a prior lent, until the refit at the end of the warm-up starts from them.
         self.borrowed: tuple[list[float], list[float]] | None = None
 
+    def mature(self) -> None:
+        """The end of the first day: the level and the daily profile's longer memories."""
+        self._level_rate = self._bucket_seconds / MATURE_LEVEL_MEMORY
+        self._daily_rate = 24 * self._bucket_seconds / MATURE_DAILY_MEMORY
+
     def start_from(self, prior: Prior) -> None:
         """A new stream's starting point. The level's sums get pseudo-counts that make
         the expected level `prior.per_bucket` with a gamma shape of `prior.strength`
         (LEVEL_PRIOR and its one bucket of exposure included), fading with the level's
-        memory; a borrowed shape gets pseudo-counts that keep its factors."""
+        memory; a borrowed shape gets pseudo-counts that keep its factors. A guessed day
+        (a configured or default prior's) is only where the daily profile starts: it
+        learns from the first bucket on, as the stream's own counts show its day."""
         self.level = [prior.strength - LEVEL_PRIOR, prior.strength / prior.per_bucket - 1.0]
         if prior.daily is not None and prior.weekday is not None:
-            self.borrowed = (list(prior.daily), list(prior.weekday))
-            self._lend(self.borrowed)
+            if prior.source == "streams":
+                self.borrowed = (list(prior.daily), list(prior.weekday))
+                self._lend(self.borrowed)
+            else:
+                self._lend((list(prior.daily), list(prior.weekday)), GUESSED_DAILY, 0.0)
 
-    def _lend(self, shapes: tuple[list[float], list[float]]) -> None:
+    def _lend(self, shapes: tuple[list[float], list[float]], daily_counts: float = BORROWED_DAILY,
+              weekday_counts: float = BORROWED_WEEKDAY) -> None:
         daily, weekday = shapes
         # (f (W + P) - P + P) / (W + P) = f: the factor as borrowed, with W pseudo-counts.
-        self.daily = [[f * (BORROWED_DAILY + DAILY_PRIOR) - DAILY_PRIOR for f in daily], [BORROWED_DAILY] * 48]
-        self.weekday = [[f * (BORROWED_WEEKDAY + WEEKDAY_PRIOR) - WEEKDAY_PRIOR for f in weekday],
-                        [BORROWED_WEEKDAY] * 7]
+        self.daily = [[f * (daily_counts + DAILY_PRIOR) - g for f, g in zip(daily, self._daily_seen)],
+                      [daily_counts] * 48]
+        self.weekday = [[f * (weekday_counts + WEEKDAY_PRIOR) - WEEKDAY_PRIOR for f in weekday],
+                        [weekday_counts] * 7]
 
     def per_bucket(self) -> float:
         """The level: the expected count of a bucket at an average hour."""
@@ -108,7 +132,7 @@ class Baseline:
         that levels of streams whose shapes average differently compare."""
         d_obs, d_exp = self.daily
         w_obs, w_exp = self.weekday
-        daily = [(o + DAILY_PRIOR) / (e + DAILY_PRIOR) for o, e in zip(d_obs, d_exp)]
+        daily = [(o + g) / (e + DAILY_PRIOR) for o, e, g in zip(d_obs, d_exp, self._daily_seen)]
         weekday = [(o + WEEKDAY_PRIOR) / (e + WEEKDAY_PRIOR) for o, e in zip(w_obs, w_exp)]
         mean = sum(daily[DAILY_NODES[d][h][0]] * weekday[d] for d in range(7) for h in range(24)) / 168.0
         return self.per_bucket() * mean, [f / mean for f in daily], weekday
@@ -122,8 +146,9 @@ class Baseline:
         h1 = (h0 + 1) % 168
         d_obs, d_exp = self.daily
         h_obs, h_exp = self.hourly
-        f_daily = (1.0 - frac) * (d_obs[n0] + DAILY_PRIOR) / (d_exp[n0] + DAILY_PRIOR) + frac * (
-            d_obs[n1] + DAILY_PRIOR
+        seen = self._daily_seen
+        f_daily = (1.0 - frac) * (d_obs[n0] + seen[n0]) / (d_exp[n0] + DAILY_PRIOR) + frac * (
+            d_obs[n1] + seen[n1]
         ) / (d_exp[n1] + DAILY_PRIOR)
         f_weekday = (self.weekday[0][day] + WEEKDAY_PRIOR) / (self.weekday[1][day] + WEEKDAY_PRIOR)
         f_hourly = (1.0 - frac) * (h_obs[h0] + HOURLY_PRIOR) / (h_exp[h0] + HOURLY_PRIOR) + frac * (

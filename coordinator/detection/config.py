@@ -40,7 +40,15 @@ class DetectorConfig:
     # categories.yaml: the category's complaints per hour across regions, where a stream
     # without history starts (detection/prior.py).
     typical_per_hour: float | None = None
+    # categories.yaml: the category's usual day, 24 relative hourly figures from 00:00 (the
+    # prior's time of day; detection/prior.py's DEFAULT_DAY without).
+    typical_day: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.bucket_seconds <= 0 or self.false_alarms_per_30_days <= 0:
             raise ValueError("bucket_seconds and false_alarms_per_30_days must be positive")
+        if self.typical_day is not None:
+            # Saved state holds it as a JSON list.
+            object.__setattr__(self, "typical_day", tuple(float(f) for f in self.typical_day))
+            if len(self.typical_day) != 24 or min(self.typical_day) <= 0:
+                raise ValueError("typical_day must be 24 positive hourly figures")

@@ -186,6 +186,7 @@ class Detector:
     def _grow_up(self) -> None:
         """The end of the warm-up: shapes refitted, the full rule from a clean start."""
         self.baseline.refit()
+        self.baseline.mature()
         self.young = False
         self.cusum = [0.0] * len(RATIOS)
         self.onsets = [None] * len(RATIOS)

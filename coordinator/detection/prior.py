@@ -8,6 +8,11 @@ the region's share; else a built-in default. The region's share is what the regi
 holds of the categories where both it and the category-wide stream are known; else an
 equal share among the regions known.
 
+A prior read from streams borrows their daily and weekday shape. The configured figure
+and the default have a time of day too, so that a night bucket is not judged against a
+daytime mean: the category's `typical_day` in categories.yaml (24 relative hourly
+figures, local time), else DEFAULT_DAY, a customer-service day.
+
 The prior is a gamma distribution of the level: `per_bucket` its mean, `strength` its
 shape (1 / strength is its relative variance). Each source has the strength its errors
 call for: bench/detect/young.py seeds young streams from siblings whose level differs by
@@ -17,7 +22,7 @@ up to x3 and holds them to the false-alarm budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 
 # How sure each source is (gamma shape of the level). A share read from other
@@ -30,6 +35,15 @@ STRENGTH_EQUAL_SPLIT = 2.0
 STRENGTH_CONFIG = 2.0
 DEFAULT_PER_BUCKET = 10.0
 DEFAULT_STRENGTH = 0.5
+
+# A customer-service day, hour by hour from 00:00 local time, relative to its mean:
+# quiet nights, a morning peak near 10:00, an afternoon plateau and an evening peak
+# near 19:00-20:00. It is the mean day of bench/detect's synthetic complaint streams
+# (synthetic.make_stream); categories.yaml's `typical_day` overrides it per category.
+DEFAULT_DAY = (
+    0.28, 0.28, 0.28, 0.29, 0.31, 0.38, 0.53, 0.82, 1.25, 1.68, 1.93, 1.88,
+    1.65, 1.42, 1.25, 1.11, 1.06, 1.14, 1.32, 1.43, 1.35, 1.08, 0.76, 0.52,
+)
 
 Source = Literal["streams", "config", "default"]
 
@@ -67,16 +81,29 @@ class Known:
     weekday: tuple[float, ...]
 
 
-def default_prior(share: float = 1.0) -> Prior:
-    return Prior(DEFAULT_PER_BUCKET * share, DEFAULT_STRENGTH, "default")
+def day_shape(day: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The daily (48 nodes: weekdays, then weekends) and weekday (7) factors of a day
+    given as 24 relative hourly figures, the same every day, scaled to average 1."""
+    if len(day) != 24 or min(day) <= 0.0:
+        raise ValueError(f"a day's shape needs 24 positive hourly figures, got {list(day)}")
+    mean = sum(day) / 24.0
+    hours = tuple(f / mean for f in day)
+    return hours + hours, (1.0,) * 7
+
+
+def default_prior(share: float = 1.0, day: Sequence[float] | None = None) -> Prior:
+    daily, weekday = day_shape(DEFAULT_DAY if day is None else day)
+    return Prior(DEFAULT_PER_BUCKET * share, DEFAULT_STRENGTH, "default", (), daily, weekday)
 
 
 def prior_for(stream: str, known: Mapping[str, Known], regions: int,
-              typical_per_hour: float | None, bucket_seconds: float) -> Prior:
+              typical_per_hour: float | None, bucket_seconds: float,
+              typical_day: Sequence[float] | None = None) -> Prior:
     """The prior of `stream` ("category/region" or "category/*") from the streams that
     have learned a day (`known`, by name), the number of regions streams are known for
-    (`regions`, this one included), and the category's configured complaints per hour
-    across regions."""
+    (`regions`, this one included), the category's configured complaints per hour
+    across regions and its configured day (24 relative hourly figures; DEFAULT_DAY
+    without)."""
     category, _, region = stream.partition("/")
     whole = f"{category}/*"
     share, share_known = _share(region, category, known, regions)
@@ -94,9 +121,12 @@ def prior_for(stream: str, known: Mapping[str, Known], regions: int,
             source = known[whole]
             return Prior(source.per_bucket * share, STRENGTH_EQUAL_SPLIT, "streams", (whole,), source.daily,
                          source.weekday)
+    day = DEFAULT_DAY if typical_day is None else typical_day
     if typical_per_hour is not None:
-        return Prior(typical_per_hour * bucket_seconds / 3600.0 * share, STRENGTH_CONFIG, "config")
-    return default_prior(share)
+        daily, weekday = day_shape(day)
+        return Prior(typical_per_hour * bucket_seconds / 3600.0 * share, STRENGTH_CONFIG, "config", (), daily,
+                     weekday)
+    return default_prior(share, day)
 
 
 def _share(region: str, category: str, known: Mapping[str, Known], regions: int) -> tuple[float, bool]:

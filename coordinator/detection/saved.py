@@ -11,7 +11,11 @@ from .prior import Prior
 if TYPE_CHECKING:
     from .detector import Detector
 
-VERSION = 6
+# Version 7: the same fields; the daily profile's pseudo-counts lean to prior.DEFAULT_DAY,
+# a configured or default prior starts it from a day, and after the first day the level
+# and the daily profile learn with longer memories (baseline.py): a version 6 state loads
+# as it is and goes on the new way.
+VERSION = 7
 
 # What to_dict saves as is, of the detector and of its baseline (the rest needs converting).
 _STATE = (
@@ -38,7 +42,7 @@ def to_dict(detector: Detector) -> dict[str, Any]:
 def restore(detector: Detector, data: dict[str, Any]) -> Detector:
     """`detector`, new and built with the saved config, given the saved state."""
     # Version 3 also held the anomaly score's record, now coordinator.detection.score's.
-    if data.get("version") not in (3, 4, 5, VERSION):
+    if data.get("version") not in (3, 4, 5, 6, VERSION):
         raise ValueError(f"unknown detector state version {data.get('version')!r}")
     state = dict(data["state"])
     baseline = detector.baseline
@@ -59,6 +63,8 @@ def restore(detector: Detector, data: dict[str, Any]) -> Detector:
     # Before version 6 the warm-up ended with its history (refitted, then emptied), and
     # no stream had a prior.
     detector.young = state.get("young", bool(baseline.history))
+    if not detector.young:
+        baseline.mature()
     detector.prior = Prior.from_summary(state["prior"]) if state.get("prior") else None
     borrowed = state.get("borrowed")
     baseline.borrowed = (list(borrowed[0]), list(borrowed[1])) if borrowed else None

@@ -76,9 +76,10 @@ class StreamStatus:
 
 
 def detector_config(bucket_seconds: int, min_count: float = 0.0, min_ratio: float = 1.0,
-                    typical_per_hour: float | None = None) -> DetectorConfig:
+                    typical_per_hour: float | None = None,
+                    typical_day: tuple[float, ...] | None = None) -> DetectorConfig:
     return DetectorConfig(bucket_seconds=float(bucket_seconds), min_count=min_count, min_ratio=min_ratio,
-                          typical_per_hour=typical_per_hour)
+                          typical_per_hour=typical_per_hour, typical_day=typical_day)
 
 
 class StreamMonitor:
@@ -116,8 +117,10 @@ class StreamMonitor:
         self._empty_until: dict[str, int] = {}
         # stream -> whether the store marks a surge open on it (trusted when single_process).
         self._surge_open: dict[str, bool] = {}
-        # (stream, configured figure) -> the prior of a stream without state, read once.
-        self._priors: dict[tuple[str, float | None], Prior] = {}
+        # (stream, configured figure and day) -> the prior of a stream without state, read once.
+        self._priors: dict[tuple[str, float | None, tuple[float, ...] | None], Prior] = {}
+        # stream -> (learning, alarming) when last checked (every tick checks every stream).
+        self._census: dict[str, tuple[bool, bool]] = {}
 
     async def observe(self, complaints: Sequence[Complaint]) -> Observed:
         """After intake stored `complaints`: check every stream they count into."""
@@ -191,6 +194,8 @@ class StreamMonitor:
             if obs.alarm
         ]
         peek = await self._peek(stream, detector, now, recent)
+        if not stream.startswith(DRILL_PREFIX):
+            self._census[stream] = (detector.young, peek.surge_open)
         if peek.alarm:
             found.append(await self._surge(stream, peek, now, samples, fresh=True))
         reported = [f for f in found if await self.store.open_stream_surge(f.surge)]
@@ -200,6 +205,12 @@ class StreamMonitor:
             await self.store.close_stream_surge(stream)
             self._surge_open[stream] = False
         return reported, fed_until
+
+    def census(self) -> tuple[int, int, int]:
+        """The real streams (drills apart) as last checked: how many, how many learning
+        (in their first day), how many alarming (a surge open). GET /metrics."""
+        seen = list(self._census.values())
+        return len(seen), sum(young for young, _ in seen), sum(alarming for _, alarming in seen)
 
     async def _has_open_surge(self, stream: str) -> bool:
         if self.store.single_process and stream in self._surge_open:
@@ -277,7 +288,7 @@ class StreamMonitor:
         """Where a stream without state starts (prior.py): from the streams of its
         category and region that have learned a day, or the configured figure. A drill's
         stream starts as the real one would."""
-        key = (stream, config.typical_per_hour)
+        key = (stream, config.typical_per_hour, config.typical_day)
         if key not in self._priors:
             real = stream.removeprefix(DRILL_PREFIX)
             category, _, region = real.partition("/")
@@ -292,7 +303,7 @@ class StreamMonitor:
                     if lent is not None:
                         known[name] = lent
             self._priors[key] = prior_for(real, known, len(regions - {ALL_REGIONS}), config.typical_per_hour,
-                                          config.bucket_seconds)
+                                          config.bucket_seconds, config.typical_day)
         return self._priors[key]
 
     async def _state(self, stream: str) -> tuple[dict[str, Any] | None, int]:
