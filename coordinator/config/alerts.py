@@ -20,7 +20,7 @@ docs/config.md ("alerts.yaml"); the alarms themselves: coordinator/alarms/.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -29,9 +29,7 @@ from pydantic import Discriminator, Field, Tag, model_validator
 from ..models import ALL_REGIONS
 from .crosschecks import Entry
 from .schemas import Id, Severity, Strict
-
-if TYPE_CHECKING:
-    from .catalog import _Builder
+from .yamlsource import Reader
 
 ALERTS_FILE = "alerts.yaml"
 SOURCES = ("alertmanager", "pagerduty")
@@ -111,7 +109,7 @@ class AlarmRules:
         return None
 
 
-def load_alerts(builder: "_Builder", playbooks: dict[str, Entry], regions: dict[str, Entry]) -> AlarmRules:
+def load_alerts(builder: Reader, playbooks: dict[str, Entry], regions: dict[str, Entry]) -> AlarmRules:
     """alerts.yaml under the builder's root, schema-checked, then each rule against the
     playbooks and regions; problems go to the builder's list, with the line they stand on."""
     path = builder.root / ALERTS_FILE

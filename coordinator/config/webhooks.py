@@ -20,17 +20,16 @@ import binascii
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Mapping, Protocol, TypeVar
+from typing import Annotated, Any, Mapping
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from ..webhooks.events import EVENT_TYPES
-from .yamlsource import Problem, YamlDoc, format_loc
+from .yamlsource import Reader, format_loc
 
 FILE = "webhooks.yaml"
 SECRET_PREFIX = "whsec_"
-M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -78,17 +77,6 @@ class Webhooks:
 
     def wanting(self, event_type: str) -> list[Subscriber]:
         return [s for s in self.subscribers if event_type in s.events]
-
-
-class Reader(Protocol):
-    """What the catalog's builder lends: reading a file with its lines, schema checks
-    worded as the config's, and the list every problem goes to."""
-
-    problems: list[Problem]
-
-    def read(self, path: Path) -> YamlDoc | None: ...
-
-    def validate(self, model: type[M], data: Any, doc: YamlDoc, loc: tuple[str | int, ...] = ()) -> M | None: ...
 
 
 def secret_problem(value: str | None) -> str | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Protocol, TypeVar
 
 import yaml
+from pydantic import BaseModel
 
 from ..errors import UnusualYaml
 
@@ -229,3 +231,20 @@ def format_loc(loc: Iterable[str | int]) -> str:
         else:
             out += ("." if out else "") + part
     return out
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Reader(Protocol):
+    """What the catalog's builder lends to a file loaded beside it (webhooks.yaml,
+    alerts.yaml): reading a file with its lines, schema checks worded as the config's,
+    and the list every problem goes to."""
+
+    root: Path
+    problems: list[Problem]
+    broken: set[str]  # ids whose own schema check failed (a reference to one is not reported again)
+
+    def read(self, path: Path) -> YamlDoc | None: ...
+
+    def validate(self, model: type[M], data: Any, doc: YamlDoc, loc: tuple[str | int, ...] = ()) -> M | None: ...
