@@ -128,7 +128,8 @@ class Cluster:
         loaded at start-up): a request announced once it is seen is answered."""
         if self._cursor is None:
             await self._start_cursor()
-        await self.store.beat(self._beat())
+        async with self._lock:  # not between a reload and its beat: the registry never goes back to the old config
+            await self.store.beat(self._beat())
         await self.catch_up()
 
     async def _start_cursor(self) -> None:
@@ -146,6 +147,7 @@ class Cluster:
                 return
             log.info("reload asked through the store (%s)", ", ".join(f"{r.id} by {r.by}" for r in pending))
             done = await self.reload_here()
+            await self.store.beat(self._beat())  # the registry shows the config in use as soon as the outcome does
             at = self.clock.now()
             for request in pending:
                 await self.store.record_reload_outcome(ReloadOutcome(
