@@ -5,30 +5,14 @@ not."""
 from __future__ import annotations
 
 import io
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from coordinator import logs
 from coordinator.commands.drill_run import Players, rehearse
 
 from .conftest import REPO
-from .test_logs import lines
-
-
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    out = io.StringIO()
-    logs.configure(logging.INFO, "json", stream=out)
-    try:
-        yield out
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+from .test_logs import captured, lines  # noqa: F401 (captured: the JSON log fixture)
 
 
 @pytest.mark.parametrize("drill_id", ["weekly-broadband", "monthly-billing"])
