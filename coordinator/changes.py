@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from .clock import iso as _iso
 from .errors import InvalidAction, ScriptError
 from .models import Incident, IncidentStatus, ScriptKind, ScriptVersion, Surge, TimelineEvent
 from .playbooks import SEVERITY_ORDER, severity_for
@@ -15,10 +16,6 @@ from .roster import playbook_level
 from .config.schemas import FollowUp
 
 Changed = tuple[Incident, list[TimelineEvent]]
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when else None
 
 
 def attach_surge(inc: Incident, now: datetime, surge: Surge) -> Changed:

@@ -36,3 +36,8 @@ class ManualClock:
         if when.tzinfo is None:
             raise ValueError("ManualClock.set needs a timezone-aware time")
         self._now = when
+
+
+def iso(when: datetime | None) -> str | None:
+    """A time as the API and the timeline keep it (ISO 8601), or None."""
+    return when.isoformat() if when else None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
@@ -33,7 +32,7 @@ from jinja2 import TemplateNotFound
 
 from . import changes
 from .config.catalog import Catalog
-from .clock import Clock
+from .clock import Clock, iso as _iso
 from .errors import InvalidAction, PlaybookNotFound, TemplateOutside
 from .escalation import DueStep, due_steps
 from .acknowledgements import Acknowledgements, Replied
@@ -388,8 +387,3 @@ class Pipeline:
             if step.kind == "remind_roles":
                 data["unacknowledged"] = {r.role: r.holder for r in incident.roles if r.acked_at is None}
             await self.store.append_timeline(incident_id, TimelineEvent(at=now, kind=step.kind, data=data))
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when else None
-

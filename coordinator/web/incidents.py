@@ -3,11 +3,11 @@ severity, notes, resolve."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from ..clock import iso as _iso
 from ..errors import BodyError
 from ..intake import holds_lone_surrogate, read_json
 from ..models import Incident, RoleAssignment, ScriptKind
@@ -19,10 +19,6 @@ from .errors import error_response
 from .state import SERVICES
 
 routes = web.RouteTableDef()
-
-
-def _iso(when: datetime | None) -> str | None:
-    return when.isoformat() if when else None
 
 
 def role_view(role: RoleAssignment) -> dict[str, Any]:
