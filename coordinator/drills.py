@@ -8,8 +8,9 @@ APScheduler's cron trigger computes the firings in the drill's time zone; its
 AsyncIOScheduler calls `tick` (app.py), on a cron job per drill and on the service tick.
 
 A run then moves on every tick: a surge scenario feeds synthetic complaints through
-intake into the drill's own streams (judged against the real stream's baseline, so
-detection is exercised too); a trigger scenario opens the playbook directly. The drill
+intake into the drill's own streams (judged against the real stream's baseline, or as a
+new stream would be where it has learned nothing, so detection is exercised too; if nothing
+is detected, the playbook is triggered directly); a trigger scenario opens it directly. The drill
 incident takes the same path as a real one. The run ends when everyone in scope and
 every role has acknowledged, or when its time is up: the incident is resolved (the
 stand-down goes out, marked as a drill) and the report is computed from the store."""
@@ -265,18 +266,15 @@ class Drills:
         with log_ids(drill_run=run.id):  # every line the run logs names it
             if not isinstance(scenario, SurgeScenario):
                 return await self._trigger(run, drill)
-            if not await self._seed(scenario):
-                return await self._trigger(run, drill, note=(
-                    f"stream {stream_key(scenario.category, scenario.region)} has no learned baseline yet: "
-                    "the playbook was triggered directly, detection not exercised"))
+            if cold := [f"stream {real} has no learned baseline yet: judged as a new stream would be"
+                        for real in await self._seed(scenario)]:
+                run = await self._update(run.id, lambda r: r.model_copy(update={"notes": r.notes + cold}))
             return await self.progress(run.id) or run
 
-    async def _seed(self, scenario: SurgeScenario) -> bool:
-        ok = True
-        for region in (scenario.region, ALL_REGIONS):
-            real = stream_key(scenario.category, region)
-            ok = await self.monitor.seed(DRILL_PREFIX + real, real) and ok
-        return ok
+    async def _seed(self, scenario: SurgeScenario) -> list[str]:
+        """Seed the drill's streams; the real ones that have learned nothing yet."""
+        reals = [stream_key(scenario.category, region) for region in (scenario.region, ALL_REGIONS)]
+        return [real for real in reals if not await self.monitor.seed(DRILL_PREFIX + real, real)]
 
     async def _trigger(self, run: DrillRun, drill: Drill, note: str | None = None) -> DrillRun:
         scenario = drill.scenario

@@ -36,6 +36,8 @@ def test_the_checks_find_what_the_issue_saw() -> None:
 @pytest.mark.parametrize(("stored", "read"), [
     ("stream broadband/ningbo has no learned baseline yet: the playbook was triggered directly, detection not "
      "exercised", "投诉流 宽带故障 · 宁波 尚无已学习的基线：直接启动了预案，未检验检测环节"),
+    ("stream broadband/ningbo has no learned baseline yet: judged as a new stream would be",
+     "投诉流 宽带故障 · 宁波 尚无已学习的基线：按新投诉流的起始基线检测（仅识别明显突增）"),
     ("no surge was detected while the synthetic complaints came in: the playbook was triggered directly",
      "模拟投诉期间未检测到突增：直接启动了预案"),
     ("stream broadband/* has no learned baseline yet: the playbook was triggered directly, detection not exercised; "

@@ -6,6 +6,7 @@ messages → end), and the separation from real incidents."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -276,12 +277,35 @@ async def test_trigger_drill_ends_when_everyone_acknowledged(store: Store, catal
     assert (await store.get_incident(incident.id)).status != IncidentStatus.open
 
 
-async def test_cold_stream_triggers_directly_and_says_so(store: Store, catalog: Catalog) -> None:
+async def test_a_drill_on_a_stream_that_learned_nothing_is_judged_as_a_new_stream(store: Store,
+                                                                                  catalog: Catalog) -> None:
+    """No history at all: the drill's streams start from the prior the real ones would
+    (categories.yaml's broadband figure), and its x8 surge is detected, not triggered."""
     clock = ManualClock(T0)
     svc = await services(store, catalog, clock)
-    run = await svc.drills.start("weekly-broadband")  # no history: nothing learned
+    run = await svc.drills.start("weekly-broadband")
+    assert run is not None and run.incident_id is None
+    assert run.notes == [f"stream broadband/{r} has no learned baseline yet: judged as a new stream would be"
+                         for r in ("ningbo", "*")]
+    run = await drive_until_open(svc, clock, run.id)
+    assert run is not None and run.incident_id is not None and run.detected is True, run.notes
+
+
+async def test_a_cold_stream_drill_whose_surge_is_not_unmistakable_falls_back_to_a_trigger(
+        store: Store, catalog: Catalog) -> None:
+    """x1.5 on a stream with no history is no evidence for a young stream: at the end of
+    the surge the playbook is triggered directly, and the run says why."""
+    drill = catalog.drills["weekly-broadband"]
+    mild = drill.model_copy(update={"scenario": drill.scenario.model_copy(update={"multiplier": 1.5})})
+    clock = ManualClock(T0)
+    svc = await services(store, replace(catalog, drills={**catalog.drills, drill.id: mild}), clock)
+    run = await svc.drills.start("weekly-broadband")
+    assert run is not None and run.incident_id is None
+    run = await drive_until_open(svc, clock, run.id)
     assert run is not None and run.incident_id is not None and run.detected is False
-    assert any("no learned baseline" in n for n in run.notes)
+    assert run.notes[-1] == ("no surge was detected while the synthetic complaints came in: "
+                             "the playbook was triggered directly")
+    assert "has no learned baseline yet" in run.notes[0]
 
 
 

@@ -253,7 +253,7 @@ async def test_a_new_region_starts_from_its_category_and_says_so(aiohttp_client:
 
 async def test_a_drill_on_a_young_stream_exercises_detection(store: Store) -> None:
     """Six hours of history are enough for a drill's x8 surge to be detected, not
-    triggered directly (drills.py triggers directly only for a stream without state)."""
+    triggered directly (drills.py triggers directly only when no surge was detected)."""
     catalog = load_catalog(FIXTURES.parent.parent)  # the shipped config: weekly-broadband
     clock = ManualClock(T0)
     svc = await build_services(Settings(subscriber_key="k", tick_seconds=0), store=store, catalog=catalog,

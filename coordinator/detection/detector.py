@@ -95,7 +95,10 @@ class Observation:
 class Detector:
     """Online detector for one stream; feed it buckets in time order."""
 
-    def __init__(self, config: DetectorConfig | None = None, prior: Prior | None = None) -> None:
+    def __init__(self, config: DetectorConfig | None = None, prior: Prior | None = None,
+                 after: datetime | None = None) -> None:
+        """`after`: the bucket before the first it will be given (a stream started now,
+        as a drill's on a stream that has learned nothing, ignores what came before)."""
         self.config = config or DetectorConfig()
         w = self.config.bucket_seconds
         self._model_threshold = threshold(self.config.false_alarms_per_30_days, w)
@@ -111,7 +114,7 @@ class Detector:
         self.baseline = Baseline(w)
         self.baseline.start_from(self.prior)
         self.young = True  # in the warm-up: the young stream's rule
-        self.last_ts: datetime | None = None
+        self.last_ts = after
         self.buckets = 0.0  # history, gaps included
         self.cusum = [0.0] * len(RATIOS)
         self.onsets: list[datetime | None] = [None] * len(RATIOS)

@@ -161,12 +161,15 @@ class StreamMonitor:
         return found
 
     async def seed(self, stream: str, source: str) -> bool:
-        """Give `stream` (a drill's) the detector state of `source` (the real stream it
-        stands in for), so a drill surge is judged against the real baseline; any surge
-        left open on `stream` is closed. False when `source` has learned nothing yet."""
+        """Give `stream` (a drill's) the detector state of `source` (the real stream it stands
+        in for), and close any surge left open on it. False when `source` has learned nothing:
+        `stream` then starts now from `source`'s prior, a young stream's unmistakable surges only."""
         state, _ = await self.store.load_stream_state(source)
+        learned = state is not None
         if state is None:
-            return False
+            config = self.config_for(source)
+            after = self._local(bucket_start(self.clock.now(), self.width) - self.width)  # from now on
+            state = Detector(config, await self._prior(source, config), after=after).to_dict()
         for _ in range(self.attempts):
             _, version = await self.store.load_stream_state(stream)
             if await self.store.save_stream_state(stream, state, version + 1):
@@ -174,7 +177,7 @@ class StreamMonitor:
         self._cache.pop(stream, None)
         self._surge_open.pop(stream, None)
         await self.store.close_stream_surge(stream)
-        return True
+        return learned
 
     async def check(self, stream: str, samples: list[str], *, now: datetime | None = None,
                     recent: tuple[int, dict[int, int]] | None = None) -> list[Found]:

@@ -124,6 +124,9 @@ RUN_TEXTS: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p), zh, en) for
     (r"^stream (?P<stream>\S+) has no learned baseline yet: the playbook was triggered directly, "
      r"detection not exercised$", "投诉流 {stream} 尚无已学习的基线：直接启动了预案，未检验检测环节",
      "stream {stream} has no learned baseline yet: the playbook was triggered directly, detection not exercised"),
+    (r"^stream (?P<stream>\S+) has no learned baseline yet: judged as a new stream would be$",
+     "投诉流 {stream} 尚无已学习的基线：按新投诉流的起始基线检测（仅识别明显突增）",
+     "stream {stream} has no learned baseline yet: judged as a new stream would be (unmistakable surges only)"),
     (r"^no surge was detected while the synthetic complaints came in: the playbook was triggered directly$",
      "模拟投诉期间未检测到突增：直接启动了预案",
      "no surge was detected while the synthetic complaints came in: the playbook was triggered directly"),
