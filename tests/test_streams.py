@@ -218,6 +218,24 @@ async def test_a_burst_uploaded_late_is_detected_within_the_grace_time(
         assert incident.surge is not None and incident.surge.onset <= T0 + timedelta(minutes=1)
 
 
+async def test_a_burst_in_a_closed_bucket_is_judged_on_that_bucket_not_the_empty_one_filling(
+    store: Store, catalog: Catalog
+) -> None:
+    """A web batch stamps 22 complaints in the bucket that closed four minutes ago, over a
+    usual 5: x4, above the playbook's x3. The bucket now filling has nothing yet. The
+    surge was reported with the filling bucket's expected count in its total (22 against
+    5 + 5, x2.2), so the playbook's trigger refused it and no incident ever opened."""
+    clock = ManualClock(T0)
+    svc = await build_services(SETTINGS, store=store, catalog=catalog, clock=clock)
+    await load_history(svc, history(per_bucket=5.0, seed=11))
+    clock.set(T0 + timedelta(minutes=9))
+    await svc.pipeline.catch_up()
+    burst = [complaint(f"crm-{n}", T0 + timedelta(minutes=1, seconds=n), channel="web") for n in range(22)]
+    assert (await svc.pipeline.receive(list(enumerate(burst, start=1)))).accepted == 22
+    [incident] = await store.list_incidents()
+    assert incident.surge is not None and incident.surge.ratio >= 3 and incident.surge.observed >= 22
+
+
 async def test_history_replayed_over_http_reports_what_came_too_late(
     aiohttp_client: Any, store: Store, catalog: Catalog
 ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 from zoneinfo import ZoneInfo
@@ -334,20 +334,20 @@ class StreamMonitor:
     async def _peek(self, stream: str, detector: Detector, now: datetime,
                     recent: tuple[int, dict[int, int]] | None = None) -> Observation:
         """The verdict on the buckets not yet fed (those in their grace time and the one
-        filling): their counts can only grow, so an alarm now stands. It consumes
-        `detector`, whose state is already saved: the store never sees these buckets
-        before they are final. Reads the counts unless `recent` holds them."""
+        filling): their counts can only grow, so an alarm now stands, as of its bucket. It
+        consumes `detector` (its state is saved: the store never sees these buckets before
+        they are final). Reads the counts unless `recent` holds them."""
         start = int(detector.last_ts.timestamp()) + self.width if detector.last_ts else bucket_start(now, self.width)
         end = self._peek_end(now)
         if recent is not None and recent[0] <= start:
             counts = recent[1]
         else:
             counts = await self.store.bucket_counts(stream, utc(start), utc(end))
-        alarm = False
+        alarmed: Observation | None = None  # as of its bucket: one still filling has few counts yet
         for t in range(start, end, self.width):
             obs = detector.observe(self._local(t), counts.get(t, 0))
-            alarm = alarm or obs.alarm
-        return replace(obs, alarm=alarm)
+            alarmed = alarmed or (obs if obs.alarm else None)
+        return alarmed or obs
 
     async def _surge(self, stream: str, obs: Observation, now: datetime, samples: list[str], fresh: bool) -> Found:
         category, _, region = stream.removeprefix(DRILL_PREFIX).partition("/")
