@@ -124,18 +124,24 @@ def test_the_configured_day_reaches_the_detector_and_survives_saving() -> None:
     assert default_prior().daily == day_shape(DEFAULT_DAY)[0]
 
 
-def test_a_version_6_state_still_loads() -> None:
-    """Version 7 keeps the same fields (the daily profile's pseudo-counts now lean to the
-    default day): a version 6 state loads as it is and goes on as the saved one does."""
+def test_a_version_6_or_7_state_still_loads() -> None:
+    """Version 7 kept version 6's fields (the daily profile's pseudo-counts lean to the
+    default day since); version 8 adds each CUSUM run's starting level. A version 6 or 7
+    state loads and goes on as the saved one does (without a run under way, where the
+    starting level is the current one)."""
     detector = Detector()
     times = [TUESDAY + timedelta(minutes=5 * b) for b in range(2 * 288 + 2)]
     rng = random.Random(3)
     for t in times[:-2]:
         detector.observe(t, float(poisson(rng, 2.0)))
     saved = json.loads(json.dumps(detector.to_dict()))
-    assert saved["version"] == 7
-    restored = Detector.from_dict({**saved, "version": 6})
-    assert [restored.observe(t, 9.0) for t in times[-2:]] == [detector.observe(t, 9.0) for t in times[-2:]]
+    assert saved["version"] == 8
+    detector.cusum = [0.0] * len(detector.cusum)  # no run under way
+    saved = json.loads(json.dumps(detector.to_dict()))
+    older = {**saved, "state": {k: v for k, v in saved["state"].items() if k != "onset_levels"}}
+    restored = [Detector.from_dict(json.loads(json.dumps({**older, "version": v}))) for v in (6, 7)]
+    expected = [detector.observe(t, 9.0) for t in times[-2:]]
+    assert all([r.observe(t, 9.0) for t in times[-2:]] == expected for r in restored)
     with pytest.raises(ValueError, match="version"):
         Detector.from_dict({**saved, "version": 99})
 

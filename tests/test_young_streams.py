@@ -152,6 +152,23 @@ def test_a_young_stream_alarms_once_per_surge_and_grows_up() -> None:
     assert not detector.young and detector.learned_seconds == 86400.0
 
 
+def test_a_young_streams_surge_reports_its_ratio_against_the_level_before_it() -> None:
+    """A new stream born in a surge (80 a bucket where the configured figure says ~10):
+    its level learns part of the first buckets before the alarm. The ratio a playbook's
+    trigger reads was against that inflated level (x4.7 at the alarm, x3.8 three buckets
+    on, under a x5 trigger); it is against the level the run started from, and stays so
+    while the surge is open, also across a save and restore."""
+    config = DetectorConfig(typical_per_hour=90.0)
+    detector = Detector(config, prior=prior_for("broadband/ningbo", {}, 1, 90.0, 300.0))
+    start = datetime(2026, 11, 24, 20, 0)  # a Tuesday evening where the stream lives
+    seen = [detector.observe(start + timedelta(minutes=5 * b), 80.0) for b in range(3)]
+    assert [o.alarm for o in seen] == [False, True, False]
+    restored = Detector.from_dict(json.loads(json.dumps(detector.to_dict())))
+    later = [d.observe(start + timedelta(minutes=15), 80.0) for d in (detector, restored)]
+    assert later[0] == later[1]
+    assert all(o.surge_open and 6.5 < o.ratio < 8.0 for o in seen[1:] + later)
+
+
 def test_a_young_state_restores_exactly_and_older_states_still_load(sibling_priors: dict[float, Prior]) -> None:
     times, values = counts(6.0, DAY + 40, 6, surge=(100, 12, 10.0))
     whole = Detector(prior=sibling_priors[6.0])

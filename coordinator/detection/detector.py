@@ -15,7 +15,8 @@ Its threshold keeps to the false-alarm budget: from simulating the model
 (`threshold`; half a nat lower for a sparse stream, which spends more of the
 budget where the surges are hardest to see), raised where the stream's own
 record shows bursts heavier-tailed than the model (tail.py). An alarm opens a
-surge, which stays open until a reverse CUSUM says the stream is back to its
+surge (its ratio against the level before the run began, which a young stream's level
+may have partly learned), which stays open until a reverse CUSUM says the stream is back to its
 baseline (or a day has passed: then the level is taken as the new normal); then
 the detector re-arms. One alarm per surge.
 
@@ -120,11 +121,16 @@ class Detector:
         self.onsets: list[datetime | None] = [None] * len(RATIOS)
         self.observed_since = [0.0] * len(RATIOS)
         self.expected_since = [0.0] * len(RATIOS)
+        # The level when each CUSUM's run began: a run's expected counts are judged at it,
+        # so that a surge the level learns during the run-up (a young stream's level learns
+        # fast) does not shrink the ratio a playbook's trigger reads.
+        self.onset_levels = [self.baseline.per_bucket()] * len(RATIOS)
         self.threshold = self._model_threshold
         self.peak = 0.0  # highest evidence of the current excursion
         self.open_onset: datetime | None = None
         self.open_observed = 0.0
         self.open_expected = 0.0
+        self.open_scale = 1.0  # the open surge's expected counts at its run's starting level
         self.open_buckets = 0.0
         self.close_cusum = 0.0
         self.tail = Tail(w / TAIL_MEMORY)
@@ -211,6 +217,7 @@ class Detector:
         first = YOUNG_FIRST_RATIO if young else 0
         best = first
         mu_phi = mu * phi
+        now_level = self.baseline.per_bucket()
         for i in range(first, len(RATIOS)):
             # Negative-binomial log-likelihood ratio, mean k*mu against mu at
             # the same size 1/phi: y (log k + c) + c / phi.
@@ -223,9 +230,10 @@ class Detector:
                 self.onsets[i] = ts
                 self.observed_since[i] = 0.0
                 self.expected_since[i] = 0.0
+                self.onset_levels[i] = now_level
             cusum[i] = s
             self.observed_since[i] += y
-            self.expected_since[i] += mu
+            self.expected_since[i] += mu * min(1.0, self.onset_levels[i] / now_level)
             if s > cusum[best]:
                 best = i
         stat = cusum[best]
@@ -256,6 +264,7 @@ class Detector:
         self.open_onset = self.onsets[best]
         self.open_observed = observed
         self.open_expected = expected
+        self.open_scale = min(1.0, self.onset_levels[best] / now_level)  # the baseline is frozen while open
         self.open_buckets = 0.0
         self.close_cusum = 0.0
         return 1.0, True
@@ -292,7 +301,7 @@ class Detector:
 
     def _step_open(self, y: float, mu: float, phi: float) -> None:
         self.open_observed += y
-        self.open_expected += mu
+        self.open_expected += mu * self.open_scale
         self.open_buckets += 1.0
         mu_phi = mu * phi
         c = -math.log1p((RATIOS[0] - 1.0) * mu_phi / (1.0 + mu_phi))
@@ -301,7 +310,7 @@ class Detector:
             self._close()
         elif self.open_buckets >= self._max_open:
             # Too long for a surge: take its level as the new normal.
-            self.baseline.scale_level(self.open_observed / self.open_expected)
+            self.baseline.scale_level(self.open_scale * self.open_observed / self.open_expected)
             self._close()
 
     def _close(self) -> None:

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 # a configured or default prior starts it from a day, and after the first day the level
 # and the daily profile learn with longer memories (baseline.py): a version 6 state loads
 # as it is and goes on the new way.
-VERSION = 7
+# Version 8: each CUSUM run's level at its start (`onset_levels`) and the open surge's
+# scale to it (`open_scale`); an older state takes the current level and 1.
+VERSION = 8
 
 # What to_dict saves as is, of the detector and of its baseline (the rest needs converting).
 _STATE = (
@@ -28,6 +30,8 @@ _BASELINE = ("level", "daily", "weekday", "hourly", "dispersion", "history")
 def to_dict(detector: Detector) -> dict[str, Any]:
     baseline = detector.baseline
     state = {name: getattr(detector, name) for name in _STATE}
+    state["onset_levels"] = detector.onset_levels
+    state["open_scale"] = detector.open_scale
     state.update({name: getattr(baseline, name) for name in _BASELINE})
     state["last_ts"] = _iso(detector.last_ts)
     state["onsets"] = [_iso(t) for t in detector.onsets]
@@ -42,7 +46,7 @@ def to_dict(detector: Detector) -> dict[str, Any]:
 def restore(detector: Detector, data: dict[str, Any]) -> Detector:
     """`detector`, new and built with the saved config, given the saved state."""
     # Version 3 also held the anomaly score's record, now coordinator.detection.score's.
-    if data.get("version") not in (3, 4, 5, 6, VERSION):
+    if data.get("version") not in (3, 4, 5, 6, 7, VERSION):
         raise ValueError(f"unknown detector state version {data.get('version')!r}")
     state = dict(data["state"])
     baseline = detector.baseline
@@ -50,6 +54,8 @@ def restore(detector: Detector, data: dict[str, Any]) -> Detector:
         setattr(detector, name, state[name])
     for name in _BASELINE:
         setattr(baseline, name, state[name])
+    detector.onset_levels = state.get("onset_levels", [baseline.per_bucket()] * len(detector.cusum))
+    detector.open_scale = state.get("open_scale", 1.0)
     if len(baseline.daily[0]) == 24:
         # Versions 3 and 4 had one daily profile for all days: it becomes both, and the
         # weekends' then learns its own.
