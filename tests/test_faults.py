@@ -161,46 +161,59 @@ async def test_a_live_instance_finishes_a_killed_ones_publication(
     providers: Providers, config: tuple[Path, Catalog], tmp_path: Path, redis_url: str
 ) -> None:
     """Reproduction: A was killed while still writing deliveries; B, running on the same
-    Redis, never finished the publication, and people got nothing."""
+    Redis, never finished the publication, and people got nothing. Under load A sometimes
+    finishes and answers between the test seeing its writes and the kill: then nothing is
+    left to take over, and the scenario is set up again (at most three times)."""
     directory, catalog = config
-    prefix = f"fault-{uuid.uuid4().hex[:8]}:"
-    url = f"{redis_url}?prefix={prefix}"
-    env = providers.env()
-    a = ServeProcess(directory, url, free_port(), tmp_path / "a.log", **env)
-    b = ServeProcess(directory, url, free_port(), tmp_path / "b.log", **env)
-    providers.sandbox.inbound_url = f"{b.url}/hooks/twilio/inbound"
-    await a.start()
-    await b.start()
-    keys = RedisKeys(prefix)
+    total = sum(in_scope_of(catalog)) + 4  # and the 4 role notices
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        total = sum(in_scope_of(catalog)) + 4  # and the 4 role notices
-        posting = asyncio.create_task(trigger(a))
-        written = 0
+        for attempt in range(3):
+            prefix = f"fault-{uuid.uuid4().hex[:8]}:"
+            url = f"{redis_url}?prefix={prefix}"
+            env = providers.env()
+            a = ServeProcess(directory, url, free_port(), tmp_path / f"a{attempt}.log", **env)
+            b = ServeProcess(directory, url, free_port(), tmp_path / f"b{attempt}.log", **env)
+            providers.sandbox.inbound_url = f"{b.url}/hooks/twilio/inbound"
+            await a.start()
+            await b.start()
+            keys = RedisKeys(prefix)
+            try:
+                posting = asyncio.create_task(trigger(a))
+                written = 0
 
-        async def mid_publication() -> bool:
-            nonlocal written
-            ids = await client.zrange(keys.incidents(), 0, -1)
-            if not ids:
-                return False
-            written = await client.scard(keys.deliveries(ids[0]))
-            return written > 10  # past the 4 role notices: the script's deliveries are being written
+                async def mid_publication() -> bool:
+                    nonlocal written
+                    ids = await client.zrange(keys.incidents(), 0, -1)
+                    if not ids:
+                        return False
+                    written = await client.scard(keys.deliveries(ids[0]))
+                    return written > 10  # past the 4 role notices: the script's deliveries are being written
 
-        await wait_for(mid_publication, 20, "A started writing the script's deliveries", every=0.002)
-        a.kill9()
-        with pytest.raises((aiohttp.ClientError, AssertionError)):
-            await posting
-        [incident_id] = await client.zrange(keys.incidents(), 0, -1)
-        assert written < total, "A finished writing before it was killed: nothing to take over"
-        await wait_for(lambda: final(b, incident_id, catalog), 60, "B finished the publication and the fan-out",
-                    every=0.5)
-        duplicates = await check_everyone_once(providers, catalog, b, incident_id)
-        assert duplicates["sms"] == 0 and duplicates["email"] <= EMAIL_CONCURRENCY
-        timeline = (await b.get(f"/api/incidents/{incident_id}"))["timeline"]
-        assert [e["data"]["version"] for e in timeline if e["kind"] == "script_sent"] == [1]
+                await wait_for(mid_publication, 20, "A started writing the script's deliveries", every=0.002)
+                a.kill9()
+                try:
+                    await posting
+                except (aiohttp.ClientError, AssertionError):
+                    pass  # killed before it answered, as wanted
+                else:
+                    continue  # A answered before the kill: set up again
+                [incident_id] = await client.zrange(keys.incidents(), 0, -1)
+                assert written < total, "A finished writing before it was killed: nothing to take over"
+                await wait_for(lambda: final(b, incident_id, catalog), 60,
+                               "B finished the publication and the fan-out", every=0.5)
+                duplicates = await check_everyone_once(providers, catalog, b, incident_id)
+                assert duplicates["sms"] == 0 and duplicates["email"] <= EMAIL_CONCURRENCY
+                timeline = (await b.get(f"/api/incidents/{incident_id}"))["timeline"]
+                assert [e["data"]["version"] for e in timeline if e["kind"] == "script_sent"] == [1]
+                return
+            finally:
+                a.stop()
+                b.stop()
+            providers.sandbox.forget()  # what A sent counts for nothing in the next attempt
+            providers.inbox.forget()
+        pytest.fail("A answered before it was killed in three attempts: the kill never came mid-publication")
     finally:
-        a.stop()
-        b.stop()
         await client.aclose()
 
 

@@ -122,6 +122,10 @@ class SmtpInbox:
     ) -> None:
         await self.stop()
 
+    def forget(self) -> None:
+        """Empty every mailbox (a test or a trainer starting over)."""
+        self._mailboxes.clear()
+
     def mailbox(self, address: str) -> list[ReceivedEmail]:
         """What `address` received, oldest first (addresses compare case-insensitively)."""
         return list(self._mailboxes.get(address.lower(), []))

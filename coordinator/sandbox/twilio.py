@@ -184,6 +184,10 @@ class TwilioSandbox:
         """Every message, outbound and inbound, oldest first."""
         return list(self._messages.values())
 
+    def forget(self) -> None:
+        """Drop every message kept so far (a test or a trainer starting over)."""
+        self._messages.clear()
+
     def received_by(self, phone: str) -> list[Message]:
         """The messages sent to `phone`, oldest first."""
         return [m for m in self._messages.values() if m.direction != "inbound" and m.to == phone]
