@@ -9,27 +9,21 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
-from coordinator.app import create_app
 from coordinator.clock import ManualClock
-from coordinator.commands.sandboxed import free_port
 from coordinator.config.catalog import Catalog
 from coordinator.config.schemas import Audience
-from coordinator.config.settings import Settings
 from coordinator.escalation import due_steps
 from coordinator.models import DeliveryStatus, Medium
 from coordinator.sandbox.smsc import SandboxSmsc
-from coordinator.sandbox.smtp import SmtpInbox
 from coordinator.store import Store
 from coordinator.store.records import StatusUpdate
 from coordinator.web.state import SERVICES, Services
 
-from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
+from .smpp_channels import smpp_service
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
-OURS = "1065712345"
 WAIT = timedelta(minutes=10)
 
 
@@ -52,24 +46,9 @@ def test_in_turn_needs_a_wait_and_together_has_none() -> None:
 @pytest.fixture
 async def service(store: Store, catalog: Catalog) -> AsyncIterator[tuple[Services, SandboxSmsc, ManualClock]]:
     clock = ManualClock(T0)
-    smsc = await SandboxSmsc(clock=clock, receipt_delay=3600).start()  # receipts that do not come
-    inbox = SmtpInbox(clock=clock)
-    await inbox.start()
-    host, smtp_port = inbox.address
-    port = free_port()
-    settings = Settings(public_url=f"http://127.0.0.1:{port}", subscriber_key="k", ack_secret="a", tick_seconds=0,
-                        outbox_worker=False, admin_token=ADMIN_TOKEN, smpp_host="127.0.0.1", smpp_port=smsc.port,
-                        smpp_system_id="sandbox", smpp_password="secret", smpp_source_addr=OURS,
-                        smtp_host=host, smtp_port=smtp_port)
-    client = TestClient(TestServer(create_app(settings, clock=clock, store=store, catalog=in_turn(catalog)),
-                                   port=port), headers=ADMIN_HEADERS)
-    await client.start_server()
-    try:
+    # Receipts that do not come.
+    async with smpp_service(store, in_turn(catalog), clock, receipt_delay=3600) as (client, smsc, _):
         yield client.app[SERVICES], smsc, clock  # type: ignore[index]
-    finally:
-        await client.close()
-        await inbox.stop()
-        await smsc.stop()
 
 
 async def test_the_email_goes_only_to_those_whose_sms_is_not_delivered_in_time(

@@ -16,15 +16,12 @@ from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
 
-from coordinator.app import create_app
 from coordinator.clock import ManualClock
-from coordinator.commands.sandboxed import free_port
 from coordinator.config.catalog import Catalog
 from coordinator.config.schemas import DoNotContact, Person
-from coordinator.config.settings import Settings
 from coordinator.errors import SendError
 from coordinator.escalation import due_steps
 from coordinator.models import (
@@ -42,12 +39,11 @@ from coordinator.web.pages.incident_text import timeline_line
 from coordinator.web.sandbox_page import AddressBook
 from coordinator.web.state import SERVICES, Services
 
-from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
+from .smpp_channels import OURS, smpp_service
 from .test_fanout import FROM as TWILIO_FROM, make_env
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 24)
-OURS = "1065712345"
 WAIT = timedelta(minutes=10)
 WHO = "yu-xin"  # contacts/people.yaml: two phones, an email, a Ningbo shop
 MAIN, SECOND = "+8613900000035", "+8613900000060"
@@ -198,24 +194,8 @@ class Env:
 async def service(store: Store, catalog: Catalog, *, outcomes: dict[str, str] | None = None,
                   receipt_delay: float = 0.01) -> AsyncIterator[Env]:
     clock = ManualClock(T0)
-    smsc = await SandboxSmsc(clock=clock, receipt_delay=receipt_delay, outcomes=outcomes).start()
-    inbox = SmtpInbox(clock=clock)
-    await inbox.start()
-    host, smtp_port = inbox.address
-    port = free_port()
-    settings = Settings(public_url=f"http://127.0.0.1:{port}", subscriber_key="k", ack_secret="a", tick_seconds=0,
-                        outbox_worker=False, admin_token=ADMIN_TOKEN, smpp_host="127.0.0.1", smpp_port=smsc.port,
-                        smpp_system_id="sandbox", smpp_password="secret", smpp_source_addr=OURS,
-                        smtp_host=host, smtp_port=smtp_port)
-    client = TestClient(TestServer(create_app(settings, clock=clock, store=store, catalog=catalog), port=port),
-                        headers=ADMIN_HEADERS)
-    await client.start_server()
-    try:
-        yield Env(client, smsc, inbox, clock)
-    finally:
-        await client.close()
-        await inbox.stop()
-        await smsc.stop()
+    async with smpp_service(store, catalog, clock, receipt_delay=receipt_delay, outcomes=outcomes) as served:
+        yield Env(*served, clock)
 
 
 def settled(mine: list[Delivery]) -> bool:
