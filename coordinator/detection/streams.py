@@ -196,11 +196,11 @@ class StreamMonitor:
             for obs in committed
             if obs.alarm
         ]
-        peek = await self._peek(stream, detector, now, recent)
+        peek, alarmed = await self._peek(stream, detector, now, recent)
         if not stream.startswith(DRILL_PREFIX):
             self._census[stream] = (detector.young, peek.surge_open)
-        if peek.alarm:
-            found.append(await self._surge(stream, peek, now, samples, fresh=True))
+        if alarmed is not None:
+            found.append(await self._surge(stream, alarmed, now, samples, fresh=True))
         reported = [f for f in found if await self.store.open_stream_surge(f.surge)]
         if reported:
             self._surge_open[stream] = True
@@ -224,7 +224,7 @@ class StreamMonitor:
     async def status(self, stream: str) -> StreamStatus:
         now = self.clock.now()
         detector, _, _ = await self._advance(stream, now)
-        peek = await self._peek(stream, detector, now)
+        peek, _ = await self._peek(stream, detector, now)
         current = bucket_start(now, self.width)
         day = (now - timedelta(days=1), now + timedelta(seconds=self.width))  # the filling bucket too
         counts = await self.store.bucket_counts(stream, utc(current - self.width), now + timedelta(seconds=self.width))
@@ -332,11 +332,11 @@ class StreamMonitor:
         return bucket_start(now, self.width) + self.width
 
     async def _peek(self, stream: str, detector: Detector, now: datetime,
-                    recent: tuple[int, dict[int, int]] | None = None) -> Observation:
-        """The verdict on the buckets not yet fed (those in their grace time and the one
-        filling): their counts can only grow, so an alarm now stands, as of its bucket. It
-        consumes `detector` (its state is saved: the store never sees these buckets before
-        they are final). Reads the counts unless `recent` holds them."""
+                    recent: tuple[int, dict[int, int]] | None = None) -> tuple[Observation, Observation | None]:
+        """The buckets not yet fed (in their grace time, and the one filling): the filling
+        one's observation, and the one that alarmed if any (counts only grow: an alarm now
+        stands). It consumes `detector` (its state is saved: the store never sees these
+        buckets before they are final). Reads the counts unless `recent` holds them."""
         start = int(detector.last_ts.timestamp()) + self.width if detector.last_ts else bucket_start(now, self.width)
         end = self._peek_end(now)
         if recent is not None and recent[0] <= start:
@@ -347,7 +347,7 @@ class StreamMonitor:
         for t in range(start, end, self.width):
             obs = detector.observe(self._local(t), counts.get(t, 0))
             alarmed = alarmed or (obs if obs.alarm else None)
-        return alarmed or obs
+        return obs, alarmed
 
     async def _surge(self, stream: str, obs: Observation, now: datetime, samples: list[str], fresh: bool) -> Found:
         category, _, region = stream.removeprefix(DRILL_PREFIX).partition("/")
