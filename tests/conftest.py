@@ -72,6 +72,19 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc))
 
 
+@pytest.fixture
+async def other_store(store: Store, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A second instance's own connection to the same data (SQLite: one process owns the
+    file, so a second set of services shares the store object)."""
+    if isinstance(store, RedisStore):
+        other = await RedisStore.open(request.getfixturevalue("redis_url"), store.bucket_seconds,
+                                      prefix=store.keys.prefix)
+        yield other
+        await other.close()
+    else:
+        yield store
+
+
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     """The repository's own config (playbooks, contacts, templates), loaded once."""

@@ -23,7 +23,6 @@ from coordinator.config.catalog import load_catalog
 from coordinator.config.settings import Settings
 from coordinator.store import Store
 from coordinator.store.protocols.instances import Instance
-from coordinator.store.redis import RedisStore
 from coordinator.web.state import Services
 
 from .conftest import ADMIN_HEADERS, ADMIN_TOKEN
@@ -42,19 +41,6 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new), encoding="utf-8")
-
-
-@pytest.fixture
-async def other_store(store: Store, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    """The second instance's own connection (SQLite: the same store object, as one file
-    has one writer per process)."""
-    if isinstance(store, RedisStore):
-        other = await RedisStore.open(request.getfixturevalue("redis_url"), store.bucket_seconds,
-                                      prefix=store.keys.prefix)
-        yield other
-        await other.close()
-    else:
-        yield store
 
 
 class Member:

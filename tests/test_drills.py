@@ -9,7 +9,7 @@ import random
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -22,7 +22,6 @@ from coordinator.drills import SCHEDULER_LEASE, due_firings, cron, next_firings,
 from coordinator.models import DrillRun, DrillRunStatus, IncidentStatus
 from coordinator.config.settings import Settings
 from coordinator.store import Store
-from coordinator.store.redis import RedisStore
 from coordinator.web.state import Services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,18 +36,6 @@ async def services(store: Store, catalog: Catalog, clock: ManualClock, *, sandbo
     svc = await build_services(SETTINGS, store=store, catalog=catalog, clock=clock)
     svc.drills.sandbox_channels = sandbox
     return svc
-
-
-@pytest.fixture
-async def second_store(store: Store, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """Another connection to the same data: a second instance (Redis), or the same
-    store object where a second process cannot share it (SQLite)."""
-    if isinstance(store, RedisStore):
-        other = await RedisStore.open(request.getfixturevalue("redis_url"), store.bucket_seconds, prefix=store.keys.prefix)
-        yield other
-        await other.close()
-    else:
-        yield store
 
 
 def history(days: int, region: str, per_bucket: float, seed: int = 3) -> list[tuple[int, dict[str, Any]]]:
@@ -99,10 +86,10 @@ async def test_a_scheduled_drill_fires_once_on_time(store: Store, catalog: Catal
     assert await store.drill_cursor("weekly-broadband") == WED_10 + timedelta(days=7)
 
 
-async def test_two_instances_fire_a_drill_exactly_once(store: Store, second_store: Store, catalog: Catalog) -> None:
+async def test_two_instances_fire_a_drill_exactly_once(store: Store, other_store: Store, catalog: Catalog) -> None:
     clock = ManualClock(T0)
     a = await services(store, catalog, clock)
-    b = await services(second_store, catalog, clock)
+    b = await services(other_store, catalog, clock)
     await a.drills.tick()
     clock.set(WED_10 + timedelta(seconds=5))
     # Even without the lease (both call fire_due), the cursor lets one through.
@@ -113,10 +100,10 @@ async def test_two_instances_fire_a_drill_exactly_once(store: Store, second_stor
     assert len(runs) == 1 and runs[0].status == DrillRunStatus.running
 
 
-async def test_only_the_lease_holder_schedules(store: Store, second_store: Store, catalog: Catalog) -> None:
+async def test_only_the_lease_holder_schedules(store: Store, other_store: Store, catalog: Catalog) -> None:
     clock = ManualClock(T0)
     a = await services(store, catalog, clock)
-    b = await services(second_store, catalog, clock)
+    b = await services(other_store, catalog, clock)
     await a.drills.tick()
     clock.set(WED_10 - timedelta(seconds=10))
     await a.drills.tick()  # a holds the scheduler lease now (renewed on every tick)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -24,7 +24,6 @@ from coordinator.outbox import OutboxLimits
 from coordinator.sandbox import TwilioSandbox
 from coordinator.config.settings import Settings
 from coordinator.store import Store
-from coordinator.store.redis import RedisStore
 from coordinator.web.state import Services
 
 from .test_fanout import dies_after_two_chunks
@@ -33,19 +32,6 @@ T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 SID, TOKEN, FROM = "AC" + "1" * 32, "sandbox-auth-token", "+15005550006"
 SETTINGS = Settings(subscriber_key="k", tick_seconds=0, ack_secret="a")
 
-
-
-@pytest.fixture
-async def other_store(store: Store, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
-    """The second instance's own connection to the same data (SQLite: one process owns
-    the file, so the second set of services shares the store object)."""
-    if isinstance(store, RedisStore):
-        other = await RedisStore.open(request.getfixturevalue("redis_url"), store.bucket_seconds,
-                                      prefix=store.keys.prefix)
-        yield other
-        await other.close()
-    else:
-        yield store
 
 
 async def two(store: Store, other: Store, catalog: Catalog, clock: Any,
